@@ -1,0 +1,32 @@
+"""retinascreen: diabetic retinopathy screening of colour fundus photographs.
+
+``from retinascreen import build_model, Predictor`` is the public Python API (SPEC.md). Both are
+imported lazily so that ``import retinascreen`` stays fast and does not start TensorFlow.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from retinascreen._backend import ensure_backend
+
+__version__ = "0.1.0"
+__all__ = ["Predictor", "build_model", "__version__"]
+
+ensure_backend()
+
+if TYPE_CHECKING:
+    from retinascreen.inference import Predictor
+    from retinascreen.models.build import build_model
+
+
+def __getattr__(name: str) -> Any:
+    if name == "build_model":
+        from retinascreen.models.build import build_model
+
+        return build_model
+    if name == "Predictor":
+        from retinascreen.inference import Predictor
+
+        return Predictor
+    raise AttributeError(f"module 'retinascreen' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from retinascreen.cli import main
+
+raise SystemExit(main())

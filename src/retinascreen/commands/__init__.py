@@ -1,0 +1,1 @@
+"""Sub-commands of the ``retinascreen`` CLI, one module each with ``register(subparsers)``."""

@@ -1,0 +1,581 @@
+"""Read the published DR data-set layouts into one table of :class:`Record` and split it.
+
+Five layouts (SPEC.md "Data set formats", docs/design.md "Data-set layouts"): ``aptos``,
+``eyepacs``, ``messidor2``, ``idrid`` and ``folders``. Every problem found while reading (missing
+files, unknown labels) is gathered and raised as one :class:`DatasetError` before any training
+starts, with counts and the first few names.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import random
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from retinascreen.errors import DatasetError
+from retinascreen.grading import GRADES, LABELS
+
+log = logging.getLogger(__name__)
+
+FORMATS: tuple[str, ...] = ("aptos", "eyepacs", "messidor2", "idrid", "folders")
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+IMAGE_SUFFIXES: tuple[str, ...] = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    ".bmp",
+    ".webp",
+    ".dcm",
+    ".dicom",
+)
+FOLDER_GRADE_NAMES: dict[str, int] = {
+    "no_dr": 0,
+    "mild": 1,
+    "moderate": 2,
+    "severe": 3,
+    "proliferate_dr": 4,
+    "proliferative_dr": 4,
+}
+_SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+}
+_EYE_RE = re.compile(r"^(?P<patient>.+?)[_-](?P<eye>left|right)$", re.IGNORECASE)
+_SHOW = 5  # how many names an error message lists
+
+
+@dataclass(frozen=True)
+class Record:
+    """One labelled photograph: file, ICDR grade, patient id, eye and optional fixed split."""
+
+    path: Path
+    grade: int
+    patient: str
+    eye: str | None = None
+    split: str | None = None
+
+
+@dataclass
+class DatasetTable:
+    """The records of a data set plus what was left out on purpose (e.g. ungradable rows)."""
+
+    records: list[Record]
+    source: Path
+    excluded: dict[str, int] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _norm_header(name: str) -> str:
+    return name.replace("\ufeff", "").strip().lower()
+
+
+def _read_csv(path: Path) -> tuple[list[dict[str, str]], list[str]]:
+    """Rows keyed by normalised header (BOM and spaces stripped, lower case) and the raw headers."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise DatasetError(f"{path} is empty (expected a CSV header)") from None
+            keys = [_norm_header(h) for h in header]
+            rows = []
+            for values in reader:
+                if not any(v.strip() for v in values):
+                    continue  # blank lines (IDRiD's CSVs end with some)
+                rows.append({k: v.strip() for k, v in zip(keys, values, strict=False) if k})
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path} is not a UTF-8 text CSV file ({exc.reason})") from None
+    return rows, [h.replace("\ufeff", "").strip() for h in header]
+
+
+def _require_columns(path: Path, headers: list[str], *columns: str) -> None:
+    have = {_norm_header(h) for h in headers}
+    missing = [c for c in columns if c not in have]
+    if missing:
+        raise DatasetError(
+            f"{path.name} has no column {', '.join(repr(c) for c in missing)} "
+            f"(columns found: {', '.join(headers) or 'none'})"
+        )
+
+
+def _parse_grade(value: str | None) -> int | None:
+    """The ICDR grade in ``value`` ("2", " 2 ", "2.0"), or None when it is not one."""
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    if not math.isfinite(number) or number != int(number) or int(number) not in GRADES:
+        return None
+    return int(number)
+
+
+def _parse_split(value: str | None, where: str) -> str | None:
+    if value is None or not value.strip():
+        return None
+    split = _SPLIT_ALIASES.get(value.strip().lower())
+    if split is None:
+        raise DatasetError(f"{where}: unknown split {value!r} (expected train, val or test)")
+    return split
+
+
+def _parse_eye(value: str | None) -> str | None:
+    if not value:
+        return None
+    v = value.strip().lower()
+    if v in ("left", "l", "os"):
+        return "left"
+    if v in ("right", "r", "od"):
+        return "right"
+    return None
+
+
+def _patient_and_eye(stem: str) -> tuple[str, str | None]:
+    """``10_left`` -> ("10", "left"); names without an eye suffix are their own patient."""
+    match = _EYE_RE.match(stem)
+    if match:
+        return match.group("patient"), match.group("eye").lower()
+    return stem, None
+
+
+class _FileIndex:
+    """Case-insensitive lookup of image files in one or more folders, listed once."""
+
+    def __init__(self, folders: Iterable[Path], recursive: bool = False) -> None:
+        self.by_name: dict[str, list[Path]] = defaultdict(list)
+        self.by_stem: dict[str, list[Path]] = defaultdict(list)
+        for folder in folders:
+            if not folder.is_dir():
+                continue
+            files = folder.rglob("*") if recursive else folder.iterdir()
+            for f in sorted(files):
+                if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
+                    self.by_name[f.name.lower()].append(f)
+                    self.by_stem[f.stem.lower()].append(f)
+
+    def find(
+        self, name: str, suffixes: Sequence[str] = (), prefer: str | None = None
+    ) -> Path | None:
+        """The file called ``name`` (any case), else ``name`` + one of ``suffixes``, else any
+        image whose stem is ``name``; ``prefer`` picks among several by a folder-name word."""
+        candidates = list(self.by_name.get(name.lower(), []))
+        if not candidates:
+            for suffix in suffixes:
+                candidates += self.by_name.get((name + suffix).lower(), [])
+        if not candidates:
+            candidates = list(self.by_stem.get(name.lower(), []))
+            if not candidates and Path(name).suffix:
+                candidates = list(self.by_stem.get(Path(name).stem.lower(), []))
+        if not candidates:
+            return None
+        if prefer and len(candidates) > 1:
+            preferred = [c for c in candidates if any(prefer in p.lower() for p in c.parent.parts)]
+            candidates = preferred or candidates
+        return candidates[0]
+
+
+def _resolve_csv(path: Path, default_names: Sequence[str], fmt: str, layout: str) -> Path:
+    """``path`` is the CSV itself or the data-set root holding one of ``default_names``."""
+    if path.is_file():
+        return path
+    for name in default_names:
+        candidate = path / name
+        if candidate.is_file():
+            return candidate
+    raise DatasetError(
+        f"no {' or '.join(default_names)} in {path} (the {fmt} layout is {layout}; "
+        "--data may be the data-set folder or the CSV file)"
+    )
+
+
+class _Problems:
+    """Collects missing files and unknown labels to report them together."""
+
+    def __init__(self, listing: str, n_rows: int) -> None:
+        self.listing = listing
+        self.n_rows = n_rows
+        self.missing: list[str] = []
+        self.unknown: list[str] = []
+
+    def raise_if_any(self) -> None:
+        parts = []
+        if self.missing:
+            parts.append(
+                f"{len(self.missing)} of {self.n_rows} images listed in {self.listing} are "
+                f"missing: {_first(self.missing)}"
+            )
+        if self.unknown:
+            noun = (
+                "row has an unknown label" if len(self.unknown) == 1 else "rows have unknown labels"
+            )
+            parts.append(
+                f"{len(self.unknown)} {noun} (grades must be 0..4): {_first(self.unknown)}"
+            )
+        if parts:
+            raise DatasetError("; ".join(parts))
+
+
+def _first(names: list[str]) -> str:
+    shown = ", ".join(names[:_SHOW])
+    return shown + (f", ... ({len(names) - _SHOW} more)" if len(names) > _SHOW else "")
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _read_aptos(path: Path) -> DatasetTable:
+    csv_path = _resolve_csv(
+        path, ("train.csv",), "aptos", "train.csv (id_code,diagnosis) + train_images/<id_code>.png"
+    )
+    root = csv_path.parent
+    rows, headers = _read_csv(csv_path)
+    _require_columns(csv_path, headers, "id_code", "diagnosis")
+    folders = [root / f"{csv_path.stem}_images", root / "train_images", root]
+    index = _FileIndex(dict.fromkeys(folders))  # dedupe, keep order
+    problems = _Problems(csv_path.name, len(rows))
+    records = []
+    for i, row in enumerate(rows, start=2):
+        name = row.get("id_code", "")
+        grade = _parse_grade(row.get("diagnosis"))
+        file = index.find(name, (".png", ".jpg", ".jpeg"))
+        if file is None:
+            problems.missing.append(f"{name}.png")
+        if grade is None:
+            problems.unknown.append(f"{name} (line {i}: {row.get('diagnosis', '')!r})")
+        if file is None or grade is None:
+            continue
+        patient_default, eye_default = _patient_and_eye(name)
+        records.append(
+            Record(
+                path=file,
+                grade=grade,
+                patient=row.get("patient_id") or patient_default,
+                eye=_parse_eye(row.get("eye")) or eye_default,
+                split=_parse_split(row.get("split"), f"{csv_path.name} line {i}"),
+            )
+        )
+    problems.raise_if_any()
+    return DatasetTable(records, csv_path)
+
+
+def _read_eyepacs(path: Path) -> DatasetTable:
+    csv_path = _resolve_csv(
+        path,
+        ("trainLabels.csv", "trainlabels.csv"),
+        "eyepacs",
+        "trainLabels.csv (image,level) + train/<image>.jpeg",
+    )
+    root = csv_path.parent
+    rows, headers = _read_csv(csv_path)
+    _require_columns(csv_path, headers, "image", "level")
+    index = _FileIndex(
+        dict.fromkeys([root / "train", root / csv_path.stem.replace("Labels", ""), root])
+    )
+    problems = _Problems(csv_path.name, len(rows))
+    records = []
+    for i, row in enumerate(rows, start=2):
+        name = row.get("image", "")
+        grade = _parse_grade(row.get("level"))
+        file = index.find(name, (".jpeg", ".jpg", ".png"))
+        if file is None:
+            problems.missing.append(f"{name}.jpeg")
+        if grade is None:
+            problems.unknown.append(f"{name} (line {i}: {row.get('level', '')!r})")
+        if file is None or grade is None:
+            continue
+        patient, eye = _patient_and_eye(name)
+        records.append(
+            Record(
+                file,
+                grade,
+                row.get("patient_id") or patient,
+                _parse_eye(row.get("eye")) or eye,
+                _parse_split(row.get("split"), f"{csv_path.name} line {i}"),
+            )
+        )
+    problems.raise_if_any()
+    return DatasetTable(records, csv_path)
+
+
+def _read_messidor2(path: Path) -> DatasetTable:
+    csv_path = _resolve_csv(
+        path,
+        ("messidor_data.csv",),
+        "messidor2",
+        "messidor_data.csv (image_id,adjudicated_dr_grade,adjudicated_gradable) + IMAGES/<image_id>",
+    )
+    root = csv_path.parent
+    rows, headers = _read_csv(csv_path)
+    _require_columns(csv_path, headers, "image_id", "adjudicated_dr_grade")
+    index = _FileIndex(dict.fromkeys([root / "IMAGES", root / "images", root]))
+    problems = _Problems(csv_path.name, len(rows))
+    records = []
+    ungradable = 0
+    for i, row in enumerate(rows, start=2):
+        name = row.get("image_id", "")
+        gradable = row.get("adjudicated_gradable", "1")
+        if gradable and _parse_grade(gradable) == 0:
+            ungradable += 1
+            continue
+        grade = _parse_grade(row.get("adjudicated_dr_grade"))
+        file = index.find(name, (".png", ".jpg", ".JPG"))
+        if file is None:
+            problems.missing.append(name)
+        if grade is None:
+            problems.unknown.append(f"{name} (line {i}: {row.get('adjudicated_dr_grade', '')!r})")
+        if file is None or grade is None:
+            continue
+        stem = Path(name).stem
+        patient, eye = _patient_and_eye(stem)
+        records.append(
+            Record(
+                file,
+                grade,
+                row.get("patient_id") or patient,
+                _parse_eye(row.get("eye")) or eye,
+                _parse_split(row.get("split"), f"{csv_path.name} line {i}"),
+            )
+        )
+    problems.raise_if_any()
+    excluded = {"ungradable": ungradable} if ungradable else {}
+    if ungradable:
+        log.info(
+            "%s: excluded %d ungradable rows (adjudicated_gradable=0)", csv_path.name, ungradable
+        )
+    return DatasetTable(records, csv_path, excluded)
+
+
+_IDRID_CSV = Path("B. Disease Grading/2. Groundtruths/a. IDRiD_Training Set_Labels.csv")
+
+
+def _find_idrid_csv(root: Path) -> Path:
+    if (root / _IDRID_CSV).is_file():
+        return root / _IDRID_CSV
+    for candidate in sorted(root.rglob("*.csv")):
+        try:
+            with candidate.open(newline="", encoding="utf-8-sig") as fh:
+                header = [_norm_header(h) for h in next(csv.reader(fh), [])]
+        except (OSError, UnicodeDecodeError):
+            continue
+        if "image name" in header and "retinopathy grade" in header:
+            return candidate
+    raise DatasetError(
+        f"no IDRiD grading CSV under {root} (expected '{_IDRID_CSV}' with columns "
+        "'Image name,Retinopathy grade'; --data may be the data-set folder or the CSV file)"
+    )
+
+
+def _read_idrid(path: Path) -> DatasetTable:
+    if path.is_file():
+        csv_path = path
+        # The CSV lives in 'B. Disease Grading/2. Groundtruths/'; images are under the root.
+        root = next(
+            (p.parent for p in csv_path.parents if p.name.lower() == "b. disease grading"),
+            csv_path.parent.parent
+            if csv_path.parent.name.lower().endswith("groundtruths")
+            else csv_path.parent,
+        )
+    else:
+        csv_path = _find_idrid_csv(path)
+        root = path
+    rows, headers = _read_csv(csv_path)
+    _require_columns(csv_path, headers, "image name", "retinopathy grade")
+    index = _FileIndex([root], recursive=True)
+    lowered = csv_path.name.lower()
+    prefer = "train" if "train" in lowered else "test" if "test" in lowered else None
+    problems = _Problems(csv_path.name, len(rows))
+    records = []
+    for i, row in enumerate(rows, start=2):
+        name = row.get("image name", "")
+        if not name:
+            continue
+        grade = _parse_grade(row.get("retinopathy grade"))
+        file = index.find(name, (".jpg", ".jpeg", ".png", ".tif"), prefer=prefer)
+        if file is None:
+            problems.missing.append(f"{name}.jpg")
+        if grade is None:
+            problems.unknown.append(f"{name} (line {i}: {row.get('retinopathy grade', '')!r})")
+        if file is None or grade is None:
+            continue
+        records.append(
+            Record(
+                file,
+                grade,
+                row.get("patient_id") or name,
+                _parse_eye(row.get("eye")),
+                _parse_split(row.get("split"), f"{csv_path.name} line {i}"),
+            )
+        )
+    problems.raise_if_any()
+    return DatasetTable(records, csv_path)
+
+
+def _folder_grade(name: str) -> int | None:
+    key = name.strip().lower().replace(" ", "_").replace("-", "_")
+    if key in FOLDER_GRADE_NAMES:
+        return FOLDER_GRADE_NAMES[key]
+    return _parse_grade(key) if key.isdigit() else None
+
+
+def _read_folders(path: Path) -> DatasetTable:
+    if not path.is_dir():
+        raise DatasetError(
+            f"{path} is not a folder (the folders layout is one sub-folder per grade)"
+        )
+    root = path
+    # Kaggle's Gaussian-filtered set nests the grade folders one or two levels down.
+    for _ in range(2):
+        subdirs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+        if any(_folder_grade(d.name) is not None for d in subdirs) or len(subdirs) != 1:
+            break
+        root = subdirs[0]
+    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    graded = [(d, _folder_grade(d.name)) for d in subdirs]
+    if not any(g is not None for _, g in graded):
+        raise DatasetError(
+            f"no grade folders in {path} (expected sub-folders 0..4 or "
+            "No_DR, Mild, Moderate, Severe, Proliferate_DR)"
+        )
+    problems = _Problems(str(root), 0)
+    records = []
+    for folder, grade in graded:
+        files = [f for f in sorted(folder.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
+        if grade is None:
+            if files and folder.name.lower() != "masks":
+                problems.unknown += [f"{folder.name}/{f.name}" for f in files]
+            continue
+        for f in files:
+            patient, eye = _patient_and_eye(f.stem)
+            records.append(Record(f, grade, patient, eye))
+    problems.raise_if_any()
+    return DatasetTable(records, root)
+
+
+_READERS = {
+    "aptos": _read_aptos,
+    "eyepacs": _read_eyepacs,
+    "messidor2": _read_messidor2,
+    "idrid": _read_idrid,
+    "folders": _read_folders,
+}
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def read_table(path: str | Path, fmt: str) -> DatasetTable:
+    """Read a data set of format ``fmt`` at ``path`` (its folder or, for CSV layouts, the CSV).
+
+    Raises :class:`DatasetError` listing every missing file and unknown label at once, or when
+    the data set is empty.
+    """
+    if fmt not in _READERS:
+        raise DatasetError(f"unknown data-set format {fmt!r} (choose from {', '.join(FORMATS)})")
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DatasetError(f"{path} does not exist")
+    table = _READERS[fmt](path)
+    if not table.records:
+        excluded = "".join(f"; {n} {why} excluded" for why, n in table.excluded.items())
+        raise DatasetError(f"no images found in {path} for the {fmt} layout{excluded}")
+    return table
+
+
+def load_dataset(path: str | Path, fmt: str) -> list[Record]:
+    """The records of the data set at ``path`` in layout ``fmt`` (see :func:`read_table`)."""
+    return read_table(path, fmt).records
+
+
+def describe(records: Sequence[Record], excluded: dict[str, int] | None = None) -> str:
+    """A short human summary: image and patient counts, then images per grade (and split)."""
+    counts = Counter(r.grade for r in records)
+    n = len(records)
+    lines = [f"{n} images, {len({r.patient for r in records})} patients"]
+    for g in GRADES:
+        share = 100.0 * counts[g] / n if n else 0.0
+        lines.append(f"  grade {g} {LABELS[g]:<17} {counts[g]:>7} ({share:5.1f}%)")
+    splits = Counter(r.split for r in records if r.split)
+    if splits:
+        lines.append("  splits: " + ", ".join(f"{s} {splits[s]}" for s in SPLITS if s in splits))
+    for why, count in (excluded or {}).items():
+        lines.append(f"  excluded: {count} {why}")
+    return "\n".join(lines)
+
+
+def split_dataset(
+    records: Sequence[Record], *, val: float = 0.15, test: float = 0.15, seed: int = 0
+) -> dict[str, list[Record]]:
+    """Split into train/val/test, stratified by grade and grouped by patient; deterministic.
+
+    Records with a pre-assigned ``split`` stay there (and so do the other images of their
+    patient). The rest are assigned patient by patient, rarest grades first, each to the split
+    that is furthest below its share of that grade, so every split gets every grade that has at
+    least one patient per split.
+    """
+    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+        raise ValueError(f"val={val} and test={test} must be fractions with val + test < 1")
+    ratios = {"train": 1.0 - val - test, "val": val, "test": test}
+    out: dict[str, list[Record]] = {s: [] for s in SPLITS}
+
+    fixed_by_patient: dict[str, str] = {}
+    groups: dict[str, list[Record]] = defaultdict(list)
+    for r in records:
+        if r.split is not None:
+            if r.split not in out:
+                raise ValueError(f"record {r.path} has unknown split {r.split!r}")
+            out[r.split].append(r)
+            fixed_by_patient.setdefault(r.patient, r.split)
+        else:
+            groups[r.patient].append(r)
+    for patient in [p for p in groups if p in fixed_by_patient]:
+        out[fixed_by_patient[patient]] += groups.pop(patient)
+    if not groups:
+        return out
+
+    totals = Counter(r.grade for rs in groups.values() for r in rs)
+    patients_with = Counter(g for rs in groups.values() for g in {r.grade for r in rs})
+    active = [s for s in SPLITS if ratios[s] > 0]
+    target = {
+        (s, g): max(ratios[s] * totals[g], 1.0 if patients_with[g] >= len(active) else 0.0)
+        for s in active
+        for g in totals
+    }
+    have: Counter[tuple[str, int]] = Counter()
+
+    names = sorted(groups)
+    random.Random(seed).shuffle(names)
+    # Rarest grade first, then bigger patients first; the shuffle breaks ties by seed.
+    names.sort(key=lambda p: (min(totals[r.grade] for r in groups[p]), -len(groups[p])))
+    for patient in names:
+        grades = Counter(r.grade for r in groups[patient])
+
+        def need(s: str, grades: Counter[int] = grades) -> tuple[float, float]:
+            rel = sum(
+                c * (target[s, g] - have[s, g]) / target[s, g] if target[s, g] else -c
+                for g, c in grades.items()
+            )
+            return rel, ratios[s]
+
+        best = max(active, key=need)
+        out[best] += groups[patient]
+        for g, c in grades.items():
+            have[best, g] += c
+    return out

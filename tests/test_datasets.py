@@ -1,0 +1,251 @@
+"""Reading the five published layouts, reporting problems together, and patient-safe splits."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from layout_fixtures import (
+    IDRID_CSV,
+    IDRID_IMAGES,
+    fundus_image,
+    write_aptos,
+    write_csv,
+    write_eyepacs,
+    write_folders,
+    write_idrid,
+    write_messidor2,
+)
+from retinascreen.datasets import (
+    FORMATS,
+    Record,
+    describe,
+    load_dataset,
+    read_table,
+    split_dataset,
+)
+from retinascreen.errors import DatasetError
+
+
+def test_formats_are_the_five_of_the_spec():
+    assert FORMATS == ("aptos", "eyepacs", "messidor2", "idrid", "folders")
+
+
+@pytest.mark.parametrize("point_at_csv", [False, True])
+def test_aptos_reads_root_or_csv(tmp_path, point_at_csv):
+    root = write_aptos(tmp_path, n=10)
+    records = load_dataset(root / "train.csv" if point_at_csv else root, "aptos")
+    assert len(records) == 10
+    assert [r.grade for r in records] == [i % 5 for i in range(10)]
+    assert records[0].path == root / "train_images" / "a000.png"
+    assert all(r.path.is_file() for r in records)
+    assert records[3].patient == "a003"  # no patient column: each image is its own patient
+
+
+def test_aptos_keeps_patient_and_eye_columns(tmp_path):
+    records = load_dataset(write_aptos(tmp_path, n=6, extra=True), "aptos")
+    assert [r.patient for r in records] == ["p0", "p0", "p1", "p1", "p2", "p2"]
+    assert [r.eye for r in records[:2]] == ["left", "right"]
+
+
+def test_aptos_upper_case_extension(tmp_path):
+    fundus_image(tmp_path / "train_images" / "X1.PNG", 1)
+    write_csv(tmp_path / "train.csv", ["id_code", "diagnosis"], [["X1", 3]])
+    [record] = load_dataset(tmp_path, "aptos")
+    assert record.path.name == "X1.PNG" and record.grade == 3
+
+
+def test_eyepacs_patient_is_name_before_eye(tmp_path):
+    records = load_dataset(write_eyepacs(tmp_path, n_patients=3), "eyepacs")
+    assert [(r.patient, r.eye) for r in records[:2]] == [("10", "left"), ("10", "right")]
+    assert records[0].path == tmp_path / "train" / "10_left.jpeg"
+    assert len({r.patient for r in records}) == 3
+
+
+def test_messidor2_excludes_ungradable_rows_and_reports_them(tmp_path, caplog):
+    root = write_messidor2(tmp_path, n=8, ungradable=2)
+    with caplog.at_level(logging.INFO, logger="retinascreen.datasets"):
+        table = read_table(root, "messidor2")
+    assert len(table.records) == 8
+    assert table.excluded == {"ungradable": 2}
+    assert not any("IMU" in r.path.name for r in table.records)
+    assert "2 ungradable" in caplog.text
+    assert "excluded: 2 ungradable" in describe(table.records, table.excluded)
+    # image_id carries the extension, .JPG and .png mixed, patient = stem
+    assert {r.path.suffix for r in table.records} == {".JPG", ".png"}
+    assert table.records[1].patient == "20051020_00001_0100_PP"
+
+
+@pytest.mark.parametrize("point_at_csv", [False, True])
+def test_idrid_root_or_csv_with_trailing_space_header(tmp_path, point_at_csv):
+    root = write_idrid(tmp_path, n=6)
+    records = load_dataset(root / IDRID_CSV if point_at_csv else root, "idrid")
+    assert len(records) == 6  # the blank trailing row is skipped
+    assert [r.grade for r in records] == [0, 1, 2, 3, 4, 0]
+    # IDRiD's test set reuses the names: the training CSV must take the training images
+    assert all(r.path.parent == root / IDRID_IMAGES for r in records)
+    assert records[0].patient == "IDRiD_001"
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_folders_by_grade_name_or_number(tmp_path, named):
+    records = load_dataset(write_folders(tmp_path, per_grade=2, named=named), "folders")
+    assert Counter(r.grade for r in records) == {g: 2 for g in range(5)}
+    assert records[0].patient == records[0].path.stem
+
+
+def test_folders_nested_like_kaggle_gaussian_set(tmp_path):
+    write_folders(tmp_path / "gaussian_filtered_images" / "gaussian_filtered_images")
+    assert len(load_dataset(tmp_path, "folders")) == 10
+
+
+def test_missing_files_and_unknown_labels_reported_together(tmp_path):
+    root = write_aptos(tmp_path, n=12)
+    for code in ("a001", "a004", "a007"):
+        (root / "train_images" / f"{code}.png").unlink()
+    rows = [[f"a{i:03d}", i % 5] for i in range(12)]
+    rows[2][1], rows[5][1] = "7", "moderate"
+    write_csv(root / "train.csv", ["id_code", "diagnosis"], rows)
+    with pytest.raises(DatasetError) as err:
+        load_dataset(root, "aptos")
+    msg = str(err.value)
+    assert "3 of 12 images listed in train.csv are missing: a001.png, a004.png, a007.png" in msg
+    assert "2 rows have unknown labels" in msg
+    assert "a002" in msg and "'7'" in msg and "'moderate'" in msg
+
+
+def test_error_lists_only_first_few_names(tmp_path):
+    write_csv(
+        tmp_path / "trainLabels.csv", ["image", "level"], [[f"{i}_left", 0] for i in range(40)]
+    )
+    (tmp_path / "train").mkdir()
+    with pytest.raises(DatasetError, match=r"40 of 40 images .* \(35 more\)"):
+        load_dataset(tmp_path, "eyepacs")
+
+
+def test_unknown_grade_folder_is_reported(tmp_path):
+    write_folders(tmp_path, per_grade=1)
+    fundus_image(tmp_path / "Unsure" / "u1.png", 1)
+    with pytest.raises(DatasetError, match=r"1 row has an unknown label .*Unsure/u1.png"):
+        load_dataset(tmp_path, "folders")
+
+
+@pytest.mark.parametrize(
+    ("setup", "fmt", "message"),
+    [
+        (
+            lambda p: write_csv(p / "train.csv", ["id_code", "diagnosis"], []),
+            "aptos",
+            "no images found",
+        ),
+        (lambda p: p.mkdir(exist_ok=True), "aptos", "no train.csv"),
+        (
+            lambda p: write_csv(p / "train.csv", ["id", "grade"], [["a", 1]]),
+            "aptos",
+            "no column 'id_code'",
+        ),
+        (lambda p: p.mkdir(exist_ok=True), "folders", "no grade folders"),
+        (lambda p: p.mkdir(exist_ok=True), "idrid", "no IDRiD grading CSV"),
+        (lambda p: p.mkdir(exist_ok=True), "kaggle", "unknown data-set format"),
+    ],
+)
+def test_clear_errors_for_empty_or_wrong_layout(tmp_path, setup, fmt, message):
+    setup(tmp_path)
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(tmp_path, fmt)
+
+
+def test_messidor2_all_ungradable_is_an_empty_data_set(tmp_path):
+    write_messidor2(tmp_path, n=0, ungradable=3)
+    with pytest.raises(DatasetError, match="no images found.*3 ungradable excluded"):
+        load_dataset(tmp_path, "messidor2")
+
+
+def test_describe_counts_grades(tmp_path):
+    text = describe(load_dataset(write_folders(tmp_path, per_grade=2), "folders"))
+    assert text.startswith("10 images, 10 patients")
+    assert "grade 4 Proliferative DR" in text and "2 ( 20.0%)" in text
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def _records(n_patients: int, seed: int) -> list[Record]:
+    """Patients with one or two eyes; grades skewed like APTOS, some rare."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for p in range(n_patients):
+        grade = rng.choices(range(5), weights=(49, 10, 27, 5, 8))[0]
+        for eye in ("left", "right")[: rng.choice((1, 2))]:
+            g = grade if rng.random() < 0.8 else rng.randrange(5)
+            out.append(Record(Path(f"/x/{p}_{eye}.png"), g, str(p), eye))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_split_groups_patients_and_stratifies(seed):
+    records = _records(150, seed)
+    splits = split_dataset(records, val=0.15, test=0.15, seed=seed)
+    assert sorted(map(id, sum(splits.values(), []))) == sorted(map(id, records))
+    patients = {s: {r.patient for r in rs} for s, rs in splits.items()}
+    assert not patients["train"] & patients["val"]
+    assert not patients["train"] & patients["test"]
+    assert not patients["val"] & patients["test"]
+    for grade in range(5):
+        with_grade = {r.patient for r in records if r.grade == grade}
+        if len(with_grade) >= 3:
+            assert all(any(r.grade == grade for r in rs) for rs in splits.values()), grade
+    n = len(records)
+    assert abs(len(splits["val"]) - 0.15 * n) <= 0.06 * n
+    assert abs(len(splits["test"]) - 0.15 * n) <= 0.06 * n
+
+
+def test_split_is_deterministic_and_depends_on_seed():
+    records = _records(80, 1)
+    first = split_dataset(records, seed=3)
+    assert first == split_dataset(list(records), seed=3)
+    assert first != split_dataset(records, seed=4)
+
+
+def test_rare_grade_with_three_patients_reaches_every_split():
+    records = [Record(Path(f"/c/{i}.png"), 0, f"c{i}") for i in range(40)]
+    records += [Record(Path(f"/r/{i}.png"), 4, f"r{i}") for i in range(3)]
+    splits = split_dataset(records, seed=0)
+    assert [sum(r.grade == 4 for r in splits[s]) for s in ("train", "val", "test")] == [1, 1, 1]
+
+
+def test_split_honours_pre_assigned_splits():
+    records = [
+        Record(Path(f"/a/{i}.png"), i % 5, f"p{i}", split=s)
+        for i, s in enumerate(["train"] * 6 + ["val"] * 2 + ["test"] * 2)
+    ]
+    splits = split_dataset(records, val=0.3, test=0.3, seed=0)
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [6, 2, 2]
+    assert all(r.split == s for s, rs in splits.items() for r in rs)
+
+
+def test_unassigned_images_follow_their_patients_pre_assigned_split():
+    fixed = Record(Path("/a/1_left.png"), 2, "1", "left", split="test")
+    loose = Record(Path("/a/1_right.png"), 2, "1", "right")
+    others = [Record(Path(f"/b/{i}.png"), i % 5, f"b{i}") for i in range(30)]
+    splits = split_dataset([fixed, loose, *others], seed=0)
+    assert loose in splits["test"]
+
+
+def test_split_column_read_from_csv_and_honoured(tmp_path):
+    rows = [[f"s{i}", i % 5, ["train", "val", "test"][i % 3]] for i in range(9)]
+    for i in range(9):
+        fundus_image(tmp_path / "train_images" / f"s{i}.png", i)
+    write_csv(tmp_path / "train.csv", ["id_code", "diagnosis", "split"], rows)
+    splits = split_dataset(load_dataset(tmp_path, "aptos"))
+    assert [r.path.stem for r in splits["val"]] == ["s1", "s4", "s7"]
+
+
+def test_split_rejects_bad_fractions():
+    with pytest.raises(ValueError):
+        split_dataset([], val=0.6, test=0.5)

@@ -1,0 +1,291 @@
+"""Backbone registry: feature extractors that take RGB 0..255 pixels and end in a feature map.
+
+Each builder puts its own ``preprocess_input`` inside the graph as layers, so a saved model
+needs nothing but pixels. ``create_backbone`` returns a functional ``keras.Model`` from the raw
+input tensor to the last feature map, with the chosen weights loaded.
+
+Weights:
+- ``"none"``: random initialisation.
+- ``"imagenet"``: Keras's own file (``keras.utils.get_file`` into ``$KERAS_HOME/models``, default
+  ``~/.keras/models``). A file already in that folder is used as is, without network; when it is
+  missing and the download fails, :class:`WeightsUnavailableError` names the file, the folder and
+  the URL.
+- a path: a legacy ``.h5`` backbone file (such as the ImageNet ``*_notop.h5`` files), a
+  ``.weights.h5`` file of a backbone, or a full model ``.keras`` / ``.weights.h5`` (handled by
+  :func:`retinascreen.models.build.build_model`, which loads full-model files).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from retinascreen._backend import ensure_backend
+from retinascreen.errors import ConfigError, ModelError, WeightsUnavailableError
+
+ensure_backend()
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+
+from retinascreen.models.layers import CaffePreprocess  # noqa: E402
+
+KERAS_APPS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+DOWNLOAD_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class ImagenetFile:
+    """Where Keras keeps a backbone's ImageNet 'notop' weights."""
+
+    file_name: str
+    url: str
+    md5: str
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A registered backbone: its builder and the input sizes it accepts."""
+
+    name: str
+    builder: Callable[..., keras.Model]
+    default_size: int
+    min_size: int
+    preprocessing: str  # "tf" (x/127.5-1), "caffe" (BGR - means) or "unit" (x/255)
+    imagenet: ImagenetFile | None
+
+
+BACKBONES: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(
+    name: str,
+    *,
+    default_size: int,
+    min_size: int,
+    preprocessing: str,
+    imagenet: ImagenetFile | None = None,
+) -> Callable[[Callable[..., keras.Model]], Callable[..., keras.Model]]:
+    """Decorator registering ``builder(input_tensor, **options) -> keras.Model`` under ``name``."""
+
+    def decorate(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+        BACKBONES[name] = BackboneSpec(
+            name, builder, default_size, min_size, preprocessing, imagenet
+        )
+        return builder
+
+    return decorate
+
+
+def get_backbone_spec(name: str) -> BackboneSpec:
+    """The registered spec, or ConfigError listing the valid names."""
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown backbone {name!r}; choose one of: {', '.join(sorted(BACKBONES))}"
+        ) from None
+
+
+def preprocess_layers(kind: str, inputs: Any) -> Any:
+    """Apply the backbone's ``preprocess_input`` to RGB 0..255 as serialisable layers."""
+    if kind == "tf":
+        return layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess_tf")(inputs)
+    if kind == "caffe":
+        return CaffePreprocess(name="preprocess_caffe")(inputs)
+    if kind == "unit":
+        return layers.Rescaling(1.0 / 255.0, name="preprocess_unit")(inputs)
+    raise ConfigError(f"unknown preprocessing {kind!r}")
+
+
+def _imagenet(path: str, md5: str) -> ImagenetFile:
+    return ImagenetFile(path.rsplit("/", 1)[-1], KERAS_APPS_URL + path, md5)
+
+
+@register_backbone(
+    "xception",
+    default_size=299,
+    min_size=71,
+    preprocessing="tf",
+    imagenet=_imagenet(
+        "xception/xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "b0042744bf5b25fce3cb969f33bebb97",
+    ),
+)
+def xception(x: Any) -> keras.Model:
+    return keras.applications.Xception(include_top=False, weights=None, input_tensor=x)
+
+
+@register_backbone(
+    "vgg16",
+    default_size=224,
+    min_size=32,
+    preprocessing="caffe",
+    imagenet=_imagenet(
+        "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "6d6bbae143d832006294945121d1f1fc",
+    ),
+)
+def vgg16(x: Any) -> keras.Model:
+    return keras.applications.VGG16(include_top=False, weights=None, input_tensor=x)
+
+
+@register_backbone(
+    "vgg19",
+    default_size=224,
+    min_size=32,
+    preprocessing="caffe",
+    imagenet=_imagenet(
+        "vgg19/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "253f8cb515780f3b799900260a226db6",
+    ),
+)
+def vgg19(x: Any) -> keras.Model:
+    return keras.applications.VGG19(include_top=False, weights=None, input_tensor=x)
+
+
+@register_backbone(
+    "resnet50",
+    default_size=224,
+    min_size=32,
+    preprocessing="caffe",
+    imagenet=_imagenet(
+        "resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "4d473c1dd8becc155b73f8504c6f6626",
+    ),
+)
+def resnet50(x: Any) -> keras.Model:
+    return keras.applications.ResNet50(include_top=False, weights=None, input_tensor=x)
+
+
+@register_backbone(
+    "inception_v3",
+    default_size=299,
+    min_size=75,
+    preprocessing="tf",
+    imagenet=_imagenet(
+        "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "bcbd6486424b2319ff4ef7d526e38f63",
+    ),
+)
+def inception_v3(x: Any) -> keras.Model:
+    return keras.applications.InceptionV3(include_top=False, weights=None, input_tensor=x)
+
+
+MINI_XCEPTION_WIDTHS = (32, 64, 128, 256)
+
+
+@register_backbone("mini_xception", default_size=299, min_size=32, preprocessing="unit")
+def mini_xception(x: Any, widths: tuple[int, ...] | None = None) -> keras.Model:
+    """The seeds' small from-scratch Xception-style network.
+
+    Conv2D stem (5x5, no bias), then per width a block of [BN, ReLU, SeparableConv2D] x 2 and
+    MaxPool(3, stride 2) added to a 1x1 stride-2 Conv2D residual (batch normalisation before
+    activation), and a final BN + ReLU.
+    """
+    widths = tuple(widths or MINI_XCEPTION_WIDTHS)
+    if not widths or any(int(w) < 1 for w in widths):
+        raise ConfigError(f"mini_xception widths must be positive integers, got {widths!r}")
+    h = layers.Conv2D(widths[0], 5, use_bias=False, name="stem_conv")(x)
+    for i, width in enumerate(widths, start=1):
+        residual = h
+        for j in (1, 2):
+            h = layers.BatchNormalization(name=f"block{i}_bn{j}")(h)
+            h = layers.Activation("relu", name=f"block{i}_relu{j}")(h)
+            h = layers.SeparableConv2D(
+                width, 3, padding="same", use_bias=False, name=f"block{i}_sepconv{j}"
+            )(h)
+        h = layers.MaxPooling2D(3, strides=2, padding="same", name=f"block{i}_pool")(h)
+        residual = layers.Conv2D(
+            width, 1, strides=2, padding="same", use_bias=False, name=f"block{i}_residual"
+        )(residual)
+        h = layers.Add(name=f"block{i}_add")([h, residual])
+    h = layers.BatchNormalization(name="top_bn")(h)
+    h = layers.Activation("relu", name="top_relu")(h)
+    return keras.Model(keras.utils.get_source_inputs(x), h, name="mini_xception")
+
+
+def keras_cache_dir() -> Path:
+    """``$KERAS_HOME/models`` read now (Keras reads KERAS_HOME only at import), else Keras's."""
+    home = os.environ.get("KERAS_HOME")
+    if not home:
+        from keras.src.backend.config import keras_home
+
+        home = keras_home()
+    return Path(home).expanduser() / "models"
+
+
+def imagenet_weights_path(spec: BackboneSpec) -> Path:
+    """The cached ImageNet file for ``spec``, downloading it through Keras when missing."""
+    if spec.imagenet is None:
+        raise ConfigError(
+            f"backbone {spec.name!r} has no pretrained ImageNet weights; use weights='none' "
+            "(train from scratch) or a weights file"
+        )
+    folder = keras_cache_dir()
+    cached = folder / spec.imagenet.file_name
+    if cached.is_file():
+        return cached
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        path = keras.utils.get_file(
+            spec.imagenet.file_name,
+            spec.imagenet.url,
+            cache_subdir="models",
+            cache_dir=str(folder.parent),
+            file_hash=spec.imagenet.md5,
+        )
+    except Exception as exc:  # noqa: BLE001 - any network / hash failure means "unavailable"
+        raise WeightsUnavailableError(
+            f"ImageNet weights for {spec.name} are not cached and could not be downloaded "
+            f"({type(exc).__name__}: {exc}). Download {spec.imagenet.url} and place the file "
+            f"{spec.imagenet.file_name} in {folder} (or set KERAS_HOME), or use --weights none."
+        ) from exc
+    finally:
+        socket.setdefaulttimeout(previous)
+    return Path(path)
+
+
+def load_backbone_weights(backbone: keras.Model, path: str | Path) -> None:
+    """Load a backbone weights file (legacy ``.h5`` by layer order, or Keras ``.weights.h5``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"weights file not found: {path}")
+    try:
+        backbone.load_weights(str(path))
+    except Exception as exc:  # noqa: BLE001 - shape/layout mismatch of a user's file
+        raise ModelError(
+            f"could not load backbone weights from {path}: {exc}. The file must come from the "
+            "same backbone (a keras.applications '*_notop.h5' file, or save_weights of it)."
+        ) from exc
+
+
+def create_backbone(
+    name: str, input_tensor: Any, weights: str | Path | None = "none", **options: Any
+) -> keras.Model:
+    """Build backbone ``name`` on ``input_tensor`` (RGB 0..255) with its preprocessing inside.
+
+    Returns a functional model from the source input to the last feature map. ``weights`` is
+    ``"none"``, ``"imagenet"`` or a path to a backbone weights file.
+    """
+    spec = get_backbone_spec(name)
+    if name != "mini_xception" and options.get("widths") is not None:
+        raise ConfigError(f"'widths' applies to mini_xception only, not {name}")
+    options = {k: v for k, v in options.items() if v is not None}
+    weights_file: Path | None = None
+    if weights is None or str(weights).lower() == "none":
+        pass
+    elif str(weights).lower() == "imagenet":
+        weights_file = imagenet_weights_path(spec)
+    else:
+        weights_file = Path(weights)
+    x = preprocess_layers(spec.preprocessing, input_tensor)
+    backbone = spec.builder(x, **options)
+    if weights_file is not None:
+        load_backbone_weights(backbone, weights_file)
+    return backbone

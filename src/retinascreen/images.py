@@ -1,0 +1,263 @@
+"""Safe decoding of photographs into RGB ``uint8`` arrays, and atomic saving.
+
+Every reader checks the pixel count from the file header *before* decoding (a decompression
+bomb guard) and turns each way a file can be bad into one of the typed errors in
+:mod:`retinascreen.errors`, with a message that names the file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from retinascreen.errors import (
+    EmptyImageError,
+    ImageTooLargeError,
+    NotAnImageError,
+    TruncatedImageError,
+    UnsupportedFormatError,
+)
+
+MAX_PIXELS = 50_000_000
+SUPPORTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".dcm", ".dicom")
+
+# Pillow format names we read; MPO is the multi-picture JPEG many cameras write, DIB a BMP.
+_PIL_FORMATS = {"JPEG", "MPO", "PNG", "TIFF", "BMP", "DIB", "WEBP"}
+_DICOM_SUFFIXES = (".dcm", ".dicom")
+
+# Magic numbers of the formats we read: a file that starts like one but cannot be parsed is
+# truncated, not "not an image".
+_SUPPORTED_MAGIC = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG\r\n\x1a\n",
+    b"II*\x00",  # TIFF little-endian
+    b"MM\x00*",  # TIFF big-endian
+    b"II+\x00",  # BigTIFF
+    b"MM\x00+",
+    b"BM",
+)
+# Image formats users may try that we deliberately do not read.
+_UNSUPPORTED_MAGIC = {
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+    b"8BPS": "Photoshop PSD",
+    b"\x00\x00\x01\x00": "ICO",
+    b"\x00\x00\x00\x0cjP  ": "JPEG 2000",
+    b"\xff\x4f\xff\x51": "JPEG 2000 codestream",
+    b"%PDF": "PDF",
+    b"qoif": "QOI",
+}
+
+
+def load_image(
+    source: str | os.PathLike[str] | bytes,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    name: str | None = None,
+) -> np.ndarray:
+    """Decode a photograph (path or bytes) into an RGB ``uint8`` array of shape (H, W, 3).
+
+    Reads JPEG, PNG, TIFF, BMP, WebP and DICOM; applies the EXIF orientation, scales 16-bit
+    data to 8 bits and converts grayscale, palette and RGBA (composited on black) to RGB.
+    ``name`` is used in error messages (defaults to the path, or ``<bytes>``).
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        label = name or "<bytes>"
+        suffix = Path(name).suffix.lower() if name else ""
+    else:
+        path = Path(source)
+        label = name or str(path)
+        suffix = path.suffix.lower()
+        data = path.read_bytes()  # FileNotFoundError / IsADirectoryError speak for themselves
+    if not data:
+        raise EmptyImageError(f"{label}: the file is empty (0 bytes)")
+    if data[128:132] == b"DICM" or (suffix in _DICOM_SUFFIXES and not _looks_like_pil(data)):
+        return _load_dicom(data, label, max_pixels)
+    return _load_pil(data, label, max_pixels)
+
+
+def _looks_like_pil(data: bytes) -> bool:
+    return data.startswith(_SUPPORTED_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+
+
+def _check_pixels(label: str, width: int, height: int, max_pixels: int) -> None:
+    if width <= 0 or height <= 0:
+        raise NotAnImageError(f"{label}: the header claims an empty image ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{label}: {width}x{height} = {width * height / 1e6:.1f} megapixels is over the limit of "
+            f"{max_pixels / 1e6:.1f} megapixels (refused before decoding, a decompression-bomb guard)"
+        )
+
+
+def _not_an_image(data: bytes, label: str) -> Exception:
+    for magic, kind in _UNSUPPORTED_MAGIC.items():
+        if data.startswith(magic):
+            return UnsupportedFormatError(
+                f"{label}: {kind} files are not supported; use JPEG, PNG, TIFF, BMP, WebP or DICOM"
+            )
+    if _looks_like_pil(data):
+        return TruncatedImageError(f"{label}: the file starts like an image but is cut short")
+    if data[4:8] == b"ftyp":
+        return UnsupportedFormatError(
+            f"{label}: HEIC/AVIF/video files are not supported; use JPEG, PNG, TIFF, BMP, WebP or DICOM"
+        )
+    head = data[:512].lstrip().lower()
+    if head.startswith((b"<svg", b"<?xml")) and b"<svg" in data[:4096].lower():
+        return NotAnImageError(f"{label}: this is an SVG drawing, not a photograph")
+    kind = "not an image (it is a text file)" if _is_text(data[:4096]) else "not an image"
+    return NotAnImageError(
+        f"{label}: {kind}; expected a JPEG, PNG, TIFF, BMP, WebP or DICOM photograph"
+    )
+
+
+def _is_text(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    control = sum(1 for byte in head if byte < 32 and byte not in (9, 10, 13))
+    return control <= 0.02 * len(head)
+
+
+def _load_pil(data: bytes, label: str, max_pixels: int) -> np.ndarray:
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLargeError(
+                f"{label}: over the pixel limit of {max_pixels / 1e6:.1f} megapixels ({exc})"
+            ) from None
+        except (UnidentifiedImageError, SyntaxError, ValueError, OSError):
+            raise _not_an_image(data, label) from None
+        with image:
+            if image.format not in _PIL_FORMATS:
+                raise UnsupportedFormatError(
+                    f"{label}: {image.format} files are not supported; "
+                    "use JPEG, PNG, TIFF, BMP, WebP or DICOM"
+                )
+            _check_pixels(label, image.width, image.height, max_pixels)
+            try:
+                image.load()
+                image = ImageOps.exif_transpose(image) or image
+                return _to_rgb(image)
+            except Image.DecompressionBombError as exc:
+                raise ImageTooLargeError(f"{label}: over the pixel limit ({exc})") from None
+            except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
+                raise TruncatedImageError(
+                    f"{label}: the {image.format} data is truncated or corrupt ({exc})"
+                ) from None
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> RGB uint8 (16-bit scaled, alpha composited on black)."""
+    mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        gray = np.asarray(image, dtype=np.float64)
+        if mode.startswith("I;16"):
+            top = 65535.0
+        elif mode == "F":
+            top = 1.0 if gray.size and gray.max() <= 1.0 else 255.0
+        else:
+            top = 65535.0 if gray.size and gray.max() > 255 else 255.0
+        gray8 = np.clip(gray * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray8[:, :, None], 3, axis=2))
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(black, rgba)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+
+
+def _load_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_color_lut, pixel_array
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        rows, cols = int(ds.Rows), int(ds.Columns)
+    except (InvalidDicomError, AttributeError, KeyError, TypeError, ValueError, EOFError, OSError):
+        if data[128:132] == b"DICM":
+            raise TruncatedImageError(f"{label}: the DICOM header is truncated or corrupt") from None
+        raise NotAnImageError(f"{label}: not a DICOM image (no readable image header)") from None
+    if "PixelData" not in ds:
+        raise NotAnImageError(f"{label}: the DICOM file holds no pixel data (not an image object)")
+    _check_pixels(label, cols, rows, max_pixels)
+    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+    try:
+        # index=0 decodes only the first frame; as_rgb converts YBR_FULL(_422) to RGB.
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        array = pixel_array(ds, index=0 if frames > 1 else None, as_rgb=True)
+    except NotImplementedError as exc:
+        raise UnsupportedFormatError(
+            f"{label}: cannot decode DICOM transfer syntax {ds.file_meta.get('TransferSyntaxUID', '?')} ({exc})"
+        ) from None
+    except (ValueError, EOFError, OSError, RuntimeError, AttributeError, KeyError) as exc:
+        message = str(exc)
+        if "less than expected" in message or "truncat" in message.lower() or "end of" in message:
+            raise TruncatedImageError(f"{label}: the DICOM pixel data is truncated ({exc})") from None
+        raise UnsupportedFormatError(f"{label}: cannot decode the DICOM pixel data ({exc})") from None
+    if photometric == "PALETTE COLOR":
+        array = apply_color_lut(array, ds)
+    bits = int(ds.get("BitsStored", array.dtype.itemsize * 8) or 8)
+    return _dicom_to_rgb(np.asarray(array), photometric, bits, int(ds.get("PixelRepresentation", 0)))
+
+
+def _dicom_to_rgb(array: np.ndarray, photometric: str, bits: int, signed: int) -> np.ndarray:
+    values = array.astype(np.float64)
+    if signed:
+        values = values + 2.0 ** (bits - 1)
+    if array.dtype == np.uint8 and not signed:
+        top = 255.0
+    else:
+        top = max(2.0**bits - 1.0, float(values.max()) if values.size else 1.0)
+        top = 255.0 if bits <= 8 else top
+    scaled = np.clip(values * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
+    if scaled.ndim == 2:
+        if photometric == "MONOCHROME1":
+            scaled = 255 - scaled
+        scaled = np.repeat(scaled[:, :, None], 3, axis=2)
+    elif scaled.shape[2] == 4:
+        scaled = scaled[:, :, :3]
+    return np.ascontiguousarray(scaled)
+
+
+def save_image(path: str | os.PathLike[str], rgb: np.ndarray, *, quality: int = 95) -> Path:
+    """Write an RGB uint8 array as PNG/JPEG/TIFF/BMP/WebP (by suffix), atomically.
+
+    The image goes to a temporary file in the same folder which is then renamed, so a crash
+    never leaves a half-written image behind.
+    """
+    path = Path(path)
+    formats = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
+               ".bmp": "BMP", ".webp": "WEBP"}
+    fmt = formats.get(path.suffix.lower())
+    if fmt is None:
+        raise UnsupportedFormatError(
+            f"{path}: cannot write {path.suffix or 'files without a suffix'}; use .png or .jpg"
+        )
+    array = np.asarray(rgb)
+    if array.dtype != np.uint8:
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    image = Image.fromarray(array if array.ndim == 3 else array, "RGB" if array.ndim == 3 else "L")
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            image.save(out, format=fmt, **options)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,109 @@
+"""Grad-CAM heat maps: where in the photograph the model looked for its grade.
+
+Works for every backbone and head: :func:`find_feature_layer` picks the last convolutional
+feature map (rank 4, spatial size > 1) before the classification head, skipping the head's own
+pooling, depthwise and dropout layers (Wise-SrNet's AveragePooling + DepthwiseConv2D, GAP, ...).
+Gradients of the class score with respect to that map weight its channels (Selvaraju et al.,
+2017); the ReLU of the weighted sum, upsampled to the input size, is the heat map.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from retinascreen._backend import ensure_backend
+from retinascreen.errors import ModelError
+
+ensure_backend()
+
+FEATURE_MAP_LAYER = "feature_map"  # the name build_model gives the backbone's output
+_HEAD_LAYER_TYPES = (
+    "AveragePooling2D", "MaxPooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
+    "DepthwiseConv2D", "Dropout", "SpatialDropout2D", "Flatten", "Dense", "Reshape",
+    "Softmax", "Lambda",
+)
+
+
+def _output_shape(layer: Any) -> tuple | None:
+    try:
+        out = layer.output
+    except (AttributeError, ValueError):
+        return None
+    if isinstance(out, list | tuple):
+        return None
+    return tuple(out.shape)
+
+
+def find_feature_layer(model: Any) -> Any:
+    """The last rank-4 feature map (spatial > 1) that feeds the classification head.
+
+    Models from :func:`retinascreen.models.build.build_model` name it ``feature_map``.
+    """
+    names = [la.name for la in model.layers]
+    if FEATURE_MAP_LAYER in names:
+        return model.get_layer(FEATURE_MAP_LAYER)
+    for layer in reversed(model.layers):
+        if type(layer).__name__ in _HEAD_LAYER_TYPES or type(layer).__name__ == "InputLayer":
+            continue
+        shape = _output_shape(layer)
+        if shape is None or len(shape) != 4:
+            continue
+        h, w = shape[1], shape[2]
+        if h is not None and w is not None and h * w <= 1:
+            continue
+        return layer
+    raise ModelError(f"{model.name}: no convolutional feature map found for Grad-CAM")
+
+
+def grad_cam(
+    model: Any, image_batch: np.ndarray, class_index: int | None = None, layer_name: str | None = None
+) -> np.ndarray:
+    """Grad-CAM heat map (S, S) float in 0..1 for the first image of ``image_batch``.
+
+    ``image_batch``: (N, S, S, 3) model input (RGB 0..255); ``class_index``: the grade to
+    explain (default: the predicted one).
+    """
+    import cv2
+    import keras
+    import tensorflow as tf
+
+    if keras.backend.backend() != "tensorflow":
+        raise ModelError("Grad-CAM needs the TensorFlow backend (KERAS_BACKEND=tensorflow)")
+    layer = model.get_layer(layer_name) if layer_name else find_feature_layer(model)
+    grad_model = keras.Model(model.inputs, [layer.output, model.output])
+    x = tf.convert_to_tensor(np.asarray(image_batch[:1], dtype=np.float32))
+    with tf.GradientTape() as tape:
+        features, preds = grad_model(x, training=False)
+        if isinstance(preds, list | tuple):
+            preds = preds[0]
+        index = int(tf.argmax(preds[0])) if class_index is None else int(class_index)
+        score = preds[:, index]
+    grads = tape.gradient(score, features)
+    if grads is None:
+        raise ModelError(f"{model.name}: no gradient reaches layer {layer.name!r}")
+    weights = tf.reduce_mean(grads, axis=(1, 2))  # (1, C)
+    cam = tf.nn.relu(tf.reduce_sum(features * weights[:, None, None, :], axis=-1))[0].numpy()
+    size = (int(image_batch.shape[2]), int(image_batch.shape[1]))
+    cam = cv2.resize(cam.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+    cam = np.maximum(cam, 0)
+    peak = float(cam.max())
+    return (cam / peak).astype(np.float32) if peak > 0 else np.zeros_like(cam, dtype=np.float32)
+
+
+def overlay(rgb: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+    """The heat map in the JET colour map blended over ``rgb``: RGB uint8 of ``rgb``'s size."""
+    import cv2
+
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8:
+        rgb = np.clip(rgb, 0, 255).astype(np.uint8)
+    h, w = rgb.shape[:2]
+    heat = np.clip(np.asarray(heatmap, dtype=np.float32), 0, 1)
+    if heat.shape != (h, w):
+        heat = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
+    colour = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
+    blended = (1 - alpha) * rgb.astype(np.float32) + alpha * colour.astype(np.float32)
+    return np.clip(blended, 0, 255).astype(np.uint8)

@@ -1,0 +1,109 @@
+"""Tiny models and photo folders for the inference, export, screening and CLI tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fundus_drawing import draw_face, draw_fundus
+
+SIZE = 64
+
+
+def make_model(seed: int = 0, *, logit_scale: float = 1.0, head: str = "wise-srnet"):
+    """An untrained mini_xception (widths 8, 16) at 64 px with seeded weights.
+
+    ``logit_scale`` multiplies the last Dense kernel: small values give near-tie outputs.
+    """
+    import keras
+
+    from retinascreen.models.build import build_model
+
+    keras.utils.set_random_seed(seed)
+    model = build_model("mini_xception", head, size=SIZE, widths=(8, 16))
+    last = model.layers[-1]
+    if logit_scale != 1.0:
+        weights = last.get_weights()
+        last.set_weights([weights[0] * logit_scale, *weights[1:]])
+    else:  # make the grades differ clearly between images so argmax is stable
+        weights = last.get_weights()
+        last.set_weights([weights[0] * 20.0, *weights[1:]])
+    return model
+
+
+def save_model(model, path: Path, *, synthetic: bool = True, name: str = "tiny") -> Path:
+    """Save ``model`` as .keras with a model card inside."""
+    from retinascreen.modelcard import ModelCard, write_card
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    card = ModelCard(
+        name=name, version="0.1", backbone="mini_xception", head="wise-srnet",
+        input_size=SIZE, preprocessing={"size": SIZE}, synthetic=synthetic,
+    )
+    write_card(path, card)
+    return path
+
+
+def write_photos(folder: Path, n: int, *, size: int = 96, start_seed: int = 0) -> list[Path]:
+    """``n`` fundus-like PNG photographs with varied exposure."""
+    from retinascreen.images import save_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        seed = start_seed + i
+        rgb = draw_fundus(size, seed=seed, gain=0.8 + 0.05 * (seed % 8))
+        rng = np.random.default_rng(seed)
+        # A few bright and dark spots so images differ in what the model sees.
+        for _ in range(1 + seed % 4):
+            y, x = rng.integers(size // 4, 3 * size // 4, 2)
+            value = (255, 240, 120) if rng.random() < 0.5 else (90, 10, 10)
+            rgb[y - 3 : y + 3, x - 3 : x + 3] = value
+        paths.append(save_image(folder / f"img{i:03d}.png", rgb))
+    return paths
+
+
+def write_face(path: Path, size: int = 96) -> Path:
+    from retinascreen.images import save_image
+
+    return save_image(path, draw_face(size))
+
+
+def write_bad_files(folder: Path) -> dict[str, Path]:
+    """One file for each bad input of SPEC.md except the non-fundus photo."""
+    folder.mkdir(parents=True, exist_ok=True)
+    good = draw_fundus(96, seed=3)
+    from retinascreen.images import save_image
+
+    png = save_image(folder / "tmp_good.png", good).read_bytes()
+    (folder / "tmp_good.png").unlink()
+    files = {
+        "zero": folder / "zero.png",
+        "truncated": folder / "truncated.png",
+        "text": folder / "notes.jpg",
+        "gif": folder / "anim.gif",
+        "bomb": folder / "bomb.png",
+    }
+    files["zero"].write_bytes(b"")
+    files["truncated"].write_bytes(png[: len(png) // 2])
+    files["text"].write_text("this is not a photograph\n" * 20)
+    files["gif"].write_bytes(b"GIF89a" + b"\x01\x00\x01\x00\x00\x00\x00" + b"\x00" * 30)
+    files["bomb"].write_bytes(_png_header(20_000, 20_000))
+    return files
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A valid PNG of ``width`` x ``height`` black pixels compressed to almost nothing."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    row = b"\x00" + b"\x00" * width
+    compressor = zlib.compressobj(9)
+    data = b"".join(compressor.compress(row) for _ in range(64)) + compressor.flush()
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b"")

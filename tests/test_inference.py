@@ -1,0 +1,172 @@
+"""Predictor: every model format, the SPEC result dict, Keras/ONNX parity, bad input, threads."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+from inference_helpers import (
+    SIZE,
+    make_model,
+    save_model,
+    write_bad_files,
+    write_face,
+    write_photos,
+)
+from retinascreen import errors, grading
+from retinascreen.images import load_image
+from retinascreen.inference import Predictor, resolve_model_path
+from retinascreen.modelcard import file_sha256, read_card, write_card
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from retinascreen.export import keras_to_onnx
+
+    root = tmp_path_factory.mktemp("models")
+    model = make_model(seed=1)
+    keras_path = save_model(model, root / "tiny.keras")
+    onnx_path = keras_to_onnx(model, root / "tiny.onnx")
+    write_card(onnx_path, read_card(keras_path))
+    run_dir = root / "run"
+    run_dir.mkdir()
+    shutil.copy(keras_path, run_dir / "best.keras")
+    photos = write_photos(root / "photos", 6)
+    return {"keras": keras_path, "onnx": onnx_path, "run": run_dir, "photos": photos, "root": root}
+
+
+@pytest.fixture(scope="module")
+def keras_predictor(models):
+    return Predictor(models["keras"])
+
+
+def test_result_is_the_spec_dict(models, keras_predictor):
+    result = keras_predictor.predict(models["photos"][0])
+    assert set(result) >= {
+        "grade", "label", "probabilities", "referable", "referable_probability",
+        "gradable", "quality", "model",
+    }
+    probs = result["probabilities"]
+    assert len(probs) == 5 and all(isinstance(p, float) for p in probs)
+    assert sum(probs) == pytest.approx(1.0, abs=1e-5)
+    assert result["grade"] == int(np.argmax(probs))
+    assert result["label"] == grading.LABELS[result["grade"]]
+    assert result["referable"] == (result["grade"] >= 2)
+    assert result["referable_probability"] == pytest.approx(sum(probs[2:]))
+    assert result["gradable"] is True and result["quality"]["reasons"] == []
+    assert 0.5 <= result["quality"]["score"] <= 1
+    assert result["model"] == {"name": "tiny", "version": "0.1", "sha256": file_sha256(models["keras"])}
+    assert result["synthetic"] is True and "synthetic" in result["warning"]
+    assert keras_predictor.model_path == models["keras"]
+    assert keras_predictor.card.input_size == SIZE
+
+
+def test_path_bytes_and_array_give_the_same_result(models, keras_predictor):
+    path = models["photos"][1]
+    by_path = keras_predictor.predict(path)
+    by_bytes = keras_predictor.predict(path.read_bytes())
+    by_array = keras_predictor.predict(load_image(path))
+    assert by_path == by_bytes == by_array
+
+
+def test_keras_and_onnx_agree_within_1e4(models, keras_predictor):
+    onnx_predictor = Predictor(models["onnx"])
+    assert onnx_predictor.engine == "onnx"
+    a = keras_predictor.predict_batch(models["photos"])
+    b = onnx_predictor.predict_batch(models["photos"])
+    pa = np.array([r["probabilities"] for r in a])
+    pb = np.array([r["probabilities"] for r in b])
+    assert np.abs(pa - pb).max() < 1e-4
+    assert [r["grade"] for r in a] == [r["grade"] for r in b]
+    assert len({r["grade"] for r in a}) >= 1
+    assert b[0]["model"]["sha256"] == file_sha256(models["onnx"])
+    assert b[0]["model"]["name"] == "tiny"  # the card travelled into the ONNX metadata
+
+
+def test_batch_equals_one_by_one(models, keras_predictor):
+    batch = keras_predictor.predict_batch(models["photos"], batch_size=4)
+    single = [keras_predictor.predict(p) for p in models["photos"]]
+    for b, s in zip(batch, single, strict=True):
+        assert np.allclose(b["probabilities"], s["probabilities"], atol=1e-5)
+    assert keras_predictor.predict(list(models["photos"][:2]))[1]["grade"] == single[1]["grade"]
+
+
+def test_run_directory_prefers_onnx_when_present(models, tmp_path):
+    assert Predictor(models["run"]).model_path == models["run"] / "best.keras"
+    run = tmp_path / "run"
+    shutil.copytree(models["run"], run)
+    shutil.copy(models["onnx"], run / "model.onnx")
+    assert Predictor(run).model_path == run / "model.onnx"
+    assert Predictor(run, engine="keras").model_path == run / "best.keras"
+
+
+def test_model_errors(tmp_path, monkeypatch):
+    with pytest.raises(errors.ModelError, match="not found"):
+        Predictor(tmp_path / "missing.keras")
+    with pytest.raises(errors.ModelError, match="without a model"):
+        Predictor(tmp_path)
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"not a zip")
+    with pytest.raises(errors.ModelError, match="cannot load"):
+        Predictor(broken)
+    import retinascreen.inference as inference
+
+    monkeypatch.setattr(inference, "DEMO_DIR", tmp_path / "no_demo")
+    with pytest.raises(errors.ModelError, match="demo model is missing"):
+        resolve_model_path(None)
+
+
+def test_bad_inputs_raise_typed_errors(models, keras_predictor, tmp_path):
+    bad = write_bad_files(tmp_path)
+    expected = {
+        "zero": errors.EmptyImageError,
+        "truncated": errors.TruncatedImageError,
+        "text": errors.NotAnImageError,
+        "gif": errors.UnsupportedFormatError,
+        "bomb": errors.ImageTooLargeError,
+    }
+    for key, error in expected.items():
+        with pytest.raises(error):
+            keras_predictor.predict(bad[key])
+    with pytest.raises(errors.ImageError):
+        keras_predictor.predict(np.zeros((3, 3)))
+    mixed = keras_predictor.predict_batch([bad["zero"], models["photos"][0]], errors="include")
+    assert mixed[0]["error_type"] == "EmptyImageError" and "grade" in mixed[1]
+
+
+def test_not_a_fundus_is_ungradable_with_reasons(keras_predictor, tmp_path):
+    result = keras_predictor.predict(write_face(tmp_path / "face.png"))
+    assert result["gradable"] is False
+    assert result["quality"]["reasons"]
+    assert len(result["probabilities"]) == 5
+
+
+def test_heatmaps_from_keras_and_from_onnx_with_sibling(models, keras_predictor, tmp_path):
+    overlay = keras_predictor.heatmap(models["photos"][0])
+    assert overlay.shape == (SIZE, SIZE, 3) and overlay.dtype == np.uint8
+    assert np.allclose(Predictor(models["onnx"]).heatmap(models["photos"][0]), overlay, atol=2)
+    lonely = tmp_path / "lonely.onnx"
+    shutil.copy(models["onnx"], lonely)
+    with pytest.raises(errors.ModelError, match="heat maps need the Keras model"):
+        Predictor(lonely).heatmap(models["photos"][0])
+
+
+def test_concurrent_predictions_from_threads(models):
+    predictor = Predictor(models["keras"])
+    expected = [r["probabilities"] for r in predictor.predict_batch(models["photos"])]
+    seen: dict[int, list] = {}
+
+    def work(i: int) -> None:
+        seen[i] = predictor.predict(models["photos"][i])["probabilities"]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(models["photos"]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, probs in seen.items():
+        assert np.allclose(probs, expected[i], atol=1e-5)
+    assert len(seen) == len(models["photos"])

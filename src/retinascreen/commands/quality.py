@@ -1,0 +1,48 @@
+"""``retinascreen quality IMAGE...``: is each photo a gradable fundus photograph?"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from retinascreen.commands._files import expand_images, for_each_image
+from retinascreen.errors import NotFundusError
+
+EXAMPLE = """example:
+  retinascreen quality photos/*.jpg
+  {"path": "photos/eye1.jpg", "gradable": true, "score": 0.93, "reasons": []}
+  {"path": "photos/eye2.jpg", "gradable": false, "score": 0.21, "reasons": ["too dark"]}
+
+A file that is not an image, or a photo that shows no fundus, also gets an 'error:' line on
+stderr and makes the exit status 2; the other files are still judged."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "quality",
+        help="judge whether fundus photos are gradable (JSON lines)",
+        description="Print one JSON object per photo: path, gradable, score (0..1; >= 0.5 is "
+        "gradable) and reasons (no fundus disc found, too dark, over-exposed, blurred, "
+        "low contrast).",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="photo files or folders")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from retinascreen.fundus import REASON_NO_DISC, assess_quality
+    from retinascreen.images import load_image
+
+    def judge(path: Path) -> None:
+        verdict = assess_quality(load_image(path))
+        print(json.dumps({"path": str(path), **verdict.to_dict()}), flush=True)
+        if REASON_NO_DISC in verdict.reasons:
+            raise NotFundusError(
+                f"{path}: no fundus disc found; this does not look like a fundus photograph "
+                "(a bright round retina on a dark background)"
+            )
+
+    return for_each_image(expand_images(args.images), judge, what="quality")

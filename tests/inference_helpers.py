@@ -11,10 +11,13 @@ from fundus_drawing import draw_face, draw_fundus
 SIZE = 64
 
 
-def make_model(seed: int = 0, *, logit_scale: float = 1.0, head: str = "wise-srnet"):
+def make_model(seed: int = 0, *, near_ties: list[Path] | None = None, head: str = "wise-srnet"):
     """An untrained mini_xception (widths 8, 16) at 64 px with seeded weights.
 
-    ``logit_scale`` multiplies the last Dense kernel: small values give near-tie outputs.
+    The last Dense kernel is scaled up so grades differ clearly between images. With
+    ``near_ties`` (photos), grades 0 and 1 get almost the same kernel column, the others a large
+    negative bias, and the 0/1 bias splits those photos half and half: fp32 still separates
+    grades 0 and 1, 8-bit weights cannot.
     """
     import keras
 
@@ -23,12 +26,21 @@ def make_model(seed: int = 0, *, logit_scale: float = 1.0, head: str = "wise-srn
     keras.utils.set_random_seed(seed)
     model = build_model("mini_xception", head, size=SIZE, widths=(8, 16))
     last = model.layers[-1]
-    if logit_scale != 1.0:
-        weights = last.get_weights()
-        last.set_weights([weights[0] * logit_scale, *weights[1:]])
-    else:  # make the grades differ clearly between images so argmax is stable
-        weights = last.get_weights()
-        last.set_weights([weights[0] * 20.0, *weights[1:]])
+    kernel, bias = last.get_weights()
+    kernel = kernel * 20.0
+    if near_ties:
+        rng = np.random.default_rng(seed)
+        delta = 1e-3 * rng.standard_normal(kernel.shape[0]).astype(kernel.dtype)
+        kernel[:, 1] = kernel[:, 0] + delta
+        features = keras.Model(model.inputs, last.input)
+        from retinascreen.fundus import Preprocessing
+        from retinascreen.images import load_image
+
+        pre = Preprocessing(size=SIZE)
+        x = np.stack([pre.apply(load_image(p)) for p in near_ties]).astype(np.float32)
+        margins = np.asarray(features.predict(x, verbose=0)) @ delta
+        bias = np.array([0.0, -float(np.median(margins)), -30.0, -30.0, -30.0], dtype=bias.dtype)
+    last.set_weights([kernel, bias])
     return model
 
 

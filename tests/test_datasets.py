@@ -249,3 +249,52 @@ def test_split_column_read_from_csv_and_honoured(tmp_path):
 def test_split_rejects_bad_fractions():
     with pytest.raises(ValueError):
         split_dataset([], val=0.6, test=0.5)
+
+
+# --------------------------------------------------------------------------- synthetic round trips
+
+
+@pytest.mark.parametrize("layout", ["aptos", "eyepacs", "messidor2", "idrid", "folders"])
+def test_synthetic_layouts_read_back(tmp_path, layout):
+    import json
+
+    from retinascreen.synthetic import write_dataset
+
+    root = write_dataset(tmp_path / layout, 10, size=64, seed=5, layout=layout, workers=1)
+    records = load_dataset(root, layout)
+    manifest = json.loads((root / "synthetic.json").read_text())
+    assert len(records) == 10
+    assert {str(g): n for g, n in Counter(r.grade for r in records).items()} == {
+        g: n for g, n in manifest["grade_counts"].items() if n
+    }
+    assert all(r.path.is_file() for r in records)
+    if layout != "folders":  # the two eyes of a synthetic patient share a patient id
+        assert len({r.patient for r in records}) == 5
+        assert {r.eye for r in records} == {"left", "right"}
+        splits = split_dataset(records, seed=0)
+        by_split = [{r.patient for r in rs} for rs in splits.values()]
+        assert sum(len(p) for p in by_split) == 5
+
+
+def test_synthetic_messidor2_ungradable_rows_excluded(tmp_path):
+    from retinascreen.synthetic import write_dataset
+
+    root = write_dataset(
+        tmp_path, 12, size=64, seed=2, layout="messidor2", ungradable=0.5, workers=1
+    )
+    rows = (root / "messidor_data.csv").read_text().splitlines()[1:]
+    n_bad = sum(row.split(",")[3] == "0" for row in rows)
+    assert n_bad > 0
+    table = read_table(root, "messidor2")
+    assert len(table.records) == 12 - n_bad and table.excluded == {"ungradable": n_bad}
+
+
+def test_synthetic_benchmark_splits_are_honoured(tmp_path):
+    from retinascreen.synthetic import write_benchmark
+
+    root = write_benchmark("synthetic-dr-v1", tmp_path, size=64, limit=4, workers=1)
+    records = load_dataset(root, "aptos")
+    splits = split_dataset(records, seed=9)
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [4, 4, 4]
+    patients = [{r.patient for r in rs} for rs in splits.values()]
+    assert not (patients[0] & patients[1] or patients[0] & patients[2] or patients[1] & patients[2])

@@ -1,0 +1,63 @@
+"""``retinascreen admin create USER``: create an administrator account."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+
+EPILOG = """examples:
+  retinascreen admin create alice                        # prompts for the password twice
+  echo "$PASSWORD" | retinascreen admin create alice --password-stdin
+  retinascreen admin create alice --database-url postgresql://user:pw@db/retinascreen
+"""
+MIN_PASSWORD = 10
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "admin",
+        help="manage web accounts (create the first administrator)",
+        description="Manage accounts of the web application in its database.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser(
+        "create", help="create an administrator account",
+        description="Create an administrator. The password is prompted for (hidden) unless "
+        "--password-stdin reads it from the first line of standard input.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    create.add_argument("username", metavar="USER")
+    create.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    create.add_argument("--database-url", metavar="URL", help="SQLAlchemy URL (default: $DATABASE_URL or SQLite)")
+    create.add_argument("--instance", type=Path, metavar="DIR", help="instance folder (default ./instance)")
+    parser.set_defaults(func=run)
+
+
+def read_password(from_stdin: bool) -> str:
+    """The new password from stdin or an interactive prompt (asked twice)."""
+    from retinascreen.errors import ConfigError
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            raise ConfigError("the passwords differ")
+    else:
+        raise ConfigError("no terminal to ask for the password: use --password-stdin")
+    if len(password) < MIN_PASSWORD:
+        raise ConfigError(f"the password must have at least {MIN_PASSWORD} characters")
+    return password
+
+
+def run(args: argparse.Namespace) -> int:
+    from retinascreen.web.accounts import create_admin
+
+    password = read_password(args.password_stdin)
+    create_admin(args.username, password, database_url=args.database_url, instance=args.instance)
+    print(f"created administrator {args.username!r}")
+    return 0

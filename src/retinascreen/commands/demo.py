@@ -1,0 +1,126 @@
+"""``retinascreen demo``: the web app on the bundled demo model with a demo account, offline."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import threading
+import urllib.request
+from typing import Any
+
+from retinascreen.commands.serve import add_server_arguments
+
+EPILOG = """examples:
+  retinascreen demo                    # open the printed URL, sign in with the printed account
+  retinascreen demo --port 8080
+  retinascreen demo --check            # start, grade one synthetic photo, fetch /healthz, exit
+"""
+
+ABOUT = """\
+retinascreen grades colour fundus photographs for diabetic retinopathy on the ICDR scale
+(0 No DR .. 4 Proliferative DR), flags referable disease (grade >= 2), rejects photos too poor
+to grade, and shows a heat map of what drove each grade.
+WARNING: Demo model trained on synthetic images — not for clinical use."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="try the product: web app, demo model and a demo account",
+        description="Start the web application on the bundled demo model with a ready demo "
+        "account (its password is printed), then serve until Ctrl-C. Everything is offline.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_server_arguments(parser)
+    parser.add_argument(
+        "--check", "--no-serve", dest="check", action="store_true",
+        help="set everything up, grade one synthetic photo, fetch /healthz, then exit",
+    )
+    parser.set_defaults(func=run, workers=1)
+
+
+def run(args: argparse.Namespace) -> int:
+    from retinascreen.web.accounts import ensure_demo_user
+    from retinascreen.web.server import prepare, serve
+
+    config = prepare(args.instance, args.database_url, None)  # ModelError if the demo model is gone
+    password = ensure_demo_user(database_url=config["DATABASE_URL"], instance=config["INSTANCE_PATH"])
+    if args.check:
+        return _check(config, password)
+    url = f"http://{args.host}:{args.port}/"
+    print(ABOUT)
+    print(f"\n  Open      {url}\n  Username  demo\n  Password  {password}\n"
+          f"  Model     {config['MODEL']}\n  Data      {config['INSTANCE_PATH']}\n\n"
+          "Press Ctrl-C to stop.\n", flush=True)
+    serve(config, host=args.host, port=args.port, workers=args.workers, threads=args.threads)
+    return 0
+
+
+def _check(config: dict[str, Any], password: str) -> int:
+    """Serve in this process on a free loopback port, use it like a client, stop."""
+    from werkzeug.serving import make_server
+
+    from retinascreen.web import create_app, dispose
+    from retinascreen.web.service import get_predictor
+
+    app = create_app(dict(config))
+    get_predictor(app)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        health = _get_json(f"{base}/healthz")
+        token = _post_json(f"{base}/api/v1/tokens", {"username": "demo", "password": password})["token"]
+        result = _post_image(f"{base}/api/v1/screenings", token, _sample_photo())
+    finally:
+        server.shutdown()
+        thread.join(5)
+        dispose(app)
+    print(ABOUT)
+    print(f"\ndemo check ok: /healthz {health['status']}; sample photo graded "
+          f"{result['grade']} ({result['label']}), gradable={result['gradable']}, "
+          f"screening id {result['id']}; account demo / {password}")
+    return 0
+
+
+def _sample_photo() -> bytes:
+    from PIL import Image
+
+    from retinascreen.synthetic import generate
+
+    buffer = io.BytesIO()
+    Image.fromarray(generate(7, grade=2, size=256).image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.load(response)
+
+
+def _post_json(url: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def _post_image(url: str, token: str, data: bytes) -> dict:
+    boundary = "retinascreen-demo-boundary"
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"demo.png\"\r\n"
+        f"Content-Type: image/png\r\n\r\n"
+    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(url, data=body, headers={
+        "Authorization": f"Bearer {token}",
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+    })
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.load(response)
+
+
+

@@ -1,0 +1,137 @@
+"""The retinascreen web application: accounts, uploads, results, history, reports and REST API.
+
+``create_app(config=None, *, predictor=None)`` builds a Flask app; the predictor (anything with
+``predict``/``heatmap``/``card`` like :class:`retinascreen.inference.Predictor`) is loaded
+lazily from ``config["MODEL"]`` unless one is passed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, jsonify, render_template, request
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy import text
+from sqlalchemy.orm import sessionmaker
+from werkzeug.exceptions import HTTPException
+
+from retinascreen import __version__
+from retinascreen.grading import LABELS
+from retinascreen.web import db as database
+from retinascreen.web.config import database_url, default_instance_path, defaults, load_secret_key
+from retinascreen.web.models import User
+from retinascreen.web.storage import PhotoStore
+
+csrf = CSRFProtect()
+
+
+def create_app(config: dict[str, Any] | None = None, *, predictor: Any = None) -> Flask:
+    """Build the app. ``config`` keys override :func:`retinascreen.web.config.defaults`.
+
+    Useful keys: ``INSTANCE_PATH`` (database, photos, secret key), ``DATABASE_URL``, ``MODEL``,
+    ``MAX_CONTENT_LENGTH``, ``MAX_IMAGE_PIXELS``, ``AUTO_MIGRATE``, ``SESSION_COOKIE_SECURE``.
+    """
+    config = dict(config or {})
+    instance_path = Path(config.pop("INSTANCE_PATH", None) or default_instance_path()).resolve()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    app = Flask(__name__, instance_path=str(instance_path))
+    app.config.update(defaults())
+    app.config.update(config)
+    app.config["REMEMBER_COOKIE_SECURE"] = app.config["SESSION_COOKIE_SECURE"]
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = load_secret_key(instance_path)
+    app.config["DATABASE_URL"] = database_url(app.config, instance_path)
+
+    engine = database.make_engine(app.config["DATABASE_URL"])
+    if app.config["AUTO_MIGRATE"]:
+        database.upgrade(engine)
+    app.extensions["retinascreen.engine"] = engine
+    app.extensions["retinascreen.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+    app.extensions["retinascreen.photos"] = PhotoStore(instance_path / "photos")
+    if predictor is not None:
+        app.extensions["retinascreen.predictor"] = predictor
+    app.teardown_appcontext(database.close_session)
+
+    csrf.init_app(app)
+    _init_login(app)
+
+    from retinascreen.web.api import bp as api_bp
+    from retinascreen.web.auth import bp as auth_bp
+    from retinascreen.web.screenings import bp as screenings_bp
+    from retinascreen.web.views import bp as main_bp
+
+    app.register_blueprint(main_bp)
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(screenings_bp)
+    app.register_blueprint(api_bp)
+    csrf.exempt(api_bp)  # the API authenticates with bearer tokens, not cookies
+    _init_errors(app)
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        database.session().execute(text("SELECT 1"))
+        return jsonify(status="ok", version=__version__)
+
+    @app.after_request
+    def _security_headers(response: Any) -> Any:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'; form-action 'self'",
+        )
+        return response
+
+    app.jinja_env.globals["app_version"] = __version__
+    app.jinja_env.globals["labels"] = LABELS
+    return app
+
+
+def dispose(app: Flask) -> None:
+    """Close the app's database connections (e.g. before the files are removed)."""
+    app.extensions["retinascreen.engine"].dispose()
+
+
+def _init_login(app: Flask) -> None:
+    manager = LoginManager()
+    manager.login_view = "auth.login"
+    manager.login_message = "Sign in to continue."
+    manager.login_message_category = "info"
+    manager.session_protection = "basic"
+    manager.init_app(app)
+
+    @manager.user_loader
+    def _load_user(user_id: str) -> User | None:
+        if not user_id.isdigit():
+            return None
+        return database.session().get(User, int(user_id))
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _init_errors(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc: CSRFError) -> Any:
+        message = "The form expired or was not sent by this site. Reload the page and try again."
+        return render_template("error.html", code=400, message=message), 400
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Any:
+        code = exc.code or 500
+        message = _MESSAGES.get(code, exc.description or exc.name)
+        if _wants_json():
+            return jsonify(error=message), code
+        return render_template("error.html", code=code, message=message), code
+
+
+_MESSAGES = {
+    404: "Not found.",
+    405: "That method is not allowed here.",
+    413: "The file is too large.",
+}

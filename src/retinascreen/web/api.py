@@ -1,0 +1,163 @@
+"""REST API under ``/api/v1`` with bearer tokens (see ``openapi.py`` for the document)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, g, jsonify, request
+from sqlalchemy import func, select
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from retinascreen.errors import RetinascreenError
+from retinascreen.web.db import session
+from retinascreen.web.models import ApiToken, Screening, User, utcnow
+from retinascreen.web.openapi import openapi_document
+from retinascreen.web.screenings import escape_like, too_large_message
+from retinascreen.web.security import (
+    RATE_LIMIT_MESSAGE,
+    audit,
+    authenticate,
+    find_token,
+    issue_token,
+    too_many_failures,
+)
+from retinascreen.web.service import screen_upload
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+MAX_PER_PAGE = 100
+
+
+def error(message: str, status: int) -> Any:
+    """A JSON error answer ``{"error": message}``."""
+    response = jsonify(error=message)
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="retinascreen"'
+    return response
+
+
+def token_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Require ``Authorization: Bearer <token>``; sets ``g.api_user`` and ``g.api_token``."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        header = request.headers.get("Authorization", "")
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            return error("Missing bearer token: send 'Authorization: Bearer <token>'.", 401)
+        db = session()
+        token = find_token(db, secret.strip())
+        if token is None:
+            return error("Invalid or revoked token.", 401)
+        token.last_used = utcnow()
+        db.commit()
+        g.api_token = token
+        g.api_user = db.get(User, token.user_id)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+@bp.post("/tokens")
+def create_token() -> Any:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return error('Send JSON {"username": "...", "password": "..."}.', 400)
+    username, password = body.get("username"), body.get("password")
+    if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
+        return error("username and password are required strings.", 400)
+    db = session()
+    if too_many_failures(db, username):
+        return error(RATE_LIMIT_MESSAGE, 429)
+    user = authenticate(db, username, password, via="api")
+    if user is None:
+        db.commit()
+        return error("Wrong username or password.", 401)
+    token, secret = issue_token(db, user)
+    audit(db, "token_created", user=user, detail=f"token {token.id}")
+    db.commit()
+    return jsonify(token=secret, id=token.id, token_type="Bearer"), 201
+
+
+def _revoke(token: ApiToken) -> Any:
+    db = session()
+    token.revoked = utcnow()
+    audit(db, "token_revoked", user=g.api_user, detail=f"token {token.id}")
+    db.commit()
+    return "", 204
+
+
+@bp.delete("/tokens/current")
+@token_required
+def revoke_current_token() -> Any:
+    return _revoke(g.api_token)
+
+
+@bp.delete("/tokens/<int:token_id>")
+@token_required
+def revoke_token(token_id: int) -> Any:
+    token = session().get(ApiToken, token_id)
+    if token is None or token.user_id != g.api_user.id or token.revoked is not None:
+        return error("No such token.", 404)
+    return _revoke(token)
+
+
+@bp.post("/screenings")
+@token_required
+def create_screening() -> Any:
+    try:
+        upload = request.files.get("image")
+        patient_id = request.form.get("patient_id")
+        eye = request.form.get("eye")
+    except RequestEntityTooLarge:
+        return error(too_large_message(), 413)
+    if upload is None:
+        return error("Send the photograph as multipart form field 'image'.", 400)
+    try:
+        screening = screen_upload(
+            session(), g.api_user, upload.read(),
+            filename=upload.filename, patient_id=patient_id, eye=eye,
+        )
+    except RetinascreenError as exc:
+        return error(str(exc), exc.status)
+    response = jsonify(screening.to_api())
+    response.status_code = 201
+    response.headers["Location"] = f"/api/v1/screenings/{screening.id}"
+    return response
+
+
+@bp.get("/screenings")
+@token_required
+def list_screenings() -> Any:
+    db = session()
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    per_page = min(max(request.args.get("per_page", 20, type=int) or 20, 1), MAX_PER_PAGE)
+    where = [Screening.user_id == g.api_user.id]
+    patient = (request.args.get("patient_id") or "").strip()
+    if patient:
+        where.append(Screening.patient_id.ilike(f"%{escape_like(patient)}%", escape="\\"))
+    total = db.scalar(select(func.count(Screening.id)).where(*where)) or 0
+    rows = db.scalars(
+        select(Screening).where(*where)
+        .order_by(Screening.created.desc(), Screening.id.desc())
+        .limit(per_page).offset((page - 1) * per_page)
+    ).all()
+    return jsonify(
+        screenings=[row.to_api() for row in rows], page=page, per_page=per_page, total=total
+    )
+
+
+@bp.get("/screenings/<int:screening_id>")
+@token_required
+def get_screening(screening_id: int) -> Any:
+    screening = session().get(Screening, screening_id)
+    if screening is None or screening.user_id != g.api_user.id:
+        return error("No such screening.", 404)
+    return jsonify(screening.to_api())
+
+
+@bp.get("/openapi.json")
+def openapi() -> Any:
+    return jsonify(openapi_document(request.host_url.rstrip("/")))

@@ -1,0 +1,78 @@
+"""Configuration of the web application: defaults, environment overrides and database URLs."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024
+"""Largest request body accepted (a fundus photo is a few MB; DICOM a little more)."""
+
+
+def normalise_database_url(url: str) -> str:
+    """Use the psycopg 3 driver for PostgreSQL URLs (``postgresql://`` -> ``postgresql+psycopg://``)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def default_instance_path() -> Path:
+    """``$RETINASCREEN_INSTANCE`` or ``./instance`` (database, photos and secret key live there)."""
+    return Path(os.environ.get("RETINASCREEN_INSTANCE") or "instance").resolve()
+
+
+def database_url(config: dict[str, Any], instance_path: Path) -> str:
+    """The configured URL, else ``$DATABASE_URL``, else SQLite in the instance folder."""
+    url = config.get("DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if not url:
+        url = f"sqlite:///{instance_path / 'retinascreen.db'}"
+    return normalise_database_url(url)
+
+
+def load_secret_key(instance_path: Path) -> str:
+    """``$RETINASCREEN_SECRET_KEY``, else a random key kept in ``instance/secret_key``.
+
+    The key is created once with O_EXCL, so gunicorn workers started together share it and
+    sessions survive a restart.
+    """
+    env_key = os.environ.get("RETINASCREEN_SECRET_KEY")
+    if env_key:
+        return env_key
+    path = instance_path / "secret_key"
+    instance_path.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):
+            key = path.read_text().strip()
+            if key:
+                return key
+            time.sleep(0.02)  # another process is writing it right now
+        raise
+    key = secrets.token_hex(32)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+def defaults() -> dict[str, Any]:
+    """Default Flask configuration; ``create_app(config)`` overrides any of these."""
+    return {
+        "MODEL": os.environ.get("RETINASCREEN_MODEL") or None,
+        "MAX_CONTENT_LENGTH": DEFAULT_MAX_UPLOAD_BYTES,
+        "MAX_IMAGE_PIXELS": None,  # None = retinascreen.images.MAX_PIXELS
+        "AUTO_MIGRATE": True,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": os.environ.get("RETINASCREEN_SECURE_COOKIES", "") == "1",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "LOGIN_FAILURE_LIMIT": 5,
+        "LOGIN_FAILURE_WINDOW_SECONDS": 300,
+        "HISTORY_PAGE_SIZE": 20,
+        "WTF_CSRF_TIME_LIMIT": None,  # tokens last the session; no expiry mid-form
+    }

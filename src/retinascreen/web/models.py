@@ -1,0 +1,121 @@
+"""Database tables (SQLAlchemy 2 ORM): users, API tokens, screenings and the audit log."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC (stored as UTC)."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table; Alembic's target metadata."""
+
+
+class User(Base):
+    """A clinician's account. ``password_hash`` is an argon2 hash, never the password."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    screenings: Mapped[list[Screening]] = relationship(back_populates="user")
+
+    # Flask-Login protocol
+    is_active = True
+    is_authenticated = True
+    is_anonymous = False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+class ApiToken(Base):
+    """A bearer token for the REST API; only the SHA-256 of the secret is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    user: Mapped[User] = relationship()
+
+
+class Screening(Base):
+    """One graded photograph: the full result JSON plus the columns history pages filter on."""
+
+    __tablename__ = "screenings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    patient_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    eye: Mapped[str | None] = mapped_column(String(5), nullable=True)
+    grade: Mapped[int] = mapped_column(Integer)
+    referable: Mapped[bool] = mapped_column(Boolean)
+    referable_probability: Mapped[float] = mapped_column(Float)
+    gradable: Mapped[bool] = mapped_column(Boolean)
+    synthetic: Mapped[bool] = mapped_column(Boolean, default=False)
+    result_json: Mapped[str] = mapped_column(Text)
+    photo_name: Mapped[str] = mapped_column(String(64))
+    heatmap_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+
+    user: Mapped[User] = relationship(back_populates="screenings")
+
+    @property
+    def result(self) -> dict[str, Any]:
+        """The prediction result as the predictor returned it (SPEC "Prediction result")."""
+        return json.loads(self.result_json)
+
+    def to_api(self) -> dict[str, Any]:
+        """The REST representation: the prediction result plus id, patient, eye and time."""
+        data = self.result
+        data.update(
+            id=self.id,
+            patient_id=self.patient_id,
+            eye=self.eye,
+            created=self.created.isoformat() if self.created else None,
+        )
+        return data
+
+
+class AuditEvent(Base):
+    """Who did what and when: sign-ins (success and failure), tokens and screenings."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    event: Mapped[str] = mapped_column(String(32), index=True)
+    username: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)

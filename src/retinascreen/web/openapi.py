@@ -1,0 +1,225 @@
+"""The OpenAPI 3.1 document of ``/api/v1`` (a test checks it against the app's routes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from retinascreen import __version__
+from retinascreen.grading import LABELS
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _json(schema: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+_AUTH = [{"bearer": []}]
+_ID = {"name": "screening_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_TOKEN_ID = {"name": "token_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}},
+    },
+    "Credentials": {
+        "type": "object",
+        "required": ["username", "password"],
+        "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+    },
+    "Token": {
+        "type": "object",
+        "required": ["token", "id"],
+        "properties": {
+            "token": {"type": "string", "description": "send as 'Authorization: Bearer <token>'"},
+            "id": {"type": "integer"},
+            "token_type": {"const": "Bearer"},
+        },
+    },
+    "Screening": {
+        "type": "object",
+        "required": [
+            "id", "grade", "label", "probabilities", "referable", "referable_probability",
+            "gradable", "quality", "model",
+        ],
+        "properties": {
+            "id": {"type": "integer"},
+            "created": {"type": "string", "format": "date-time"},
+            "patient_id": {"type": ["string", "null"]},
+            "eye": {"enum": ["left", "right", None]},
+            "grade": {"type": "integer", "minimum": 0, "maximum": 4},
+            "label": {"enum": list(LABELS)},
+            "probabilities": {
+                "type": "array", "items": {"type": "number"}, "minItems": 5, "maxItems": 5,
+            },
+            "referable": {"type": "boolean", "description": "grade >= 2"},
+            "referable_probability": {"type": "number"},
+            "gradable": {"type": "boolean"},
+            "quality": {
+                "type": "object",
+                "properties": {
+                    "score": {"type": "number"},
+                    "reasons": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            "model": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "version": {"type": "string"},
+                    "sha256": {"type": "string"},
+                },
+            },
+            "synthetic": {"type": "boolean"},
+            "warning": {"type": "string"},
+        },
+    },
+    "ScreeningPage": {
+        "type": "object",
+        "properties": {
+            "screenings": {"type": "array", "items": {"$ref": "#/components/schemas/Screening"}},
+            "page": {"type": "integer"},
+            "per_page": {"type": "integer"},
+            "total": {"type": "integer"},
+        },
+    },
+}
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/api/v1/tokens": {
+        "post": {
+            "summary": "Exchange a username and password for a bearer token",
+            "operationId": "createToken",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Credentials"}}
+                },
+            },
+            "responses": {
+                "201": _json("Token", "The token (shown once; only its hash is stored)"),
+                "400": _error("Missing username or password"),
+                "401": _error("Wrong username or password"),
+                "429": _error("Too many failed attempts; wait five minutes"),
+            },
+        }
+    },
+    "/api/v1/tokens/current": {
+        "delete": {
+            "summary": "Revoke the token used for this request",
+            "operationId": "revokeCurrentToken",
+            "security": _AUTH,
+            "responses": {"204": {"description": "Revoked"}, "401": _error("No valid token")},
+        }
+    },
+    "/api/v1/tokens/{token_id}": {
+        "delete": {
+            "summary": "Revoke one of your tokens by id",
+            "operationId": "revokeToken",
+            "security": _AUTH,
+            "parameters": [_TOKEN_ID],
+            "responses": {
+                "204": {"description": "Revoked"},
+                "401": _error("No valid token"),
+                "404": _error("No such token of yours"),
+            },
+        }
+    },
+    "/api/v1/screenings": {
+        "get": {
+            "summary": "Your screenings, newest first",
+            "operationId": "listScreenings",
+            "security": _AUTH,
+            "parameters": [
+                {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                {"name": "per_page", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                {"name": "patient_id", "in": "query", "schema": {"type": "string"},
+                 "description": "substring of the patient id"},
+            ],
+            "responses": {
+                "200": _json("ScreeningPage", "One page of screenings"),
+                "401": _error("No valid token"),
+            },
+        },
+        "post": {
+            "summary": "Grade a fundus photograph and store the screening",
+            "operationId": "createScreening",
+            "security": _AUTH,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["image"],
+                            "properties": {
+                                "image": {"type": "string", "contentMediaType": "application/octet-stream"},
+                                "patient_id": {"type": "string", "maxLength": 64},
+                                "eye": {"enum": ["left", "right"]},
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": _json("Screening", "The prediction result with its id"),
+                "400": _error("No image field, or a bad patient id / eye"),
+                "401": _error("No valid token"),
+                "413": _error("File or pixel count over the limit"),
+                "415": _error("Unsupported image format"),
+                "422": _error("Not an image, empty, truncated, or not a fundus photograph"),
+            },
+        },
+    },
+    "/api/v1/screenings/{screening_id}": {
+        "get": {
+            "summary": "One of your screenings",
+            "operationId": "getScreening",
+            "security": _AUTH,
+            "parameters": [_ID],
+            "responses": {
+                "200": _json("Screening", "The screening"),
+                "401": _error("No valid token"),
+                "404": _error("No such screening of yours"),
+            },
+        }
+    },
+    "/api/v1/openapi.json": {
+        "get": {
+            "summary": "This document",
+            "operationId": "openapi",
+            "responses": {"200": {"description": "OpenAPI 3.1 document"}},
+        }
+    },
+}
+
+
+def openapi_document(server_url: str = "") -> dict[str, Any]:
+    """The OpenAPI 3.1 description of the REST API."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "retinascreen API",
+            "version": __version__,
+            "description": "Diabetic retinopathy screening of colour fundus photographs "
+            "(ICDR grades 0-4). Results from the demo model are synthetic-trained: not for "
+            "clinical use.",
+        },
+        "servers": [{"url": server_url or "/"}],
+        "paths": PATHS,
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,157 @@
+"""One-page PDF report of a screening (reportlab): photo, heat map, grade, quality, model."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC
+
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import (
+    Image,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
+from reportlab.platypus.flowables import Flowable
+
+from retinascreen import __version__
+from retinascreen.grading import LABELS
+from retinascreen.web.models import Screening
+from retinascreen.web.service import SYNTHETIC_WARNING
+from retinascreen.web.storage import PhotoStore
+
+GRADE_COLOURS = ("#2e7d4f", "#7b9a1e", "#c77700", "#c2410c", "#a3171d")
+
+
+class _Bar(Flowable):
+    """A horizontal probability bar."""
+
+    def __init__(self, value: float, colour: str, width: float = 70 * mm, height: float = 3.2 * mm):
+        super().__init__()
+        self.value, self.colour, self.width, self.height = value, colour, width, height
+
+    def draw(self) -> None:
+        self.canv.setFillColor(colors.HexColor("#e6eaf0"))
+        self.canv.rect(0, 0, self.width, self.height, stroke=0, fill=1)
+        self.canv.setFillColor(colors.HexColor(self.colour))
+        self.canv.rect(0, 0, self.width * max(0.0, min(1.0, self.value)), self.height, stroke=0, fill=1)
+
+
+def _image(path, max_side: float) -> Flowable | None:  # type: ignore[no-untyped-def]
+    from PIL import Image as PILImage
+
+    if path is None or not path.is_file():
+        return None
+    with PILImage.open(path) as pil:
+        width, height = pil.size
+    scale = max_side / max(width, height)
+    return Image(str(path), width=width * scale, height=height * scale)
+
+
+def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes:
+    """The PDF bytes of ``screening``'s report."""
+    result = screening.result
+    styles = getSampleStyleSheet()
+    body = styles["BodyText"]
+    small = ParagraphStyle("small", parent=body, fontSize=8, leading=10, textColor=colors.HexColor("#4f5b6d"))
+    warning = ParagraphStyle(
+        "warning", parent=body, textColor=colors.HexColor("#7a4a00"), backColor=colors.HexColor("#fff3d6"),
+        borderColor=colors.HexColor("#d69a00"), borderWidth=1, borderPadding=6, fontName="Helvetica-Bold",
+        spaceAfter=10,
+    )
+    verdict = ParagraphStyle("verdict", parent=styles["Heading2"], spaceAfter=2)
+
+    buffer = io.BytesIO()
+    doc = SimpleDocTemplate(
+        buffer, pagesize=A4, leftMargin=16 * mm, rightMargin=16 * mm, topMargin=14 * mm,
+        bottomMargin=14 * mm, title=f"Screening {screening.id}", author="retinascreen", pageCompression=0,
+        subject="Diabetic retinopathy screening report",
+    )
+    story: list[Flowable] = [
+        Paragraph("Diabetic retinopathy screening report", styles["Title"]),
+    ]
+    if screening.synthetic:
+        story.append(Paragraph(SYNTHETIC_WARNING, warning))
+    created = screening.created
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    meta = [
+        ["Screening", f"#{screening.id}", "Date (UTC)", created.strftime("%Y-%m-%d %H:%M")],
+        ["Patient id", screening.patient_id or "not recorded", "Eye", screening.eye or "not recorded"],
+        ["Screened by", user, "", ""],
+    ]
+    meta_table = Table(meta, colWidths=[28 * mm, 62 * mm, 28 * mm, 60 * mm])
+    meta_table.setStyle(TableStyle([
+        ("FONTNAME", (0, 0), (0, -1), "Helvetica-Bold"),
+        ("FONTNAME", (2, 0), (2, -1), "Helvetica-Bold"),
+        ("FONTSIZE", (0, 0), (-1, -1), 9),
+        ("TEXTCOLOR", (0, 0), (-1, -1), colors.HexColor("#18212f")),
+        ("LINEBELOW", (0, -1), (-1, -1), 0.5, colors.HexColor("#d9dee7")),
+    ]))
+    story += [meta_table, Spacer(1, 6 * mm)]
+
+    quality = result.get("quality") or {}
+    reasons = ", ".join(quality.get("reasons") or [])
+    if not screening.gradable:
+        story.append(Paragraph("Ungradable — retake the photograph", verdict))
+        story.append(Paragraph(f"Quality problems: {reasons or 'unspecified'}.", body))
+    else:
+        story.append(Paragraph(f"ICDR grade {screening.grade}: {LABELS[screening.grade]}", verdict))
+        referral = (
+            "<b>Referable</b> diabetic retinopathy: refer to an ophthalmologist."
+            if screening.referable else "<b>Not referable</b>: rescreen at the usual interval."
+        )
+        story.append(Paragraph(referral, body))
+        story.append(Paragraph(
+            f"Probability of referable DR (grade &ge; 2): {screening.referable_probability:.0%}", body
+        ))
+    story.append(Spacer(1, 4 * mm))
+
+    rows = [["Grade", "Label", "Probability", ""]]
+    for grade, probability in enumerate(result.get("probabilities") or []):
+        rows.append([str(grade), LABELS[grade], _Bar(float(probability), GRADE_COLOURS[grade]),
+                     f"{float(probability):.1%}"])
+    probs = Table(rows, colWidths=[14 * mm, 40 * mm, 74 * mm, 20 * mm])
+    probs.setStyle(TableStyle([
+        ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"),
+        ("FONTSIZE", (0, 0), (-1, -1), 9),
+        ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+        ("ALIGN", (3, 1), (3, -1), "RIGHT"),
+        ("LINEBELOW", (0, 0), (-1, 0), 0.5, colors.HexColor("#d9dee7")),
+    ]))
+    story += [probs, Spacer(1, 4 * mm)]
+    story.append(Paragraph(
+        f"<b>Image quality:</b> {'gradable' if screening.gradable else 'ungradable'}, "
+        f"score {float(quality.get('score', 0)):.2f}{' (' + reasons + ')' if reasons else ''}", body
+    ))
+    story.append(Spacer(1, 4 * mm))
+
+    photo = _image(store.path(screening.photo_name), 80 * mm)
+    heat = _image(store.path(screening.heatmap_name), 80 * mm) if screening.heatmap_name else None
+    cells = [photo or Paragraph("photo unavailable", small), heat or Paragraph("no heat map", small)]
+    captions = [Paragraph("Photograph", small),
+                Paragraph("Heat map (Grad-CAM): regions that weighed most on the grade", small)]
+    pictures = Table([cells, captions], colWidths=[88 * mm, 88 * mm])
+    pictures.setStyle(TableStyle([("ALIGN", (0, 0), (-1, -1), "CENTER"), ("VALIGN", (0, 0), (-1, -1), "MIDDLE")]))
+    story += [pictures, Spacer(1, 5 * mm)]
+
+    model = result.get("model") or {}
+    story.append(Paragraph("Model", styles["Heading4"]))
+    story.append(Paragraph(
+        f"{model.get('name', screening.model_name)} version {model.get('version', screening.model_version)}"
+        f"<br/>sha256 {model.get('sha256', screening.model_sha256)}"
+        f"<br/>{'Trained on synthetic images (demo model).' if screening.synthetic else ''}",
+        small,
+    ))
+    story.append(Spacer(1, 4 * mm))
+    story.append(Paragraph(
+        f"Generated by retinascreen {__version__}. This is a decision-support result; the "
+        "screening decision rests with the clinician.", small
+    ))
+    doc.build(story)
+    return buffer.getvalue()

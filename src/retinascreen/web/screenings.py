@@ -1,0 +1,157 @@
+"""Screening pages: upload, result, history, photo/heat-map files and the PDF report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask_login import current_user, login_required
+from sqlalchemy import func, select
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from retinascreen.errors import RetinascreenError
+from retinascreen.web.db import session
+from retinascreen.web.forms import UploadForm
+from retinascreen.web.models import Screening
+from retinascreen.web.service import get_predictor, model_is_synthetic, screen_upload
+
+bp = Blueprint("screenings", __name__, url_prefix="/screenings")
+
+
+def too_large_message() -> str:
+    """The message shown when an upload is over MAX_CONTENT_LENGTH."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    return f"The file is too large: the limit is {limit / 1_048_576:.0f} MB."
+
+
+def own_screening(screening_id: int) -> Screening:
+    """The signed-in user's screening, or 404 (also for another user's: ids are not revealed)."""
+    screening = session().get(Screening, screening_id)
+    if screening is None or screening.user_id != current_user.id:
+        abort(404)
+    return screening
+
+
+def escape_like(text: str) -> str:
+    """Escape LIKE wildcards so a search for ``50%`` means the characters ``50%``."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _render_form(form: UploadForm, error: str | None, status: int) -> Any:
+    synthetic = model_is_synthetic(get_predictor())
+    return render_template(
+        "screenings/new.html", form=form, error=error, synthetic=synthetic
+    ), status
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@login_required
+def new() -> Any:
+    try:
+        form = UploadForm()
+        submitted = form.validate_on_submit()
+    except RequestEntityTooLarge:
+        return _render_form(UploadForm(formdata=None), too_large_message(), 413)
+    if not submitted:
+        return _render_form(form, None, 400 if form.is_submitted() else 200)
+    upload = form.image.data
+    try:
+        screening = screen_upload(
+            session(),
+            current_user,
+            upload.read(),
+            filename=upload.filename,
+            patient_id=form.patient_id.data,
+            eye=form.eye.data,
+        )
+    except RetinascreenError as exc:
+        return _render_form(form, str(exc), exc.status)
+    return redirect(url_for("screenings.show", screening_id=screening.id), code=303)
+
+
+@bp.get("")
+@login_required
+def history() -> Any:
+    db = session()
+    query = (request.args.get("q") or "").strip()[:64]
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    per_page = current_app.config["HISTORY_PAGE_SIZE"]
+    where = [Screening.user_id == current_user.id]
+    if query:
+        where.append(Screening.patient_id.ilike(f"%{escape_like(query)}%", escape="\\"))
+    total = db.scalar(select(func.count(Screening.id)).where(*where)) or 0
+    rows = db.scalars(
+        select(Screening)
+        .where(*where)
+        .order_by(Screening.created.desc(), Screening.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    pages = max((total + per_page - 1) // per_page, 1)
+    return render_template(
+        "screenings/history.html",
+        rows=rows,
+        query=query,
+        page=page,
+        pages=pages,
+        total=total,
+        synthetic=any(row.synthetic for row in rows),
+    )
+
+
+@bp.get("/<int:screening_id>")
+@login_required
+def show(screening_id: int) -> Any:
+    screening = own_screening(screening_id)
+    return render_template("screenings/show.html", s=screening, result=screening.result)
+
+
+def _send_stored(name: str | None) -> Response:
+    if not name:
+        abort(404)
+    path = current_app.extensions["retinascreen.photos"].path(name)
+    if not path.is_file():
+        abort(404)
+    response = send_file(path, max_age=0)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.get("/<int:screening_id>/photo")
+@login_required
+def photo(screening_id: int) -> Response:
+    return _send_stored(own_screening(screening_id).photo_name)
+
+
+@bp.get("/<int:screening_id>/heatmap.png")
+@login_required
+def heatmap(screening_id: int) -> Response:
+    return _send_stored(own_screening(screening_id).heatmap_name)
+
+
+@bp.get("/<int:screening_id>/report.pdf")
+@login_required
+def report(screening_id: int) -> Response:
+    from retinascreen.web.report import build_report
+
+    screening = own_screening(screening_id)
+    store = current_app.extensions["retinascreen.photos"]
+    pdf = build_report(screening, store, user=current_user.username)
+    return Response(
+        pdf,
+        mimetype="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="screening-{screening.id}.pdf"',
+            "Cache-Control": "private, no-store",
+        },
+    )

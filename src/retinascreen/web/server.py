@@ -1,0 +1,80 @@
+"""Running the app under gunicorn: migrate once in the master, load the model in each worker."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from retinascreen.web.config import database_url, default_instance_path, load_secret_key
+
+
+def prepare(instance: Path | None, db_url: str | None, model: str | None) -> dict[str, Any]:
+    """Everything done once before workers start: folders, secret key, schema, model path check.
+
+    Returns the app configuration the workers use. TensorFlow is not imported here, so forking
+    stays safe.
+    """
+    from retinascreen.inference import resolve_model_path
+    from retinascreen.web.db import make_engine, upgrade
+
+    model_path = str(resolve_model_path(model))  # clear ModelError now, not in every worker
+    instance = Path(instance or default_instance_path()).resolve()
+    instance.mkdir(parents=True, exist_ok=True)
+    config: dict[str, Any] = {"INSTANCE_PATH": instance, "MODEL": model_path}
+    url = database_url({"DATABASE_URL": db_url}, instance)
+    config["DATABASE_URL"] = url
+    config["SECRET_KEY"] = load_secret_key(instance)
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    config["AUTO_MIGRATE"] = False
+    return config
+
+
+class GunicornServer(BaseApplication):
+    """gunicorn with our app factory; ``preload_app`` is off, so each worker builds its own app."""
+
+    def __init__(self, app_config: dict[str, Any], options: dict[str, Any]) -> None:
+        self.app_config = app_config
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            if key in self.cfg.settings and value is not None:
+                self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from retinascreen.web import create_app
+        from retinascreen.web.service import get_predictor
+
+        app = create_app(dict(self.app_config))
+        get_predictor(app)  # the model loads once per worker, before its first request
+        return app
+
+
+def serve(app_config: dict[str, Any], *, host: str = "127.0.0.1", port: int = 5000,
+          workers: int = 2, threads: int = 4, timeout: int = 120) -> None:
+    """Serve until interrupted (Ctrl-C or SIGTERM)."""
+    cores = os.cpu_count() or 1
+    app_config.setdefault("MODEL_THREADS", max(1, cores // max(1, workers)))
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "timeout": timeout,
+        "graceful_timeout": 10,
+        "preload_app": False,
+        "accesslog": "-",
+        "errorlog": "-",
+        "loglevel": "info",
+        "proc_name": "retinascreen",
+        "forwarded_allow_ips": "127.0.0.1",
+    }
+    GunicornServer(app_config, options).run()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -350,9 +350,16 @@ def resolve(config: TrainConfig) -> TrainConfig:
 
 
 def train(
-    config: TrainConfig, *, overwrite: bool = False, log: Callable[[str], None] = print
+    config: TrainConfig,
+    *,
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+    callbacks: Sequence[Any] = (),
 ) -> Path:
-    """Train (or resume) the run described by ``config``; returns the run directory."""
+    """Train (or resume) the run described by ``config``; returns the run directory.
+
+    ``callbacks`` are extra Keras callbacks, run after the built-in ones each epoch.
+    """
     config = resolve(config.validate())
     run_dir = Path(config.out)
     _prepare_run_dir(run_dir, config, overwrite)
@@ -363,7 +370,7 @@ def train(
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        _fit(config, run_dir, splits, log)
+        _fit(config, run_dir, splits, log, list(callbacks))
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     _finish(config, run_dir, splits, log)
@@ -383,7 +390,7 @@ def _datasets(config: TrainConfig, splits: dict[str, list]):
     return preprocessing, train_ds, val_ds, test_ds
 
 
-def _fit(config: TrainConfig, run_dir: Path, splits: dict[str, list], log) -> None:
+def _fit(config: TrainConfig, run_dir: Path, splits: dict[str, list], log, extra: list) -> None:
     keras.utils.set_random_seed(config.seed)
     _, train_ds, val_ds, _ = _datasets(config, splits)
     weights = class_weight_table([r.grade for r in splits["train"]]) if config.class_weights \
@@ -435,6 +442,7 @@ def _fit(config: TrainConfig, run_dir: Path, splits: dict[str, list], log) -> No
             ),
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
             SaveProgress(run_dir, state),
+            *extra,
         ]
         if config.patience == 0:
             callbacks.remove(stopper)

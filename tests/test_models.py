@@ -16,6 +16,7 @@ from retinascreen.models import (
     backbone_layers,
     count_flops,
     count_params,
+    create_backbone,
     head_layers,
     set_trainable,
 )
@@ -227,6 +228,16 @@ def test_weights_from_a_saved_model_warm_start_a_new_one(tmp_path):
     np.testing.assert_allclose(same.predict(x, verbose=0), source.predict(x, verbose=0), atol=1e-6)
     same = build_model("mini_xception", "gap", size=32, weights=tmp_path / "run.weights.h5", **TINY)
     np.testing.assert_allclose(same.predict(x, verbose=0), source.predict(x, verbose=0), atol=1e-6)
+    # A backbone-only .weights.h5 (saved from the backbone model) loads into the backbone.
+    inputs = keras.Input((32, 32, 3))
+    donor = create_backbone("mini_xception", inputs, widths=(8, 16))
+    donor.save_weights(tmp_path / "backbone.weights.h5")
+    fresh = build_model(
+        "mini_xception", "gap", size=32, weights=tmp_path / "backbone.weights.h5", **TINY
+    )
+    loaded = [w for la in backbone_layers(fresh) for w in la.get_weights()]
+    for a, b in zip(loaded, donor.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
     # Another head: only the backbone is copied.
     other = build_model(
         "mini_xception", "wise-srnet", size=32, n_classes=3, weights=tmp_path / "run.keras", **TINY

@@ -1,0 +1,101 @@
+"""Storage on both databases (SQLite file and PostgreSQL): migrations, restarts, atomic writes."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError
+
+from retinascreen.web import dispose
+from web_fixtures import (
+    api_token,
+    api_upload,
+    bearer,
+    fundus_png,
+    login,
+    make_app,
+    register,
+    stored_files,
+    upload,
+)
+
+pytest_plugins = ["web_fixtures"]
+
+
+def test_schema_comes_from_the_alembic_migration(db_app):
+    engine = db_app.extensions["retinascreen.engine"]
+    tables = set(inspect(engine).get_table_names())
+    assert {"users", "api_tokens", "screenings", "audit_events", "alembic_version"} <= tables
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001_initial"
+
+
+def test_data_survive_a_restart(tmp_path, predictor, database_url):
+    instance = tmp_path / "instance"
+    app = make_app(instance, predictor, database_url)
+    client = app.test_client()
+    register(client, "alice")
+    sid = int(upload(client, fundus_png(2), patient_id="KEEP-1").headers["Location"].rsplit("/", 1)[1])
+    token = api_token(client, "alice")
+    dispose(app)
+
+    app = make_app(instance, predictor, database_url)  # a new process on the same data
+    client = app.test_client()
+    assert login(client, "alice").status_code == 302
+    assert "KEEP-1" in client.get("/screenings").get_data(as_text=True)
+    assert client.get(f"/screenings/{sid}/photo").data == fundus_png(2)
+    listing = client.get("/api/v1/screenings", headers=bearer(token)).get_json()
+    assert [s["patient_id"] for s in listing["screenings"]] == ["KEEP-1"]
+    dispose(app)
+
+
+def _fail_inserts(engine) -> None:
+    """A real database failure: a trigger that refuses every new screening."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.execute(text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON screenings "
+                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            ))
+        else:
+            conn.execute(text(
+                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql"
+            ))
+            conn.execute(text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON screenings "
+                "FOR EACH ROW EXECUTE FUNCTION refuse()"
+            ))
+
+
+def test_a_failed_insert_leaves_no_photo_behind(db_app):
+    client = db_app.test_client()
+    register(client, "alice")
+    token = api_token(client, "alice")
+    _fail_inserts(db_app.extensions["retinascreen.engine"])
+    with pytest.raises(DBAPIError):
+        api_upload(client, token, fundus_png(0))
+    assert stored_files(db_app) == []
+    assert client.get("/api/v1/screenings", headers=bearer(token)).get_json()["total"] == 0
+
+
+def test_rate_limit_holds_across_app_processes(tmp_path, predictor, db_app, database_url):
+    register(db_app.test_client(), "alice")
+    other = make_app(tmp_path / "other-worker", predictor, database_url)  # a second worker
+    for app in (db_app, other, db_app, other, db_app):
+        assert login(app.test_client(), "alice", "wrong password!").status_code == 401
+    assert login(other.test_client(), "alice").status_code == 429
+    dispose(other)
+
+
+def test_screenings_of_two_users_stay_apart(db_app):
+    clients = {}
+    for name in ("alice", "bob"):
+        client = db_app.test_client()
+        register(client, name)
+        clients[name] = (client, api_token(client, name))
+    ids = {name: api_upload(c, t, fundus_png(i)).get_json()["id"]
+           for i, (name, (c, t)) in enumerate(clients.items())}
+    for name, (client, token) in clients.items():
+        listing = client.get("/api/v1/screenings", headers=bearer(token)).get_json()
+        assert [s["id"] for s in listing["screenings"]] == [ids[name]]

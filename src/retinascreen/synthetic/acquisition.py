@@ -70,13 +70,13 @@ def draw_ungradable(rng: np.random.Generator, kind: str | None) -> dict:
     if kind not in UNGRADABLE_KINDS:
         raise ValueError(f"unknown ungradable kind {kind!r} (expected one of {', '.join(UNGRADABLE_KINDS)})")
     if kind == "dark":
-        return {"kind": kind, "exposure": float(rng.uniform(0.08, 0.2))}
+        return {"kind": kind, "exposure": float(rng.uniform(0.04, 0.12))}
     if kind == "overexposed":
-        return {"kind": kind, "exposure": float(rng.uniform(2.0, 3.0)), "haze": float(rng.uniform(0.4, 0.65))}
+        return {"kind": kind, "exposure": float(rng.uniform(2.5, 4.0)), "haze": float(rng.uniform(0.55, 0.8))}
     if kind == "blurred":
-        return {"kind": kind, "blur_radius_fraction": float(rng.uniform(0.025, 0.045))}
-    return {"kind": kind, "top": bool(rng.random() < 0.7), "cover": float(rng.uniform(0.5, 0.75)),
-            "shade": float(rng.uniform(0.03, 0.12)), "lashes": int(rng.integers(8, 22)),
+        return {"kind": kind, "blur_radius_fraction": float(rng.uniform(0.045, 0.07)), "noise": 0.25}
+    return {"kind": kind, "top": bool(rng.random() < 0.7), "cover": float(rng.uniform(0.6, 0.85)),
+            "shade": float(rng.uniform(0.02, 0.08)), "lashes": int(rng.integers(8, 22)),
             "seed": int(rng.integers(0, 2**31))}
 
 
@@ -105,15 +105,20 @@ def _smooth_fields(frame: Frame, acq: dict, rng: np.random.Generator) -> tuple[n
 
 
 _NOISE_POOL: np.ndarray | None = None
+_NOISE_OFFSETS = 1 << 22
+_NOISE_MAX = 1024 * 1024 * 3  # the largest image
 
 
 def _noise(rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` standard-normal values from a fixed pool at a random offset (fast sensor noise)."""
+    """``n`` standard-normal values from a fixed pool at a random offset (fast sensor noise).
+
+    Pool size and offsets are constants, so the noise of an image never depends on what the
+    process generated before.
+    """
     global _NOISE_POOL
-    if _NOISE_POOL is None or len(_NOISE_POOL) < 2 * n:
-        size = max(2 * n, 1 << 22)
-        _NOISE_POOL = np.random.default_rng(12345).standard_normal(size, dtype=np.float32)
-    start = int(rng.integers(0, len(_NOISE_POOL) - n))
+    if _NOISE_POOL is None:
+        _NOISE_POOL = np.random.default_rng(12345).standard_normal(_NOISE_OFFSETS + _NOISE_MAX, dtype=np.float32)
+    start = int(rng.integers(0, _NOISE_OFFSETS))
     return _NOISE_POOL[start:start + n]
 
 
@@ -124,7 +129,7 @@ def _occlude(img: np.ndarray, frame: Frame, ung: dict) -> None:
     sign = 1.0 if ung["top"] else -1.0
     edge = frame.cy + sign * (ung["cover"] * 2 - 1) * R  # y of the lid margin
     curve = 0.35 * ((xs - frame.cx) / R) ** 2 * R  # lid margin bows towards the centre
-    depth = (sign * (edge - curve * sign - ys)) / (0.06 * R)
+    depth = (sign * (edge - curve * sign - ys)) / (0.1 * R)
     shadow = np.clip(depth + 0.5, 0, 1)
     factor = 1 - (1 - ung["shade"]) * shadow
     rng = np.random.default_rng(ung["seed"])
@@ -172,7 +177,7 @@ def apply_acquisition(reflectance: np.ndarray, frame: Frame, acq: dict, ung: dic
     img *= (fov_alpha(frame) if fov is None else fov)[..., None]
     np.clip(img, 0, 1, out=img)
     img *= 255
-    img += _noise(rng, img.size).reshape(img.shape) * np.float32(acq["noise_sigma"] * 255)
+    img += _noise(rng, img.size).reshape(img.shape) * np.float32(acq["noise_sigma"] * ung.get("noise", 1.0) * 255)
     linear = cv2.convertScaleAbs(cv2.max(img, 0.0))
     lut = np.clip(np.rint((np.arange(256) / 255) ** acq["gamma"] * 255), 0, 255).astype(np.uint8)
     return cv2.LUT(linear, lut)

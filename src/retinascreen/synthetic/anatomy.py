@@ -278,20 +278,20 @@ def _draw_disc(img: np.ndarray, anat: Anatomy, rng: np.random.Generator) -> None
     centre = (cx - xa, cy - ya)
     axes = (r * rng.uniform(1.0, 1.12), r * rng.uniform(0.9, 1.0))
     glow = _ellipse_alpha(shape, centre, (axes[0] * 1.5, axes[1] * 1.5), angle, 0.4 * r) * 0.18
-    roi *= 1 + glow[..., None] * np.array([0.3, 0.8, 0.9], np.float32)
+    roi *= 1 + glow[..., None] * np.array([0.3, 0.8, 0.6], np.float32)
     disc = _ellipse_alpha(shape, centre, axes, angle, 0.05 * r + 0.3)
-    rim = np.array([1.0, rng.uniform(0.58, 0.72), rng.uniform(0.36, 0.5)], np.float32) * rng.uniform(0.92, 1.05)
+    rim = np.array([1.0, rng.uniform(0.58, 0.72), rng.uniform(0.26, 0.36)], np.float32) * rng.uniform(0.92, 1.05)
     if p["peripapillary_atrophy"]:
         off = -nasal * 0.35 * r
         ppa = _ellipse_alpha(shape, (centre[0] + off[0], centre[1] + off[1]), (r * 1.25, r * 1.05),
                              angle, 0.15 * r)
         ppa = np.clip(ppa - disc, 0, 1) * 0.55
-        roi[:] = roi * (1 - ppa[..., None]) + ppa[..., None] * np.array([0.95, 0.74, 0.55], np.float32)
+        roi[:] = roi * (1 - ppa[..., None]) + ppa[..., None] * np.array([0.95, 0.72, 0.45], np.float32)
     roi[:] = roi * (1 - disc[..., None]) + disc[..., None] * rim
     cr = p["cup_ratio"] * r
     off = -nasal * 0.12 * r
     cup = _ellipse_alpha(shape, (centre[0] + off[0], centre[1] + off[1]), (cr * 1.1, cr), angle, 0.3 * cr)
-    cup_col = np.array([1.0, 0.86, 0.68], np.float32) * rng.uniform(1.0, 1.12)
+    cup_col = np.array([1.0, 0.86, 0.55], np.float32) * rng.uniform(1.0, 1.12)
     roi[:] = roi * (1 - cup[..., None]) + cup[..., None] * cup_col
 
 

@@ -16,7 +16,6 @@ Run directory: ``config.toml``, ``history.csv``, ``best.keras``, ``last.keras``,
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 from collections.abc import Callable, Sequence
@@ -162,7 +161,8 @@ def _load_splits(config: TrainConfig, log: Callable[[str], None]) -> dict[str, l
         raise DatasetError(f"{config.data}: the data set has no gradable images")
     splits = split_dataset(records, val=config.val, test=config.test, seed=config.seed)
     if config.train_limit and len(splits["train"]) > config.train_limit:
-        splits["train"] = random.Random(config.seed).sample(splits["train"], config.train_limit)
+        # A fixed subset (not seed-dependent), so runs that differ only in seed see the same data.
+        splits["train"] = random.Random(0).sample(splits["train"], config.train_limit)
     log(describe(records))
     log("split: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
     for name in ("train", "val"):
@@ -200,21 +200,25 @@ def _training_dataset(ds, config: TrainConfig, weights: dict[int, float] | None)
 
 
 def describe_training_data(config: TrainConfig, n_train: int) -> tuple[str, bool]:
-    """A model-card line about the training data and whether it is synthetic."""
+    """A model-card line about the training data and whether it is synthetic.
+
+    Data written by ``retinascreen.synthetic`` carries ``manifest.json`` (benchmarks) or
+    ``synthetic.json`` (``retinascreen synth``) naming the generator.
+    """
     root = Path(config.data)
-    marker_names = ("synthetic.json", "SYNTHETIC", "SYNTHETIC.txt", "dataset.json")
-    synthetic, name = False, root.name
-    for marker in marker_names:
+    root = root if root.is_dir() else root.parent
+    for marker in ("manifest.json", "synthetic.json"):
         path = root / marker
-        if path.is_file():
-            text = path.read_text(encoding="utf-8", errors="replace")
-            if "synthetic" in text.lower() or marker.startswith(("synthetic", "SYNTHETIC")):
-                synthetic = True
-                with contextlib.suppress(ValueError, AttributeError):
-                    name = json.loads(text).get("name", name)
-    if synthetic:
-        return f"{name} (synthetic images, not clinical); {n_train} training images", True
-    return f"{name} ({config.format} layout); {n_train} training images", False
+        if not path.is_file():
+            continue
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if isinstance(manifest, dict) and "synthetic" in str(manifest.get("generator", "")):
+            name = manifest.get("name") or f"retinascreen synth (seed {manifest.get('seed', '?')})"
+            return f"{name} (synthetic images, not clinical); {n_train} training images", True
+    return f"{root.name} ({config.format} layout); {n_train} training images", False
 
 
 # -- model ---------------------------------------------------------------------------------

@@ -146,3 +146,15 @@ def test_mixed_precision_model_outputs_float32():
             assert out.dtype == np.float32
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def test_model_card_calls_synthetic_data_synthetic(tmp_path):
+    from retinascreen.training import describe_training_data
+
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"name": "synthetic-dr-v1", "generator": "retinascreen.synthetic"}))
+    text, synthetic = describe_training_data(TrainConfig(data=str(tmp_path)), 200)
+    assert synthetic and text.startswith("synthetic-dr-v1 (synthetic images, not clinical)")
+    (tmp_path / "manifest.json").unlink()
+    text, synthetic = describe_training_data(TrainConfig(data=str(tmp_path)), 200)
+    assert not synthetic and "synthetic" not in text

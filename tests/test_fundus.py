@@ -191,3 +191,29 @@ def test_quality_and_crop_of_a_2000px_photo_are_fast():
         crop_fundus(photo, 299, disc=disc)
     per_photo = (time.perf_counter() - start) / 3
     assert per_photo < 0.25  # ~30-60 ms on a quiet core; generous for a shared CI machine
+
+
+# --------------------------------------------------------------------------- synthetic photos
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_synthetic_gradable_photos_pass(seed):
+    from retinascreen.synthetic import generate
+
+    sample = generate(seed, size=256)
+    assert assess_quality(sample.image).gradable, assess_quality(sample.image)
+
+
+@pytest.mark.parametrize(
+    "kind,reason",
+    [("dark", "too dark"), ("overexposed", "over-exposed"), ("blurred", "blurred"),
+     ("occluded", None)],
+)
+def test_synthetic_ungradable_photos_fail_with_the_right_reason(kind, reason):
+    from retinascreen.synthetic import generate
+
+    for seed in range(3):
+        quality = assess_quality(generate(seed, size=256, ungradable=kind).image)
+        assert not quality.gradable and quality.score < 0.5
+        if reason:
+            assert reason in quality.reasons

@@ -110,3 +110,15 @@ def test_commands_have_help_with_an_example(capsys):
             main([command, "--help"])
         assert done.value.code == 0
         assert f"retinascreen {command}" in capsys.readouterr().out
+
+
+def test_preprocess_never_overwrites_a_crop_from_another_file(photos, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    save_image(other / "good.jpg", draw_fundus(100, seed=5))
+    out_dir = tmp_path / "crops"
+    status = main(["preprocess", str(photos / "good.png"), str(other / "good.jpg"),
+                   "--out", str(out_dir), "--size", "32"])
+    assert status == 2
+    assert "would overwrite" in capsys.readouterr().err
+    assert [p.name for p in out_dir.iterdir()] == ["good.png"]

@@ -1,0 +1,134 @@
+"""End to end in a real browser (Debian chromium driven by Playwright) against a real server.
+
+Screenshots go to test-output/ so a person can look at the pages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from web_fixtures import PASSWORD, dark_fundus_png, face_png, fundus_png, make_app
+
+pytest_plugins = ["web_fixtures"]
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("RETINASCREEN_CHROMIUM", "/usr/bin/chromium")
+OUT = Path(__file__).resolve().parent.parent / "test-output"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+def server(tmp_path, predictor):
+    from werkzeug.serving import make_server
+
+    from retinascreen.web import dispose
+
+    app = make_app(tmp_path / "instance", predictor, TESTING=False)
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    thread.join(5)
+    dispose(app)
+
+
+@pytest.fixture
+def page():
+    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+        if os.environ.get("CI"):
+            pytest.fail(f"chromium not found at {CHROMIUM} (run .ci/services.sh)")
+        pytest.skip("chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    OUT.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        yield context.new_page()
+        context.close()
+        browser.close()
+
+
+def test_register_upload_result_history_report(server, page, tmp_path):
+    from playwright.sync_api import expect
+
+    photo = tmp_path / "right-eye.png"
+    photo.write_bytes(fundus_png(seed=11, size=128))
+
+    page.goto(server + "/")
+    page.screenshot(path=OUT / "01-home.png", full_page=True)
+    page.get_by_role("link", name="Create an account").click()
+    page.get_by_label("Username").fill("dr_jones")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Repeat password").fill(PASSWORD)
+    page.screenshot(path=OUT / "02-register.png", full_page=True)
+    page.get_by_role("button", name="Create account").click()
+    expect(page).to_have_url(re.compile(r"/screenings/new$"))
+    expect(page.get_by_role("alert").first).to_contain_text("synthetic images")
+
+    page.get_by_label("Fundus photograph").set_input_files(str(photo))
+    expect(page.locator("[data-file-name]")).to_contain_text("right-eye.png")
+    page.get_by_label("Patient id (optional)").fill("PX-0042")
+    page.get_by_label("Eye (optional)").select_option("right")
+    page.screenshot(path=OUT / "03-upload.png", full_page=True)
+    page.get_by_role("button", name="Grade photograph").click()
+    expect(page).to_have_url(re.compile(r"/screenings/\d+$"))
+    expect(page.locator("[data-verdict]")).to_be_visible()
+    expect(page.get_by_text("Demo model trained on synthetic images — not for clinical use")).to_be_visible()
+    expect(page.locator("svg.bar")).to_have_count(5)
+    assert page.locator("img.photo").evaluate("img => img.naturalWidth") > 0
+    page.screenshot(path=OUT / "04-result.png", full_page=True)
+
+    page.get_by_text("Show heat map").click()
+    expect(page.locator("img.heatmap")).to_be_visible()
+    expect(page.locator("img.photo")).to_be_hidden()
+    assert page.locator("img.heatmap").evaluate("img => img.naturalWidth") > 0
+    page.screenshot(path=OUT / "05-result-heatmap.png", full_page=True)
+
+    with page.expect_download() as info:
+        page.get_by_role("link", name="Download PDF report").click()
+    report = tmp_path / "report.pdf"
+    info.value.save_as(report)
+    assert report.read_bytes().startswith(b"%PDF") and b"PX-0042" in report.read_bytes()
+    shutil.copy(report, OUT / "06-report.pdf")
+
+    page.get_by_role("link", name="History").click()
+    expect(page.get_by_role("cell", name="PX-0042")).to_be_visible()
+    page.screenshot(path=OUT / "07-history.png", full_page=True)
+
+    # bad input: the form again with the message
+    bad = tmp_path / "portrait.png"
+    bad.write_bytes(face_png())
+    page.get_by_role("link", name="New screening").click()
+    page.get_by_label("Fundus photograph").set_input_files(str(bad))
+    page.get_by_role("button", name="Grade photograph").click()
+    expect(page.locator("#upload-error")).to_contain_text("does not look like a fundus")
+    page.screenshot(path=OUT / "08-bad-input.png", full_page=True)
+
+    dark = tmp_path / "dark.png"
+    dark.write_bytes(dark_fundus_png())
+    page.get_by_label("Fundus photograph").set_input_files(str(dark))
+    page.get_by_role("button", name="Grade photograph").click()
+    expect(page.get_by_text("Ungradable — retake the photograph")).to_be_visible()
+    page.screenshot(path=OUT / "09-ungradable.png", full_page=True)
+
+    # sign out, then sign back in
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("link", name="Sign in").first).to_be_visible()
+    page.goto(server + "/auth/login")
+    page.get_by_label("Username").fill("dr_jones")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/screenings/new$"))
+
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    page.goto(server + "/screenings")
+    page.screenshot(path=OUT / "10-history-phone.png", full_page=True)

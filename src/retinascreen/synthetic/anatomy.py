@@ -84,7 +84,7 @@ def smooth_noise(rng: np.random.Generator, cells: int, width: int, height: int) 
 def _walk(rng, start, heading, length, curvature, curve_length, jitter, step):
     n = max(2, int(length / step))
     turn = np.full(n, curvature * step)
-    turn[int(curve_length / step):] *= 0.3
+    turn[int(curve_length / step):] *= -0.15  # past the arc the vessel straightens, outwards
     turn += rng.normal(0.0, jitter, n)
     headings = heading + np.cumsum(turn)
     steps = step * np.stack([np.cos(headings), np.sin(headings)], axis=1)
@@ -99,8 +99,8 @@ def _grow_tree(rng: np.random.Generator, frame: Frame, disc_ab, fovea_ab, dfd, v
     specs: list[tuple] = []  # (start, heading, length, curvature, curve_len, width, kind, depth)
     for sign in (1.0, -1.0):  # superior, inferior temporal arcades
         theta = math.radians(rng.uniform(88, 112))
-        kappa = 1.0 / (rng.uniform(0.72, 0.95) * dfd)
-        clen = rng.uniform(1.1, 1.5) * dfd
+        kappa = 1.0 / (rng.uniform(0.75, 1.0) * dfd)
+        clen = rng.uniform(0.95, 1.3) * dfd
         for kind, wf in (("vein", 1.0), ("artery", rng.uniform(0.68, 0.8))):
             t = theta + math.radians(rng.uniform(-14, 14))
             specs.append((disc_ab + rng.normal(0, 0.03 * dfd, 2), sign * t, rng.uniform(1.5, 1.9), sign * kappa * rng.uniform(0.9, 1.1),
@@ -122,7 +122,7 @@ def _grow_tree(rng: np.random.Generator, frame: Frame, disc_ab, fovea_ab, dfd, v
     while specs:
         start, heading, length, curv, clen, w0, kind, depth = specs.pop()
         pts, heads = _walk(rng, np.asarray(start, dtype=float), heading, length, curv, clen,
-                           0.035 if depth == 0 else 0.05, step)
+                           0.045 if depth == 0 else 0.07, step)
         n_plan = len(pts)
         widths = w0 * (1.0 - 0.55 * np.arange(n_plan) / n_plan)
         ok = (np.hypot(pts[:, 0], pts[:, 1]) < 1.03) & (
@@ -212,11 +212,23 @@ def _ellipse_alpha(shape, centre, axes, angle_deg, blur_px) -> np.ndarray:
     return out
 
 
-def _radial_streaks(rng: np.random.Generator, width: int, height: int, centre, radius: float) -> np.ndarray:
-    """Noise stretched along rays from ``centre`` (choroidal vessels radiate from the pole)."""
-    polar = smooth_noise(rng, 12, 96, 512)  # columns: radius, rows: angle
-    return cv2.warpPolar(polar, (width, height), (float(centre[0]), float(centre[1])), float(radius),
-                         cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR | cv2.WARP_FILL_OUTLIERS)
+def _choroidal_gaps(rng: np.random.Generator, anat: Anatomy, lw: int, lh: int, s: float) -> np.ndarray:
+    """Tessellation: dark pigmented gaps between broad choroidal vessels, strongest peripherally."""
+    R = anat.frame.radius * s
+    canvas = np.zeros((lh, lw), np.uint8)
+    centre = anat.fovea * s
+    for _ in range(int(rng.integers(40, 70))):
+        ang = rng.uniform(0, 2 * math.pi)
+        start = centre + R * rng.uniform(0.05, 0.6) * np.array([math.cos(ang), math.sin(ang)])
+        n = 40
+        h = ang + rng.normal(0, 0.4) + np.cumsum(rng.normal(0, 0.12, n))
+        pts = start + np.cumsum(0.03 * R * np.stack([np.cos(h), np.sin(h)], 1), 0)
+        width = max(1, int(round(rng.uniform(0.025, 0.05) * R)))
+        cv2.polylines(canvas, [np.rint(pts * SCALE).astype(np.int32)], False, 255, width, cv2.LINE_AA, SHIFT)
+    vessels = cv2.GaussianBlur(canvas, (0, 0), max(0.8, 0.008 * R)).astype(np.float32) / 255
+    xs, ys = pixel_grid(lw, lh)
+    away = np.clip(np.hypot(xs - centre[0], ys - centre[1]) / (0.9 * R), 0, 1) ** 1.5
+    return (1 - vessels) * away
 
 
 def render_background(anat: Anatomy) -> np.ndarray:
@@ -235,11 +247,7 @@ def render_background(anat: Anatomy) -> np.ndarray:
     tex = (0.07 * smooth_noise(rng, 5, lw, lh) + 0.035 * smooth_noise(rng, 18, lw, lh)
            + 0.02 * smooth_noise(rng, 70, lw, lh))
     if p["tessellation"] > 0:
-        n = _radial_streaks(rng, lw, lh, anat.fovea * s, 1.6 * f.radius * s)
-        ridges = np.exp(-(n / 0.25) ** 2)
-        xs, ys = pixel_grid(lw, lh)
-        away = np.clip(np.hypot(xs - anat.fovea[0] * s, ys - anat.fovea[1] * s) / (0.9 * f.radius * s), 0, 1) ** 1.5
-        tex -= p["tessellation"] * ridges * away
+        tex -= p["tessellation"] * _choroidal_gaps(rng, anat, lw, lh, s)
     # macula: darker (xanthophyll, RPE) with a darker fovea
     dfd = anat.disc_fovea_distance * s
     xs, ys = pixel_grid(lw, lh)
@@ -280,7 +288,7 @@ def _draw_disc(img: np.ndarray, anat: Anatomy, rng: np.random.Generator) -> None
     glow = _ellipse_alpha(shape, centre, (axes[0] * 1.5, axes[1] * 1.5), angle, 0.4 * r) * 0.18
     roi *= 1 + glow[..., None] * np.array([0.3, 0.8, 0.6], np.float32)
     disc = _ellipse_alpha(shape, centre, axes, angle, 0.05 * r + 0.3)
-    rim = np.array([1.0, rng.uniform(0.58, 0.72), rng.uniform(0.26, 0.36)], np.float32) * rng.uniform(0.92, 1.05)
+    rim = np.array([1.0, rng.uniform(0.72, 0.88), rng.uniform(0.38, 0.52)], np.float32) * rng.uniform(1.0, 1.12)
     if p["peripapillary_atrophy"]:
         off = -nasal * 0.35 * r
         ppa = _ellipse_alpha(shape, (centre[0] + off[0], centre[1] + off[1]), (r * 1.25, r * 1.05),
@@ -291,7 +299,7 @@ def _draw_disc(img: np.ndarray, anat: Anatomy, rng: np.random.Generator) -> None
     cr = p["cup_ratio"] * r
     off = -nasal * 0.12 * r
     cup = _ellipse_alpha(shape, (centre[0] + off[0], centre[1] + off[1]), (cr * 1.1, cr), angle, 0.3 * cr)
-    cup_col = np.array([1.0, 0.86, 0.55], np.float32) * rng.uniform(1.0, 1.12)
+    cup_col = np.array([1.0, 0.93, 0.7], np.float32) * rng.uniform(1.05, 1.2)
     roi[:] = roi * (1 - cup[..., None]) + cup[..., None] * cup_col
 
 

@@ -138,7 +138,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def _encode(rgb: np.ndarray, suffix: str, quality: int = 95) -> bytes:
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if suffix in (".jpg", ".jpeg") else [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if suffix in (".jpg", ".jpeg") else [cv2.IMWRITE_PNG_COMPRESSION, 1]
     image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
     ok, buf = cv2.imencode(".jpg" if suffix in (".jpg", ".jpeg") else ".png", image, params)
     if not ok:  # pragma: no cover

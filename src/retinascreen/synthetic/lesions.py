@@ -289,22 +289,28 @@ def draw_lesions(rng: np.random.Generator, plan: dict, anat: Anatomy, meta: dict
 
 
 def _haemorrhage(rng, c, x, y, R, disc) -> None:
-    value = int(rng.integers(110, 256))
+    value = int(rng.integers(110, 230))
     u = rng.random()
-    if u < 0.4:  # dot
+    if u < 0.4:  # dot: round, darker core
         r = max(1.0, rng.uniform(0.007, 0.015) * R)
         cv2.circle(c, (_fp(x), _fp(y)), _fp(r), value, -1, cv2.LINE_AA, SHIFT)
-    elif u < 0.85:  # blot: irregular cluster of ellipses
+        cv2.circle(c, (_fp(x), _fp(y)), _fp(0.6 * r), min(255, value + 30), -1, cv2.LINE_AA, SHIFT)
+    elif u < 0.85:  # blot: irregular cluster of small ellipses, denser towards its centre
         r = max(1.2, rng.uniform(0.012, 0.032) * R)
-        for _ in range(int(rng.integers(2, 6))):
-            ox, oy = rng.normal(0, 0.35 * r, 2)
-            cv2.ellipse(c, (_fp(x + ox), _fp(y + oy)), (_fp(r * rng.uniform(0.5, 1.0)), _fp(r * rng.uniform(0.4, 0.9))),
-                        rng.uniform(0, 180), 0, 360, value, -1, cv2.LINE_AA, SHIFT)
-    else:  # flame: along the nerve fibres, radial from the disc
-        angle = math.degrees(math.atan2(y - disc[1], x - disc[0]))
+        for k in range(int(rng.integers(4, 10))):
+            ox, oy = rng.normal(0, 0.4 * r, 2)
+            size = r * rng.uniform(0.35, 0.7)
+            cv2.ellipse(c, (_fp(x + ox), _fp(y + oy)), (_fp(size), _fp(size * rng.uniform(0.6, 1.0))),
+                        rng.uniform(0, 180), 0, 360, min(255, value + 4 * k), -1, cv2.LINE_AA, SHIFT)
+    else:  # flame: feathered streaks along the nerve fibres, radial from the disc
+        angle = math.atan2(y - disc[1], x - disc[0])
         a = max(1.5, rng.uniform(0.02, 0.05) * R)
-        b = max(0.8, a * rng.uniform(0.2, 0.35))
-        cv2.ellipse(c, (_fp(x), _fp(y)), (_fp(a), _fp(b)), angle, 0, 360, value, -1, cv2.LINE_AA, SHIFT)
+        normal = np.array([-math.sin(angle), math.cos(angle)])
+        for _ in range(int(rng.integers(2, 5))):
+            off = normal * rng.normal(0, 0.12 * a) + np.array([math.cos(angle), math.sin(angle)]) * rng.normal(0, 0.15 * a)
+            length = a * rng.uniform(0.6, 1.0)
+            cv2.ellipse(c, (_fp(x + off[0]), _fp(y + off[1])), (_fp(length), _fp(max(0.6, length * rng.uniform(0.12, 0.25)))),
+                        math.degrees(angle) + rng.normal(0, 4), 0, 360, value, -1, cv2.LINE_AA, SHIFT)
 
 
 def _exudate_cluster(rng, c, centre, R) -> None:
@@ -403,7 +409,7 @@ RED_ABSORBANCE = {
 }
 BRIGHT_COLOUR = {
     "hard_exudate": (np.array([1.0, 0.88, 0.42], np.float32), 0.9, 0.35),  # colour, opacity, blur px
-    "cotton_wool": (np.array([0.98, 0.9, 0.7], np.float32), 0.6, 3.5),
+    "cotton_wool": (np.array([0.98, 0.93, 0.78], np.float32), 0.75, 2.2),
 }
 
 

@@ -14,33 +14,40 @@ SIZE = 64
 def make_model(seed: int = 0, *, near_ties: list[Path] | None = None, head: str = "wise-srnet"):
     """An untrained mini_xception (widths 8, 16) at 64 px with seeded weights.
 
-    The last Dense kernel is scaled up so grades differ clearly between images. With
+    The last Dense layer is re-scaled on a few drawn photographs so that grades differ between
+    photographs with clear margins (an untrained net otherwise outputs ~uniform 20 %). With
     ``near_ties`` (photos), grades 0 and 1 get almost the same kernel column, the others a large
     negative bias, and the 0/1 bias splits those photos half and half: fp32 still separates
     grades 0 and 1, 8-bit weights cannot.
     """
     import keras
 
+    from retinascreen.fundus import Preprocessing
     from retinascreen.models.build import build_model
 
     keras.utils.set_random_seed(seed)
     model = build_model("mini_xception", head, size=SIZE, widths=(8, 16))
     last = model.layers[-1]
-    kernel, bias = last.get_weights()
-    kernel = kernel * 20.0
+    features = keras.Model(model.inputs, last.input)
+    pre = Preprocessing(size=SIZE)
+    x = np.stack([pre.apply(photo_array(s)) for s in range(16)]).astype(np.float32)
+    f = np.asarray(features.predict(x, verbose=0))
+    mean, std = f.mean(axis=0), f.std(axis=0)
+    std = np.where(std > 0.05 * std.max(), std, np.inf)  # dead features get no weight
+    rng = np.random.default_rng(seed)
+    kernel = rng.standard_normal((f.shape[1], 5)) / std[:, None]
+    kernel *= 3.0 / ((f - mean) @ kernel).std()  # logits spread ~3 across photographs
+    bias = -(mean @ kernel)
     if near_ties:
-        rng = np.random.default_rng(seed)
-        delta = 1e-3 * rng.standard_normal(kernel.shape[0]).astype(kernel.dtype)
-        kernel[:, 1] = kernel[:, 0] + delta
-        features = keras.Model(model.inputs, last.input)
-        from retinascreen.fundus import Preprocessing
         from retinascreen.images import load_image
 
-        pre = Preprocessing(size=SIZE)
+        delta = 1e-4 * rng.standard_normal(kernel.shape[0]) / std
+        kernel[:, 1] = kernel[:, 0] + delta
         x = np.stack([pre.apply(load_image(p)) for p in near_ties]).astype(np.float32)
-        margins = np.asarray(features.predict(x, verbose=0)) @ delta
-        bias = np.array([0.0, -float(np.median(margins)), -30.0, -30.0, -30.0], dtype=bias.dtype)
-    last.set_weights([kernel, bias])
+        feats = np.asarray(features.predict(x, verbose=0))
+        margins = feats @ delta
+        bias = np.array([0.0, -float(np.median(margins)), -30.0, -30.0, -30.0]) - feats.mean(0) @ kernel[:, 0]
+    last.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
     return model
 
 
@@ -65,16 +72,19 @@ def write_photos(folder: Path, n: int, *, size: int = 96, start_seed: int = 0) -
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n):
-        seed = start_seed + i
-        rgb = draw_fundus(size, seed=seed, gain=0.8 + 0.05 * (seed % 8))
-        rng = np.random.default_rng(seed)
-        # A few bright and dark spots so images differ in what the model sees.
-        for _ in range(1 + seed % 4):
-            y, x = rng.integers(size // 4, 3 * size // 4, 2)
-            value = (255, 240, 120) if rng.random() < 0.5 else (90, 10, 10)
-            rgb[y - 3 : y + 3, x - 3 : x + 3] = value
-        paths.append(save_image(folder / f"img{i:03d}.png", rgb))
+        paths.append(save_image(folder / f"img{i:03d}.png", photo_array(start_seed + i, size)))
     return paths
+
+
+def photo_array(seed: int, size: int = 96) -> np.ndarray:
+    """A fundus-like RGB photograph with a few seeded bright and dark spots."""
+    rgb = draw_fundus(size, seed=seed, gain=0.8 + 0.05 * (seed % 8))
+    rng = np.random.default_rng(seed)
+    for _ in range(1 + seed % 4):
+        y, x = rng.integers(size // 4, 3 * size // 4, 2)
+        value = (255, 240, 120) if rng.random() < 0.5 else (90, 10, 10)
+        rgb[y - 3 : y + 3, x - 3 : x + 3] = value
+    return rgb
 
 
 def write_face(path: Path, size: int = 96) -> Path:

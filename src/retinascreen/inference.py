@@ -403,7 +403,7 @@ def to_rgb(image: ImageInput) -> np.ndarray:
 
         path = Path(image)
         if path.is_dir():
-            raise NotAnImageError(f"{path}: is a directory, not an image")
+            raise NotAnImageError(f"{path} is a directory, not an image")
         if not path.exists():
             raise NotAnImageError(f"{path}: no such file")
         return load_image(path)

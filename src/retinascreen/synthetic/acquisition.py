@@ -158,26 +158,35 @@ def apply_acquisition(reflectance: np.ndarray, frame: Frame, acq: dict, ung: dic
     img = reflectance
     rng = np.random.default_rng(acq["effects_seed"])
     illum, haze = _smooth_fields(frame, acq, rng)
+    fov = fov_alpha(frame) if fov is None else fov
     gain = np.array(acq["white_balance"], np.float32) * np.float32(acq["exposure"] * ung.get("exposure", 1.0))
-    img *= illum[..., None]
-    if haze is not None:
-        img += haze[..., None] * np.array([0.75, 0.75, 0.85], np.float32)
-    img *= gain
-    if "haze" in ung:
-        h = np.float32(ung["haze"])
-        img *= 1 - h
-        img += h * np.array([1.0, 0.97, 0.9], np.float32)
-    if ung.get("kind") == "occluded":
-        _occlude(img, frame, ung)
     sigma = acq["blur_sigma_px"]
     if "blur_radius_fraction" in ung:
         sigma = ung["blur_radius_fraction"] * frame.radius
+    simple = haze is None and not ung  # the common case: fold everything into one multiply
+    if simple:
+        illum = illum * fov if sigma <= 2 else illum
+        g = gain * 255
+        cv2.multiply(img, cv2.merge([illum * g[0], illum * g[1], illum * g[2]]), dst=img)
+    else:
+        img *= illum[..., None]
+        if haze is not None:
+            img += haze[..., None] * np.array([0.75, 0.75, 0.85], np.float32)
+        img *= gain
+        if "haze" in ung:
+            h = np.float32(ung["haze"])
+            img *= 1 - h
+            img += h * np.array([1.0, 0.97, 0.9], np.float32)
+        if ung.get("kind") == "occluded":
+            _occlude(img, frame, ung)
     if sigma > 0.3:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
-    img *= (fov_alpha(frame) if fov is None else fov)[..., None]
-    np.clip(img, 0, 1, out=img)
-    img *= 255
-    img += _noise(rng, img.size).reshape(img.shape) * np.float32(acq["noise_sigma"] * ung.get("noise", 1.0) * 255)
+    if not simple:
+        img *= (fov * 255)[..., None]
+    elif sigma > 2:
+        img *= fov[..., None]
+    noise = _noise(rng, img.size).reshape(img.shape)
+    img = cv2.scaleAdd(noise, float(acq["noise_sigma"] * ung.get("noise", 1.0) * 255), img)
     linear = cv2.convertScaleAbs(cv2.max(img, 0.0))
     lut = np.clip(np.rint((np.arange(256) / 255) ** acq["gamma"] * 255), 0, 255).astype(np.uint8)
     return cv2.LUT(linear, lut)

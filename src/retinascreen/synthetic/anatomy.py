@@ -259,12 +259,16 @@ def render_background(anat: Anatomy) -> np.ndarray:
     img = cv2.merge([tex * np.float32(base[c] * weights[c]) + np.float32(base[c]) for c in range(3)])
     if p["foveal_reflex"]:
         rr = max(0.6, 0.012 * f.radius)
-        spot = np.zeros((h, w), np.uint8)
-        cv2.circle(spot, (int(anat.fovea[0] * SCALE), int(anat.fovea[1] * SCALE)), int(rr * SCALE), 255, -1,
-                   cv2.LINE_AA, SHIFT)
-        spot = cv2.GaussianBlur(spot, (0, 0), rr)
-        ys_, xs_ = np.nonzero(spot)
-        img[ys_, xs_] += spot[ys_, xs_, None].astype(np.float32) * np.float32(0.3 / 255)
+        m = int(4 * rr) + 2
+        fx, fy = anat.fovea
+        xa, ya = max(0, int(fx) - m), max(0, int(fy) - m)
+        xb, yb = min(w, int(fx) + m), min(h, int(fy) + m)
+        if xa < xb and ya < yb:
+            spot = np.zeros((yb - ya, xb - xa), np.uint8)
+            cv2.circle(spot, (int((fx - xa) * SCALE), int((fy - ya) * SCALE)), int(rr * SCALE), 255, -1,
+                       cv2.LINE_AA, SHIFT)
+            spot = cv2.GaussianBlur(spot, (0, 0), rr).astype(np.float32) * np.float32(0.3 / 255)
+            img[ya:yb, xa:xb] += spot[..., None]
     _draw_disc(img, anat, rng)
     return img
 
@@ -320,8 +324,11 @@ _LEVELS = np.arange(256, dtype=np.float32)[:, None] / 255
 
 def absorb(img: np.ndarray, alpha: np.ndarray, absorbance: np.ndarray) -> None:
     """``img *= exp(-alpha * absorbance)`` in place, with ``alpha`` a uint8 opacity map."""
-    ys, xs = np.nonzero(alpha)
-    if len(ys) == 0:
+    x, y, w, h = cv2.boundingRect(alpha)
+    if w == 0 or h == 0:
         return
-    lut = np.exp(-_LEVELS * np.asarray(absorbance, np.float32)[None, :])
-    img[ys, xs] *= lut[alpha[ys, xs]]
+    lut = np.exp(-_LEVELS * np.asarray(absorbance, np.float32)[None, :]).reshape(1, 256, 3)
+    a = alpha[y:y + h, x:x + w]
+    factor = cv2.LUT(cv2.merge([a, a, a]), lut)
+    roi = img[y:y + h, x:x + w]
+    cv2.multiply(roi, factor, dst=roi)

@@ -12,6 +12,8 @@ import argparse
 import tempfile
 import time
 
+import cv2
+
 from retinascreen.synthetic import generate, write_dataset
 
 
@@ -20,6 +22,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--size", type=int, default=512)
     args = parser.parse_args()
+    cv2.setNumThreads(1)  # one core, as a worker process runs
     generate(0, size=args.size)  # warm-up (imports, noise pool)
     start, cpu = time.perf_counter(), time.process_time()
     for seed in range(args.n):

@@ -165,6 +165,10 @@ def _make_one(task: dict) -> dict:
             "height": int(sample.image.shape[0]), "width": int(sample.image.shape[1])}
 
 
+def _worker_init() -> None:
+    cv2.setNumThreads(1)  # the processes are the parallelism; OpenCV threads would fight them
+
+
 def _run_tasks(tasks: list[dict], workers: int | None, progress: bool | None, desc: str) -> list[dict]:
     n = len(tasks)
     if workers is None:
@@ -178,7 +182,7 @@ def _run_tasks(tasks: list[dict], workers: int | None, progress: bool | None, de
                 results.append(_make_one(t))
                 bar.update()
             return results
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        with multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
             results = []
             for r in pool.imap(_make_one, tasks, chunksize=4):
                 results.append(r)

@@ -178,7 +178,7 @@ def _tangle(rng, canvas, centre, extent, loops, width, R) -> None:
         d = np.hypot(*(pts - centre).T)
         pts = pts[d < 1.3 * extent]
         if len(pts) > 1:
-            draw_vessel(canvas, pts, np.full(len(pts), width), width, contrast=rng.uniform(0.75, 1.0))
+            draw_vessel(canvas, pts, np.full(len(pts), width), width, contrast=rng.uniform(0.85, 1.0))
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -258,16 +258,16 @@ def draw_lesions(rng: np.random.Generator, plan: dict, anat: Anatomy, meta: dict
     nv = plan.get("neovascularisation", [])
     if nv:
         c = canvas("neovascularisation")
-        width = max(0.55, 0.0022 * R)
+        width = max(0.6, 0.003 * R)
         if "nvd" in nv:
             centre = anat.disc + rng.normal(0, 0.4 * anat.disc_radius, 2)
-            _tangle(rng, c, centre, anat.disc_radius * rng.uniform(0.9, 1.5), int(rng.integers(6, 16)), width, R)
+            _tangle(rng, c, centre, anat.disc_radius * rng.uniform(0.9, 1.5), int(rng.integers(10, 24)), width, R)
         if "nve" in nv:
             pts, _, _ = _vessel_points(anat, max_depth=1, kind="vein")
             pts = pts[_visible(anat, pts, 0.85) & (np.hypot(*(pts - anat.disc).T) > 3 * anat.disc_radius)]
             for _ in range(int(rng.integers(1, 4))):
                 centre = pts[rng.integers(0, len(pts))] if len(pts) else sampler.points(1, avoid_disc=3)[0]
-                _tangle(rng, c, centre, rng.uniform(0.03, 0.07) * R, int(rng.integers(4, 11)), width, R)
+                _tangle(rng, c, centre, rng.uniform(0.03, 0.07) * R, int(rng.integers(6, 14)), width, R)
         info["neovascularisation"] = list(nv)
 
     n_pr = plan.get("preretinal_haemorrhage", 0)
@@ -404,7 +404,7 @@ RED_ABSORBANCE = {
     "microaneurysm": np.array([0.45, 1.4, 1.3], np.float32),
     "haemorrhage": np.array([0.5, 1.3, 1.25], np.float32),
     "irma": np.array([0.45, 1.1, 1.0], np.float32),
-    "neovascularisation": np.array([0.35, 1.0, 0.9], np.float32),
+    "neovascularisation": np.array([0.5, 1.4, 1.3], np.float32),
     "preretinal_haemorrhage": np.array([0.9, 2.3, 2.1], np.float32),
 }
 BRIGHT_COLOUR = {

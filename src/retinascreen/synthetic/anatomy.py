@@ -43,6 +43,7 @@ class Anatomy:
     artery_canvas: np.ndarray  # uint8 (h, w): artery opacity
     params: dict = field(default_factory=dict)
     background_seed: int = 0
+    sheen: np.ndarray | None = None  # low-resolution nerve-fibre reflex along the vessels
 
     @property
     def disc_fovea_distance(self) -> float:
@@ -198,7 +199,22 @@ def build_anatomy(rng: np.random.Generator, frame: Frame) -> Anatomy:
         artery_canvas=artery,
         params=params,
         background_seed=int(rng.integers(0, 2**31)),
+        sheen=_nerve_fibre_sheen(vein, artery, frame, params["nerve_fibre_sheen"]),
     )
+
+
+def _nerve_fibre_sheen(vein: np.ndarray, artery: np.ndarray, frame: Frame, strength: float) -> np.ndarray | None:
+    """Young retinas reflect light along the big vessel arcades: a soft glow beside them.
+
+    Built from the healthy vessel tree only (before any lesion), at low resolution.
+    """
+    if strength <= 0.01:
+        return None
+    lw = min(frame.width, 256)
+    lh = max(8, round(lw * frame.height / frame.width))
+    small = cv2.resize(np.maximum(vein, artery), (lw, lh), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    glow = cv2.GaussianBlur(small, (0, 0), max(1.0, 0.03 * frame.radius * lw / frame.width))
+    return (strength * 4 * glow).astype(np.float32)
 
 
 def _ellipse_alpha(shape, centre, axes, angle_deg, blur_px) -> np.ndarray:
@@ -248,6 +264,8 @@ def render_background(anat: Anatomy) -> np.ndarray:
            + 0.02 * smooth_noise(rng, 70, lw, lh))
     if p["tessellation"] > 0:
         tex -= p["tessellation"] * _choroidal_gaps(rng, anat, lw, lh, s)
+    if anat.sheen is not None and anat.sheen.shape == tex.shape:
+        tex += anat.sheen
     # macula: darker (xanthophyll, RPE) with a darker fovea
     dfd = anat.disc_fovea_distance * s
     xs, ys = pixel_grid(lw, lh)

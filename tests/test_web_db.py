@@ -99,3 +99,36 @@ def test_screenings_of_two_users_stay_apart(db_app):
     for name, (client, token) in clients.items():
         listing = client.get("/api/v1/screenings", headers=bearer(token)).get_json()
         assert [s["id"] for s in listing["screenings"]] == [ids[name]]
+
+
+def test_database_urls_pick_psycopg_and_default_to_sqlite(tmp_path, monkeypatch):
+    from retinascreen.web.config import database_url, normalise_database_url
+
+    assert normalise_database_url("postgresql://u:p@db/x") == "postgresql+psycopg://u:p@db/x"
+    assert normalise_database_url("postgres://u:p@db/x") == "postgresql+psycopg://u:p@db/x"
+    assert normalise_database_url("postgresql+psycopg://db/x") == "postgresql+psycopg://db/x"
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert database_url({}, tmp_path) == f"sqlite:///{tmp_path / 'retinascreen.db'}"
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@db/x")
+    assert database_url({}, tmp_path) == "postgresql+psycopg://u:p@db/x"
+    assert database_url({"DATABASE_URL": "sqlite:///other.db"}, tmp_path) == "sqlite:///other.db"
+
+
+def test_alembic_command_line_migrates_the_database_url(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import retinascreen.web
+
+    ini = Path(retinascreen.web.__file__).parent / "migrations" / "alembic.ini"
+    db = tmp_path / "by-hand.db"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}"}
+    subprocess.run([sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"],
+                   check=True, env=env, capture_output=True)
+    from sqlalchemy import create_engine
+
+    engine = create_engine(f"sqlite:///{db}")
+    assert "screenings" in inspect(engine).get_table_names()
+    engine.dispose()

@@ -33,12 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_server_arguments(parser)
+    add_server_arguments(parser, workers=1)
     parser.add_argument(
         "--check", "--no-serve", dest="check", action="store_true",
         help="set everything up, grade one synthetic photo, fetch /healthz, then exit",
     )
-    parser.set_defaults(func=run, workers=1)
+    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

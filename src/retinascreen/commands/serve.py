@@ -30,14 +30,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def add_server_arguments(parser: argparse.ArgumentParser, *, port: int = 5000) -> None:
+def add_server_arguments(parser: argparse.ArgumentParser, *, port: int = 5000, workers: int = 2) -> None:
     """Options shared by ``serve`` and ``demo``."""
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=port, help=f"port (default {port})")
     parser.add_argument("--database-url", metavar="URL", help="SQLAlchemy URL (default: $DATABASE_URL or SQLite)")
     parser.add_argument("--instance", type=Path, metavar="DIR",
                         help="folder for the SQLite database, photos and secret key (default ./instance)")
-    parser.add_argument("--workers", type=int, default=2, metavar="N", help="worker processes (default 2)")
+    parser.add_argument("--workers", type=int, default=workers, metavar="N",
+                        help=f"worker processes, each with its own copy of the model (default {workers})")
     parser.add_argument("--threads", type=int, default=4, metavar="T", help="threads per worker (default 4)")
 
 

@@ -7,7 +7,7 @@ comparison the Wise-SrNet seed is about), the other heads with the first seed. P
 table of test QWK (mean ± std over seeds), referable-DR AUC, parameters and FLOPs, and writes it
 to ``--report``. Finished runs are reused, so an interrupted comparison continues.
 
-    .venv/bin/python bench/heads.py                      # the full comparison (about an hour)
+    .venv/bin/python bench/heads.py                      # the full comparison (about an hour on 2 CPU cores)
     .venv/bin/python bench/heads.py --heads gap,wise-srnet --seeds 1 --size 64 \\
         --train-limit 40 --limit 40 --epochs 1            # a smoke test (a minute or two)
 """
@@ -30,12 +30,12 @@ BENCHMARK = "synthetic-dr-v1"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", type=int, default=128, help="input size in pixels (default 128)")
-    p.add_argument("--epochs", type=int, default=8, help="epochs per run (default 8)")
-    p.add_argument("--train-limit", type=int, default=800,
-                   help="training images per run (default 800 of the benchmark's 2000)")
-    p.add_argument("--limit", type=int, default=None,
-                   help="cap on images written per split (default: the benchmark's counts)")
+    p.add_argument("--size", type=int, default=96, help="input size in pixels (default 96)")
+    p.add_argument("--epochs", type=int, default=6, help="epochs per run (default 6)")
+    p.add_argument("--train-limit", type=int, default=600,
+                   help="training images per run (default 600 of the benchmark's 2000)")
+    p.add_argument("--limit", type=int, default=600,
+                   help="cap on images written per split (default 600; val has 500)")
     p.add_argument("--seeds", type=int, default=3,
                    help="seeds for the multi-seed heads (gap, wise-srnet); default 3")
     p.add_argument("--heads", default=",".join(ALL_HEADS), help="comma-separated head names")

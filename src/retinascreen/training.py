@@ -49,6 +49,7 @@ RUN_FILES = (
     "curves.png", "confusion.png", "roc.png", "model_card.json",
 )
 NO_PRETRAINED = ("mini_xception",)
+FROM_SCRATCH_BN_MOMENTUM = 0.9
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,13 @@ def _build(config: TrainConfig, mean_grade: float = 0.0):
         config.backbone, config.head, config.size, N_CLASSES, weights,
         widths=tuple(config.widths) if config.widths else None, dropout=config.dropout,
     )
+    if str(weights).lower() == "none":
+        # From scratch, short CPU runs take only tens of steps: with Keras's default momentum
+        # (0.99) the BatchNormalization moving statistics would still be mostly their initial
+        # values, so the model in inference mode (validation, saved model) predicts one grade.
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = FROM_SCRATCH_BN_MOMENTUM
     if config.objective == "ordinal":
         features = model.get_layer("predictions").input
         # Start the regression at the mean training grade rather than at 0.
@@ -442,7 +450,8 @@ def _fit(config: TrainConfig, run_dir: Path, splits: dict[str, list], log, extra
             stopper,
             keras.callbacks.ReduceLROnPlateau(
                 monitor="val_qwk", mode="max", factor=0.5,
-                patience=max(1, config.patience // 2), min_lr=1e-7, verbose=1,
+                patience=max(2, config.patience // 2) if config.patience else 3, min_lr=1e-7,
+                verbose=1,
             ),
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
             SaveProgress(run_dir, state),

@@ -145,7 +145,7 @@ def test_upload_shows_result_photo_heatmap_history_and_report(web_app):
     assert report.status_code == 200 and report.mimetype == "application/pdf"
     assert report.data.startswith(b"%PDF") and b"/Image" in report.data
     for text in (result["label"], "PAT-001", "Demo model trained on synthetic images",
-                 "tiny-web-test", stored.model_sha256):
+                 "tiny-web-test", stored.model_sha256, "mini_xception", "Intended use"):
         assert text.encode() in report.data, text
 
 

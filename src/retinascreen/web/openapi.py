@@ -80,6 +80,11 @@ _SCHEMAS: dict[str, Any] = {
                     "sha256": {"type": "string"},
                 },
             },
+            "model_card": {
+                "type": "object",
+                "description": "summary of the model card at screening time (architecture, "
+                "training data, validation metrics, intended use)",
+            },
             "synthetic": {"type": "boolean"},
             "warning": {"type": "string"},
         },

@@ -51,6 +51,28 @@ def model_is_synthetic(predictor: Any) -> bool:
     return bool(getattr(card, "synthetic", False))
 
 
+CARD_FIELDS = ("backbone", "head", "input_size", "objective", "training_data", "intended_use",
+               "synthetic", "created")
+METRIC_FIELDS = ("qwk", "accuracy", "macro_f1")
+
+
+def card_summary(predictor: Any) -> dict[str, Any] | None:
+    """The parts of the model card a report shows, frozen with the screening."""
+    card = getattr(predictor, "card", None)
+    if card is None:
+        return None
+    data = card.to_dict() if hasattr(card, "to_dict") else dict(card)
+    summary = {k: data[k] for k in CARD_FIELDS if data.get(k) not in (None, "")}
+    metrics = data.get("metrics") or {}
+    kept = {k: metrics[k] for k in METRIC_FIELDS if isinstance(metrics.get(k), int | float)}
+    auc = (metrics.get("referable") or {}).get("auc") if isinstance(metrics.get("referable"), dict) else None
+    if isinstance(auc, int | float):
+        kept["referable_auc"] = auc
+    if kept:
+        summary["metrics"] = kept
+    return summary
+
+
 def clean_patient_id(value: str | None) -> str | None:
     """Trimmed patient id or None; raises a 400 error when too long or with control characters."""
     value = (value or "").strip()
@@ -102,6 +124,9 @@ def screen_upload(db: Session, user: User, data: bytes, *, filename: str | None,
         except ModelError as exc:  # e.g. an .onnx model without its .keras beside it
             log.warning("no heat map: %s", exc)
     synthetic = bool(result.get("synthetic")) or model_is_synthetic(predictor)
+    card = card_summary(predictor)
+    if card:
+        result["model_card"] = card
     if synthetic:
         result["synthetic"] = True
         result.setdefault("warning", SYNTHETIC_WARNING)

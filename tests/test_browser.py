@@ -25,12 +25,12 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 
 
 @pytest.fixture
-def server(tmp_path, predictor):
+def server(tmp_path, web_predictor):
     from werkzeug.serving import make_server
 
     from retinascreen.web import dispose
 
-    app = make_app(tmp_path / "instance", predictor, TESTING=False)
+    app = make_app(tmp_path / "instance", web_predictor, TESTING=False)
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

@@ -114,7 +114,7 @@ def test_bad_images_get_4xx_json_and_store_nothing(web_app, case):
     assert api_upload(client, token, fundus_png(0)).status_code == 201  # still serving
 
 
-def test_missing_field_bad_eye_and_oversize_body(web_app, tmp_path, predictor):
+def test_missing_field_bad_eye_and_oversize_body(web_app, tmp_path, web_predictor):
     client, token = user(web_app)
     response = client.post("/api/v1/screenings", headers=bearer(token), data={},
                            content_type="multipart/form-data")
@@ -122,7 +122,7 @@ def test_missing_field_bad_eye_and_oversize_body(web_app, tmp_path, predictor):
     assert api_upload(client, token, fundus_png(0), eye="both").status_code == 400
     assert api_upload(client, token, fundus_png(0), patient_id="\x00evil").status_code == 400
 
-    small = make_app(tmp_path / "small", predictor, MAX_CONTENT_LENGTH=20_000)
+    small = make_app(tmp_path / "small", web_predictor, MAX_CONTENT_LENGTH=20_000)
     client, token = user(small)
     response = api_upload(client, token, fundus_png(0) + b"\0" * 30_000)
     assert response.status_code == 413 and "too large" in response.get_json()["error"]

@@ -24,7 +24,7 @@ from web_fixtures import (
     upload,
 )
 
-pytest_plugins = ["web_fixtures"]  # the fixtures: predictor, web_app, db_app, ...
+pytest_plugins = ["web_fixtures"]  # the fixtures: web_predictor, web_app, db_app, ...
 
 WARNING = "Demo model trained on synthetic images — not for clinical use"
 
@@ -110,11 +110,11 @@ def test_sign_in_does_not_redirect_off_site(web_app):
     assert response.headers["Location"] == "/screenings"
 
 
-def test_session_cookie_is_httponly_and_samesite(web_app, tmp_path, predictor):
+def test_session_cookie_is_httponly_and_samesite(web_app, tmp_path, web_predictor):
     client = web_app.test_client()
     header = register(client, "alice").headers.get("Set-Cookie")
     assert "HttpOnly" in header and "SameSite=Lax" in header and "Secure" not in header
-    secure_app = make_app(tmp_path / "secure", predictor, SESSION_COOKIE_SECURE=True)
+    secure_app = make_app(tmp_path / "secure", web_predictor, SESSION_COOKIE_SECURE=True)
     header = register(secure_app.test_client(), "bob").headers.get("Set-Cookie")
     assert "Secure" in header
 
@@ -185,8 +185,8 @@ def test_bad_upload_shows_the_form_again_and_stores_nothing(web_app, case):
     assert screening_id(upload(client, fundus_png(1))) > 0
 
 
-def test_upload_over_the_size_limit_is_refused(tmp_path, predictor):
-    app = make_app(tmp_path / "small", predictor, MAX_CONTENT_LENGTH=20_000)
+def test_upload_over_the_size_limit_is_refused(tmp_path, web_predictor):
+    app = make_app(tmp_path / "small", web_predictor, MAX_CONTENT_LENGTH=20_000)
     client = signed_in(app)
     response = upload(client, fundus_png(0, size=96) + b"\0" * 30_000)
     assert response.status_code == 413
@@ -247,8 +247,8 @@ def test_sign_in_is_rate_limited_per_user_and_address(web_app):
     assert login(web_app.test_client(), "alice").status_code == 302
 
 
-def test_history_search_and_pagination(tmp_path, predictor):
-    app = make_app(tmp_path / "pages", predictor, HISTORY_PAGE_SIZE=2)
+def test_history_search_and_pagination(tmp_path, web_predictor):
+    app = make_app(tmp_path / "pages", web_predictor, HISTORY_PAGE_SIZE=2)
     client = signed_in(app)
     for i, patient in enumerate(["SMITH-1", "SMITH-2", "JONES-9"]):
         screening_id(upload(client, fundus_png(i), patient_id=patient))

@@ -28,11 +28,11 @@ def admin_create(monkeypatch, instance, username, password=PASSWORD):
     return main(["admin", "create", username, "--password-stdin", "--instance", str(instance)])
 
 
-def test_admin_create_makes_an_administrator(tmp_path, monkeypatch, capsys, predictor):
+def test_admin_create_makes_an_administrator(tmp_path, monkeypatch, capsys, web_predictor):
     instance = tmp_path / "instance"
     assert admin_create(monkeypatch, instance, "chief") == 0
     assert "created administrator 'chief'" in capsys.readouterr().out
-    app = make_app(instance, predictor)
+    app = make_app(instance, web_predictor)
     assert login(app.test_client(), "chief").status_code == 302
     from retinascreen.web.db import session
     from retinascreen.web.models import User
@@ -61,10 +61,10 @@ def test_admin_create_without_terminal_needs_password_stdin(tmp_path, monkeypatc
     assert "--password-stdin" in capsys.readouterr().err
 
 
-def test_demo_check_runs_the_product_and_is_idempotent(tmp_path, monkeypatch, capsys, tiny_model_path):
+def test_demo_check_runs_the_product_and_is_idempotent(tmp_path, monkeypatch, capsys, web_model_path):
     demo_dir = tmp_path / "demo_model"
     demo_dir.mkdir()
-    shutil.copy(tiny_model_path, demo_dir / "demo.keras")
+    shutil.copy(web_model_path, demo_dir / "demo.keras")
     monkeypatch.setattr(inference, "DEMO_DIR", demo_dir)
     instance = tmp_path / "instance"
     assert main(["demo", "--check", "--instance", str(instance)]) == 0
@@ -88,13 +88,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_serve_runs_gunicorn_workers_that_grade_uploads(tmp_path, monkeypatch, tiny_model_path):
+def test_serve_runs_gunicorn_workers_that_grade_uploads(tmp_path, monkeypatch, web_model_path):
     instance = tmp_path / "instance"
     assert admin_create(monkeypatch, instance, "chief") == 0
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "retinascreen", "serve", "--model", str(tiny_model_path),
+        [sys.executable, "-m", "retinascreen", "serve", "--model", str(web_model_path),
          "--port", str(port), "--workers", "2", "--instance", str(instance)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
     )

@@ -30,16 +30,16 @@ def test_schema_comes_from_the_alembic_migration(db_app):
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001_initial"
 
 
-def test_data_survive_a_restart(tmp_path, predictor, database_url):
+def test_data_survive_a_restart(tmp_path, web_predictor, web_database_url):
     instance = tmp_path / "instance"
-    app = make_app(instance, predictor, database_url)
+    app = make_app(instance, web_predictor, web_database_url)
     client = app.test_client()
     register(client, "alice")
     sid = int(upload(client, fundus_png(2), patient_id="KEEP-1").headers["Location"].rsplit("/", 1)[1])
     token = api_token(client, "alice")
     dispose(app)
 
-    app = make_app(instance, predictor, database_url)  # a new process on the same data
+    app = make_app(instance, web_predictor, web_database_url)  # a new process on the same data
     client = app.test_client()
     assert login(client, "alice").status_code == 302
     assert "KEEP-1" in client.get("/screenings").get_data(as_text=True)
@@ -79,9 +79,9 @@ def test_a_failed_insert_leaves_no_photo_behind(db_app):
     assert client.get("/api/v1/screenings", headers=bearer(token)).get_json()["total"] == 0
 
 
-def test_rate_limit_holds_across_app_processes(tmp_path, predictor, db_app, database_url):
+def test_rate_limit_holds_across_app_processes(tmp_path, web_predictor, db_app, web_database_url):
     register(db_app.test_client(), "alice")
-    other = make_app(tmp_path / "other-worker", predictor, database_url)  # a second worker
+    other = make_app(tmp_path / "other-worker", web_predictor, web_database_url)  # a second worker
     for app in (db_app, other, db_app, other, db_app):
         assert login(app.test_client(), "alice", "wrong password!").status_code == 401
     assert login(other.test_client(), "alice").status_code == 429

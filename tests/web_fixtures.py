@@ -85,7 +85,7 @@ def bad_inputs() -> dict[str, tuple[bytes, str, int]]:
 
 # -- model --------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def web_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny untrained mini_xception (64 px) saved as .keras with a synthetic model card."""
     import keras
 
@@ -107,10 +107,10 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def predictor(tiny_model_path: Path) -> Any:
+def web_predictor(web_model_path: Path) -> Any:
     from retinascreen.inference import Predictor
 
-    return Predictor(tiny_model_path)
+    return Predictor(web_model_path)
 
 
 # -- databases ----------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ def postgres_schema_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def web_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The same test on a SQLite file and on a fresh PostgreSQL schema."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'instance' / 'retinascreen.db'}"
@@ -151,32 +151,32 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield from postgres_schema_url()
 
 
-def make_app(instance: Path, predictor: Any, database_url: str | None = None, **config: Any):
+def make_app(instance: Path, web_predictor: Any, database_url: str | None = None, **config: Any):
     from retinascreen.web import create_app
 
     settings = {"INSTANCE_PATH": instance, "SECRET_KEY": "test-secret", "TESTING": True}
     if database_url:
         settings["DATABASE_URL"] = database_url
     settings.update(config)
-    return create_app(settings, predictor=predictor)
+    return create_app(settings, predictor=web_predictor)
 
 
 @pytest.fixture
-def web_app(tmp_path: Path, predictor: Any):
+def web_app(tmp_path: Path, web_predictor: Any):
     """An app on SQLite in a temporary instance folder, CSRF on as in production."""
     from retinascreen.web import dispose
 
-    app = make_app(tmp_path / "instance", predictor, MAX_IMAGE_PIXELS=50_000_000)
+    app = make_app(tmp_path / "instance", web_predictor, MAX_IMAGE_PIXELS=50_000_000)
     yield app
     dispose(app)
 
 
 @pytest.fixture
-def db_app(tmp_path: Path, predictor: Any, database_url: str):
+def db_app(tmp_path: Path, web_predictor: Any, web_database_url: str):
     """An app on each database (SQLite and PostgreSQL)."""
     from retinascreen.web import dispose
 
-    app = make_app(tmp_path / "instance", predictor, database_url)
+    app = make_app(tmp_path / "instance", web_predictor, web_database_url)
     yield app
     dispose(app)
 

@@ -79,7 +79,8 @@ def test_demo_without_its_model_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(inference, "DEMO_DIR", tmp_path / "missing")
     assert main(["demo", "--check", "--instance", str(tmp_path / "instance")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error:") and "demo model is missing" in err
+    assert err.startswith("error:") and "demo model is missing" in err and "serve --model" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def free_port() -> int:

@@ -42,10 +42,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from retinascreen.errors import ModelError
     from retinascreen.web.accounts import ensure_demo_user
     from retinascreen.web.server import prepare, serve
 
-    config = prepare(args.instance, args.database_url, None)  # ModelError if the demo model is gone
+    try:
+        config = prepare(args.instance, args.database_url, None)
+    except ModelError as exc:
+        raise ModelError(
+            f"{exc}. `retinascreen demo` runs on that bundled model: reinstall retinascreen, or "
+            "serve your own model with `retinascreen serve --model MODEL`"
+        ) from exc
     password = ensure_demo_user(database_url=config["DATABASE_URL"], instance=config["INSTANCE_PATH"])
     if args.check:
         return _check(config, password)

@@ -170,3 +170,19 @@ def test_concurrent_predictions_from_threads(models):
     for i, probs in seen.items():
         assert np.allclose(probs, expected[i], atol=1e-5)
     assert len(seen) == len(models["photos"])
+
+
+def test_ordinal_model_loads_and_predicts_five_probabilities(models, tmp_path):
+    """A model trained with the ordinal objective is saved with an OrdinalProbabilities layer."""
+    import keras
+
+    from retinascreen.ordinal import with_probabilities
+
+    base = make_model(seed=3)
+    score = keras.layers.Dense(1, name="score")(base.layers[-1].input)
+    ordinal = with_probabilities(keras.Model(base.inputs, score), (0.5, 1.5, 2.5, 3.5), 0.2)
+    path = save_model(ordinal, tmp_path / "ordinal.keras")
+    result = Predictor(path).predict(models["photos"][0])
+    assert len(result["probabilities"]) == 5
+    assert sum(result["probabilities"]) == pytest.approx(1.0, abs=1e-5)
+    assert result["grade"] == int(np.argmax(result["probabilities"]))

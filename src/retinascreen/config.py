@@ -38,6 +38,7 @@ class TrainConfig:
     size: int = 299
     weights: str = "imagenet"
     widths: list[int] | None = None
+    stem_stride: int | None = None
     dropout: float = 0.5
     objective: str = "softmax"
     regression_loss: str = "mse"
@@ -128,7 +129,7 @@ def _coerce(name: str, value: Any) -> Any:
                     return False
                 raise ValueError(value)
             return bool(value)
-        if isinstance(default, int) or name == "train_limit":
+        if isinstance(default, int) or name in ("train_limit", "stem_stride"):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
             return int(value)

@@ -17,7 +17,6 @@ Keras calls are serialised by a lock.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Iterable, Sequence
@@ -163,8 +162,8 @@ def _set_tf_threads(threads: int | None) -> None:
 
 def _register_custom_layers() -> None:
     """Import the model registry so custom layers/constraints deserialise."""
-    with contextlib.suppress(ImportError):
-        import retinascreen.models.build  # noqa: F401
+    import retinascreen.models.build  # noqa: F401  (CaffePreprocess)
+    import retinascreen.ordinal  # noqa: F401  (OrdinalProbabilities of ordinal models)
 
 
 def load_card(path: Path) -> Any | None:

@@ -231,7 +231,8 @@ def _build(config: TrainConfig, mean_grade: float = 0.0):
     weights = config.weights
     model = build_model(
         config.backbone, config.head, config.size, N_CLASSES, weights,
-        widths=tuple(config.widths) if config.widths else None, dropout=config.dropout,
+        widths=tuple(config.widths) if config.widths else None,
+        stem_stride=config.stem_stride, dropout=config.dropout,
     )
     if str(weights).lower() == "none":
         # From scratch, short CPU runs take only tens of steps: with Keras's default momentum

@@ -38,6 +38,7 @@ def build_model(
     weights: str | Path | None = "none",
     *,
     widths: tuple[int, ...] | None = None,
+    stem_stride: int | None = None,
     dropout: float = 0.5,
     name: str | None = None,
 ) -> keras.Model:
@@ -46,7 +47,7 @@ def build_model(
     ``weights``: ``"none"``, ``"imagenet"``, a backbone weights file (``.h5`` / ``.weights.h5``),
     or a full model (``.keras``, or ``.weights.h5`` saved from the same architecture), whose
     matching weights (all of them, or the backbone's when the head differs) are copied in.
-    ``widths`` sets the block widths of ``mini_xception``.
+    ``widths`` and ``stem_stride`` (1 or 2) shape ``mini_xception``.
     """
     spec = get_backbone_spec(backbone)
     head_builder = get_head(head)
@@ -72,6 +73,7 @@ def build_model(
         inputs,
         weights="none" if (full_file or is_weights_h5) else weights,
         widths=widths,
+        stem_stride=stem_stride,
     )
     features = layers.Identity(name=FEATURE_MAP_LAYER)(features_model.output)
     outputs = head_builder(features, n_classes, dropout=float(dropout))

@@ -7,7 +7,8 @@ comparison the Wise-SrNet seed is about), the other heads with the first seed. P
 table of test QWK (mean ± std over seeds), referable-DR AUC, parameters and FLOPs, and writes it
 to ``--report``. Finished runs are reused, so an interrupted comparison continues.
 
-    .venv/bin/python bench/heads.py                      # the full comparison (about an hour on 2 CPU cores)
+    make benchmark-data                                   # data/synthetic-dr-v1 (512 px), once
+    .venv/bin/python bench/heads.py --data data/synthetic-dr-v1   # the full comparison (~1 h, 2 cores)
     .venv/bin/python bench/heads.py --heads gap,wise-srnet --seeds 1 --size 64 \\
         --train-limit 40 --limit 40 --epochs 1            # a smoke test (a minute or two)
 """
@@ -30,16 +31,20 @@ BENCHMARK = "synthetic-dr-v1"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", type=int, default=96, help="input size in pixels (default 96)")
+    p.add_argument("--data", help="an existing synthetic-dr-v1 folder (default: write one at "
+                   "--size under --work)")
+    p.add_argument("--size", type=int, default=192, help="input size in pixels (default 192)")
     p.add_argument("--epochs", type=int, default=6, help="epochs per run (default 6)")
-    p.add_argument("--train-limit", type=int, default=600,
-                   help="training images per run (default 600 of the benchmark's 2000)")
+    p.add_argument("--train-limit", type=int, default=None,
+                   help="training images per run (default: all 2000 of the benchmark)")
     p.add_argument("--limit", type=int, default=600,
                    help="cap on images written per split (default 600; val has 500)")
     p.add_argument("--seeds", type=int, default=3,
                    help="seeds for the multi-seed heads (gap, wise-srnet); default 3")
     p.add_argument("--heads", default=",".join(ALL_HEADS), help="comma-separated head names")
     p.add_argument("--widths", default="32,64,128", help="mini_xception block widths")
+    p.add_argument("--stem-stride", type=int, default=2, choices=(1, 2),
+                   help="mini_xception stem stride (default 2)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--work", default="bench/results/heads",
@@ -68,6 +73,7 @@ def run_one(args: argparse.Namespace, data: Path, head: str, seed: int) -> dict:
     config = TrainConfig(
         data=str(data), format="aptos", out=str(out), backbone="mini_xception", head=head,
         size=args.size, weights="none", widths=[int(w) for w in args.widths.split(",")],
+        stem_stride=args.stem_stride,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed,
         train_limit=args.train_limit, patience=0, cache_dir=str(Path(args.work) / "cache"),
     )
@@ -102,8 +108,9 @@ def _mean_std(values: list[float]) -> str:
 def table(results: list[dict], costs: dict[str, tuple[int, int | None]], heads: list[str],
           args: argparse.Namespace, data_name: str) -> str:
     lines = [
-        f"Head comparison on {data_name}: mini_xception (widths {args.widths}) from scratch, "
-        f"{args.size} px, {args.epochs} epochs, {args.train_limit} training images, batch "
+        f"Head comparison on {data_name}: mini_xception (widths {args.widths}, stem stride "
+        f"{args.stem_stride}) from scratch, {args.size} px, {args.epochs} epochs, "
+        f"{args.train_limit or 'all'} training images, batch "
         f"{args.batch_size}, lr {args.lr:g}; test split; QWK mean ± std over seeds.",
         "",
         "| head | seeds | test QWK | referable AUC | params | FLOPs | s / run |",
@@ -133,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    data = ensure_data(work, args.size, args.limit)
+    data = Path(args.data) if args.data else ensure_data(work, args.size, args.limit)
     data_name = json.loads((data / "manifest.json").read_text()).get("name", BENCHMARK)
     results, costs = [], {}
     for head in heads:

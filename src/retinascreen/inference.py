@@ -31,6 +31,7 @@ from retinascreen.errors import ImageError, ModelError, RetinascreenError
 ImageInput = str | os.PathLike | bytes | np.ndarray
 ENGINES = ("auto", "keras", "onnx")
 DEMO_DIR = Path(__file__).resolve().parent / "demo_model"
+FUNDUS_LEVEL = 20  # pixels of a cropped photo brighter than this (any channel) are fundus
 SYNTHETIC_WARNING = "model trained on synthetic data only: not for clinical use"
 
 
@@ -283,14 +284,20 @@ class Predictor:
         return probs
 
     def heatmap(self, image: ImageInput, class_index: int | None = None, alpha: float = 0.4) -> np.ndarray:
-        """Grad-CAM overlay (S, S, 3) RGB uint8 on the pre-processed image."""
+        """Grad-CAM overlay (S, S, 3) RGB uint8 on the pre-processed image.
+
+        Without ``class_index`` it shows the evidence for referable DR (grades 2-4); with it, the
+        evidence for that grade. Heat outside the fundus disc is cleared (no findings there).
+        """
         from retinascreen.explain import grad_cam, overlay
 
         model = self._cam_model()
         rgb = to_rgb(image)
         x = self.preprocess(rgb)
+        target = "referable" if class_index is None else "grade"
         with self._cam_lock:
-            cam = grad_cam(model, x[None].astype(np.float32), class_index=class_index)
+            cam = grad_cam(model, x[None].astype(np.float32), class_index, target=target)
+        cam = cam * (x.max(axis=2) > FUNDUS_LEVEL)
         return overlay(x, cam, alpha=alpha)
 
     # -- internals ----------------------------------------------------------------------------

@@ -238,6 +238,50 @@ def _first(names: list[str]) -> str:
     return shown + (f", ... ({len(names) - _SHOW} more)" if len(names) > _SHOW else "")
 
 
+def _records_from_rows(
+    csv_path: Path,
+    rows: list[dict[str, str]],
+    index: _FileIndex,
+    *,
+    name_column: str,
+    grade_column: str,
+    suffixes: Sequence[str],
+    listed_suffix: str = "",
+    prefer: str | None = None,
+) -> list[Record]:
+    """The records of a label CSV's rows; missing files and unknown labels raised together.
+
+    Patient and eye come from ``patient_id``/``eye`` columns when present, else from the image
+    name (``<patient>_left``); a ``split`` column pre-assigns the split.
+    """
+    problems = _Problems(csv_path.name, len(rows))
+    records = []
+    for i, row in enumerate(rows, start=2):
+        name = row.get(name_column, "")
+        if not name:
+            continue
+        grade = _parse_grade(row.get(grade_column))
+        file = index.find(name, suffixes, prefer=prefer)
+        if file is None:
+            problems.missing.append(f"{name}{listed_suffix}")
+        if grade is None:
+            problems.unknown.append(f"{name} (line {i}: {row.get(grade_column, '')!r})")
+        if file is None or grade is None:
+            continue
+        patient, eye = _patient_and_eye(Path(name).stem)
+        records.append(
+            Record(
+                path=file,
+                grade=grade,
+                patient=row.get("patient_id") or patient,
+                eye=_parse_eye(row.get("eye")) or eye,
+                split=_parse_split(row.get("split"), f"{csv_path.name} line {i}"),
+            )
+        )
+    problems.raise_if_any()
+    return records
+
+
 # --------------------------------------------------------------------------- readers
 
 
@@ -250,29 +294,10 @@ def _read_aptos(path: Path) -> DatasetTable:
     _require_columns(csv_path, headers, "id_code", "diagnosis")
     folders = [root / f"{csv_path.stem}_images", root / "train_images", root]
     index = _FileIndex(dict.fromkeys(folders))  # dedupe, keep order
-    problems = _Problems(csv_path.name, len(rows))
-    records = []
-    for i, row in enumerate(rows, start=2):
-        name = row.get("id_code", "")
-        grade = _parse_grade(row.get("diagnosis"))
-        file = index.find(name, (".png", ".jpg", ".jpeg"))
-        if file is None:
-            problems.missing.append(f"{name}.png")
-        if grade is None:
-            problems.unknown.append(f"{name} (line {i}: {row.get('diagnosis', '')!r})")
-        if file is None or grade is None:
-            continue
-        patient_default, eye_default = _patient_and_eye(name)
-        records.append(
-            Record(
-                path=file,
-                grade=grade,
-                patient=row.get("patient_id") or patient_default,
-                eye=_parse_eye(row.get("eye")) or eye_default,
-                split=_parse_split(row.get("split"), f"{csv_path.name} line {i}"),
-            )
-        )
-    problems.raise_if_any()
+    records = _records_from_rows(
+        csv_path, rows, index, name_column="id_code", grade_column="diagnosis",
+        suffixes=(".png", ".jpg", ".jpeg"), listed_suffix=".png",
+    )
     return DatasetTable(records, csv_path)
 
 
@@ -289,29 +314,10 @@ def _read_eyepacs(path: Path) -> DatasetTable:
     index = _FileIndex(
         dict.fromkeys([root / "train", root / csv_path.stem.replace("Labels", ""), root])
     )
-    problems = _Problems(csv_path.name, len(rows))
-    records = []
-    for i, row in enumerate(rows, start=2):
-        name = row.get("image", "")
-        grade = _parse_grade(row.get("level"))
-        file = index.find(name, (".jpeg", ".jpg", ".png"))
-        if file is None:
-            problems.missing.append(f"{name}.jpeg")
-        if grade is None:
-            problems.unknown.append(f"{name} (line {i}: {row.get('level', '')!r})")
-        if file is None or grade is None:
-            continue
-        patient, eye = _patient_and_eye(name)
-        records.append(
-            Record(
-                file,
-                grade,
-                row.get("patient_id") or patient,
-                _parse_eye(row.get("eye")) or eye,
-                _parse_split(row.get("split"), f"{csv_path.name} line {i}"),
-            )
-        )
-    problems.raise_if_any()
+    records = _records_from_rows(
+        csv_path, rows, index, name_column="image", grade_column="level",
+        suffixes=(".jpeg", ".jpg", ".png"), listed_suffix=".jpeg",
+    )
     return DatasetTable(records, csv_path)
 
 
@@ -326,35 +332,15 @@ def _read_messidor2(path: Path) -> DatasetTable:
     rows, headers = _read_csv(csv_path)
     _require_columns(csv_path, headers, "image_id", "adjudicated_dr_grade")
     index = _FileIndex(dict.fromkeys([root / "IMAGES", root / "images", root]))
-    problems = _Problems(csv_path.name, len(rows))
-    records = []
-    ungradable = 0
-    for i, row in enumerate(rows, start=2):
-        name = row.get("image_id", "")
-        gradable = row.get("adjudicated_gradable", "1")
-        if gradable and _parse_grade(gradable) == 0:
-            ungradable += 1
-            continue
-        grade = _parse_grade(row.get("adjudicated_dr_grade"))
-        file = index.find(name, (".png", ".jpg", ".JPG"))
-        if file is None:
-            problems.missing.append(name)
-        if grade is None:
-            problems.unknown.append(f"{name} (line {i}: {row.get('adjudicated_dr_grade', '')!r})")
-        if file is None or grade is None:
-            continue
-        stem = Path(name).stem
-        patient, eye = _patient_and_eye(stem)
-        records.append(
-            Record(
-                file,
-                grade,
-                row.get("patient_id") or patient,
-                _parse_eye(row.get("eye")) or eye,
-                _parse_split(row.get("split"), f"{csv_path.name} line {i}"),
-            )
-        )
-    problems.raise_if_any()
+    gradable_rows = [
+        row for row in rows
+        if not row.get("adjudicated_gradable") or _parse_grade(row["adjudicated_gradable"]) != 0
+    ]
+    ungradable = len(rows) - len(gradable_rows)
+    records = _records_from_rows(
+        csv_path, gradable_rows, index, name_column="image_id",
+        grade_column="adjudicated_dr_grade", suffixes=(".png", ".jpg", ".JPG"),
+    )
     excluded = {"ungradable": ungradable} if ungradable else {}
     if ungradable:
         log.info(
@@ -401,30 +387,10 @@ def _read_idrid(path: Path) -> DatasetTable:
     index = _FileIndex([root], recursive=True)
     lowered = csv_path.name.lower()
     prefer = "train" if "train" in lowered else "test" if "test" in lowered else None
-    problems = _Problems(csv_path.name, len(rows))
-    records = []
-    for i, row in enumerate(rows, start=2):
-        name = row.get("image name", "")
-        if not name:
-            continue
-        grade = _parse_grade(row.get("retinopathy grade"))
-        file = index.find(name, (".jpg", ".jpeg", ".png", ".tif"), prefer=prefer)
-        if file is None:
-            problems.missing.append(f"{name}.jpg")
-        if grade is None:
-            problems.unknown.append(f"{name} (line {i}: {row.get('retinopathy grade', '')!r})")
-        if file is None or grade is None:
-            continue
-        records.append(
-            Record(
-                file,
-                grade,
-                row.get("patient_id") or name,
-                _parse_eye(row.get("eye")),
-                _parse_split(row.get("split"), f"{csv_path.name} line {i}"),
-            )
-        )
-    problems.raise_if_any()
+    records = _records_from_rows(
+        csv_path, rows, index, name_column="image name", grade_column="retinopathy grade",
+        suffixes=(".jpg", ".jpeg", ".png", ".tif"), listed_suffix=".jpg", prefer=prefer,
+    )
     return DatasetTable(records, csv_path)
 
 

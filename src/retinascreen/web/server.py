@@ -51,10 +51,10 @@ class GunicornServer(BaseApplication):
 
     def load(self) -> Any:
         from retinascreen.web import create_app
-        from retinascreen.web.service import get_predictor
+        from retinascreen.web.service import warm_up
 
         app = create_app(dict(self.app_config))
-        get_predictor(app)  # the model loads once per worker, before its first request
+        warm_up(app)  # the model loads once per worker, before its first request
         return app
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -39,6 +40,22 @@ def get_predictor(app: Flask | None = None) -> Any:
                 predictor = Predictor(app.config.get("MODEL"), threads=threads)
                 app.extensions["retinascreen.predictor"] = predictor
     return predictor
+
+
+def warm_up(app: Flask) -> None:
+    """Load the model, the heat-map model and their compiled graphs before the first request.
+
+    Without it the first upload to each worker pays for importing TensorFlow and tracing the
+    heat-map graph (seconds), which showed as a 10 s p99 in the load test.
+    """
+    from retinascreen.errors import ModelError
+    from retinascreen.synthetic import generate
+
+    predictor = get_predictor(app)
+    photo = generate(0, 0, size=256).image
+    predictor.predict(photo)
+    with contextlib.suppress(ModelError):  # an ONNX model without its Keras sibling
+        predictor.heatmap(photo)
 
 
 def model_is_synthetic(predictor: Any) -> bool:

@@ -95,3 +95,15 @@ def test_demo_model_heat_map_overlay_is_cleared_outside_the_fundus(predictor):
     assert outside.any() and shown.shape == x.shape
     np.testing.assert_array_equal(shown[outside], cold[outside])
     assert np.abs(shown[~outside].astype(int) - cold[~outside]).max() > 50  # hot spots inside
+
+
+def test_demo_model_heat_map_stays_cool_on_a_healthy_real_photo(predictor):
+    """On a real healthy retina the model finds no referable evidence, and the map shows none."""
+    from retinascreen.explain import overlay
+
+    skdata = pytest.importorskip("skimage.data")
+    photo = skdata.retina()
+    assert predictor.predict(photo)["referable"] is False
+    x = predictor.preprocess(photo)
+    cold = overlay(x, np.zeros(x.shape[:2], np.float32))
+    assert np.abs(predictor.heatmap(photo).astype(int) - cold).max() < 20

@@ -287,7 +287,8 @@ class Predictor:
         """Grad-CAM overlay (S, S, 3) RGB uint8 on the pre-processed image.
 
         Without ``class_index`` it shows the evidence for referable DR (grades 2-4); with it, the
-        evidence for that grade. Heat outside the fundus disc is cleared (no findings there).
+        evidence for that grade. The heat is scaled by that probability, so a photo the model
+        finds healthy stays cool, and cleared outside the fundus disc (no findings there).
         """
         from retinascreen.explain import grad_cam, overlay
 
@@ -297,7 +298,13 @@ class Predictor:
         target = "referable" if class_index is None else "grade"
         with self._cam_lock:
             cam = grad_cam(model, x[None].astype(np.float32), class_index, target=target)
-        cam = cam * (x.max(axis=2) > FUNDUS_LEVEL)
+        # sqrt spreads the peaky map so that every lesion with evidence shows, not only the top
+        # one; scaling by the explained probability keeps a photo with little evidence cool.
+        probs = self.predict_arrays(x[None].astype(np.float32))[0]
+        strength = (
+            grading.referable_probability(probs) if class_index is None else probs[class_index]
+        )
+        cam = np.sqrt(cam) * float(strength) * (x.max(axis=2) > FUNDUS_LEVEL)
         return overlay(x, cam, alpha=alpha)
 
     # -- internals ----------------------------------------------------------------------------

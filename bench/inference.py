@@ -104,7 +104,7 @@ def bench_model(name, keras_path, paths, calib_dir, check_dir, args) -> None:
     size = int(model.input_shape[1])
     flops = count_flops(model)
     print(f"\n== {name}: {size} px, {flops / 1e9:.2f} GFLOPs per image ==")
-    tmp = Path(keras_path).parent
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))  # never beside the model (demo_model/)
     fp32 = export_model(keras_path, tmp / f"{name}.onnx", check=check_dir, min_agreement=0).path
     try:
         int8 = export_model(keras_path, tmp / f"{name}-int8.onnx", int8=True, calibration=calib_dir,

@@ -136,7 +136,7 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
     heat = _image(store.path(screening.heatmap_name), 80 * mm) if screening.heatmap_name else None
     cells = [photo or Paragraph("photo unavailable", small), heat or Paragraph("no heat map", small)]
     captions = [Paragraph("Photograph", small),
-                Paragraph("Heat map (Grad-CAM): regions that weighed most on the grade", small)]
+                Paragraph("Heat map (Grad-CAM): where the model found evidence of referable DR", small)]
     pictures = Table([cells, captions], colWidths=[88 * mm, 88 * mm])
     pictures.setStyle(TableStyle([("ALIGN", (0, 0), (-1, -1), "CENTER"), ("VALIGN", (0, 0), (-1, -1), "MIDDLE")]))
     story += [pictures, Spacer(1, 5 * mm)]

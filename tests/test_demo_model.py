@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from retinascreen.fundus import find_disc
-from retinascreen.inference import DEMO_DIR, Predictor
+from retinascreen.inference import DEMO_DIR, FUNDUS_LEVEL, Predictor
 from retinascreen.modelcard import read_card
 from retinascreen.synthetic import generate
 
@@ -73,7 +73,7 @@ def test_demo_model_heat_map_falls_on_the_lesions(predictor):
         for mask in sample.masks.values():
             lesions |= mask
         x = predictor.preprocess(sample.image)
-        fundus = x.max(axis=2) > 20
+        fundus = x.max(axis=2) > FUNDUS_LEVEL
         lesion = _crop_like_the_model(sample.image, lesions, size)
         lesion = cv2.dilate(lesion.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
         lesion &= fundus
@@ -91,7 +91,7 @@ def test_demo_model_heat_map_overlay_is_cleared_outside_the_fundus(predictor):
     x = predictor.preprocess(sample.image)
     shown = predictor.heatmap(sample.image)
     cold = overlay(x, np.zeros(x.shape[:2], np.float32))
-    outside = x.max(axis=2) <= 20
+    outside = x.max(axis=2) <= FUNDUS_LEVEL
     assert outside.any() and shown.shape == x.shape
     np.testing.assert_array_equal(shown[outside], cold[outside])
     assert np.abs(shown[~outside].astype(int) - cold[~outside]).max() > 50  # hot spots inside

@@ -109,6 +109,19 @@ def grad_cam(
     ``class_index`` (default: the predicted grade); ``target="referable"`` explains the
     probability of referable DR. ``method``: ``"hirescam"`` or ``"gradcam"`` (module docstring).
     """
+    return explain(model, image_batch, class_index, layer_name, target=target, method=method)[0]
+
+
+def explain(
+    model: Any,
+    image_batch: np.ndarray,
+    class_index: int | None = None,
+    layer_name: str | None = None,
+    *,
+    target: str = "grade",
+    method: str = "hirescam",
+) -> tuple[np.ndarray, float]:
+    """:func:`grad_cam`'s heat map and the probability it explains, from one forward pass."""
     import cv2
     import keras
     import tensorflow as tf
@@ -125,10 +138,11 @@ def grad_cam(
         if isinstance(preds, list | tuple):
             preds = preds[0]
         if target == "referable":
-            score = tf.math.log(tf.reduce_sum(preds[:, REFERABLE_MIN_GRADE:], axis=1) + 1e-7)
+            probability = tf.reduce_sum(preds[:, REFERABLE_MIN_GRADE:], axis=1)
+            score = tf.math.log(probability + 1e-7)
         else:
             index = int(tf.argmax(preds[0])) if class_index is None else int(class_index)
-            score = preds[:, index]
+            probability = score = preds[:, index]
     grads = tape.gradient(score, features)
     if grads is None:
         raise ModelError(f"{model.name}: no gradient reaches layer {layer.name!r}")
@@ -141,7 +155,8 @@ def grad_cam(
     cam = cv2.resize(cam.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
     cam = np.maximum(cam, 0)
     peak = float(cam.max())
-    return (cam / peak).astype(np.float32) if peak > 0 else np.zeros_like(cam, dtype=np.float32)
+    cam = (cam / peak).astype(np.float32) if peak > 0 else np.zeros_like(cam, dtype=np.float32)
+    return cam, float(probability[0])
 
 
 def overlay(rgb: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:

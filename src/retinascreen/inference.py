@@ -290,21 +290,17 @@ class Predictor:
         evidence for that grade. The heat is scaled by that probability, so a photo the model
         finds healthy stays cool, and cleared outside the fundus disc (no findings there).
         """
-        from retinascreen.explain import grad_cam, overlay
+        from retinascreen.explain import explain, overlay
 
         model = self._cam_model()
         rgb = to_rgb(image)
         x = self.preprocess(rgb)
         target = "referable" if class_index is None else "grade"
         with self._cam_lock:
-            cam = grad_cam(model, x[None].astype(np.float32), class_index, target=target)
+            cam, strength = explain(model, x[None].astype(np.float32), class_index, target=target)
         # sqrt spreads the peaky map so that every lesion with evidence shows, not only the top
         # one; scaling by the explained probability keeps a photo with little evidence cool.
-        probs = self.predict_arrays(x[None].astype(np.float32))[0]
-        strength = (
-            grading.referable_probability(probs) if class_index is None else probs[class_index]
-        )
-        cam = np.sqrt(cam) * float(strength) * (x.max(axis=2) > FUNDUS_LEVEL)
+        cam = np.sqrt(cam) * strength * (x.max(axis=2) > FUNDUS_LEVEL)
         return overlay(x, cam, alpha=alpha)
 
     # -- internals ----------------------------------------------------------------------------

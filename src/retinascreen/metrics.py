@@ -247,20 +247,15 @@ def plot_curves(history_csv: str | Path, path: str | Path) -> Path:
     history = read_history(history_csv)
     epochs = [e + 1 for e in history.get("epoch", [])]
     fig, (ax_loss, ax_qwk) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, name in (("loss", "training"), ("val_loss", "validation")):
-        if key in history:
-            ax_loss.plot(epochs, history[key], marker="o", label=name)
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("loss")
-    ax_loss.set_title("Loss")
-    ax_loss.legend()
-    for key, name in (("qwk", "training"), ("val_qwk", "validation")):
-        if key in history:
-            ax_qwk.plot(epochs, history[key], marker="o", label=name)
-    ax_qwk.set_xlabel("epoch")
-    ax_qwk.set_ylabel("quadratic weighted kappa")
-    ax_qwk.set_title("QWK")
-    ax_qwk.legend()
+    panels = ((ax_loss, "loss", "loss", "Loss"), (ax_qwk, "qwk", "quadratic weighted kappa", "QWK"))
+    for ax, key, ylabel, title in panels:
+        for column, name in ((key, "training"), (f"val_{key}", "validation")):
+            if column in history:
+                ax.plot(epochs, history[column], marker="o", label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend()
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=110)

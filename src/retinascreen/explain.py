@@ -20,6 +20,7 @@ the fundus (``tests/test_demo_model.py``), against about 1x for the final map.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -124,39 +125,79 @@ def explain(
     """:func:`grad_cam`'s heat map and the probability it explains, from one forward pass."""
     import cv2
     import keras
-    import tensorflow as tf
 
     if keras.backend.backend() != "tensorflow":
         raise ModelError("Grad-CAM needs the TensorFlow backend (KERAS_BACKEND=tensorflow)")
     if target not in ("grade", "referable") or method not in ("hirescam", "gradcam"):
         raise ValueError(f"unknown heat-map target {target!r} or method {method!r}")
     layer = model.get_layer(layer_name) if layer_name else find_cam_layer(model)
-    grad_model = keras.Model(model.inputs, [layer.output, model.output])
-    x = tf.convert_to_tensor(np.asarray(image_batch[:1], dtype=np.float32))
-    with tf.GradientTape() as tape:
-        features, preds = grad_model(x, training=False)
-        if isinstance(preds, list | tuple):
-            preds = preds[0]
-        if target == "referable":
-            probability = tf.reduce_sum(preds[:, REFERABLE_MIN_GRADE:], axis=1)
-            score = tf.math.log(probability + 1e-7)
-        else:
-            index = int(tf.argmax(preds[0])) if class_index is None else int(class_index)
-            probability = score = preds[:, index]
-    grads = tape.gradient(score, features)
-    if grads is None:
-        raise ModelError(f"{model.name}: no gradient reaches layer {layer.name!r}")
-    if method == "hirescam":
-        weighted = features * grads
-    else:
-        weighted = features * tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-    cam = tf.nn.relu(tf.reduce_sum(weighted, axis=-1))[0].numpy()
+    cam_fn = _traced_cam(model, layer.name, target, method)
+    x = np.asarray(image_batch[:1], dtype=np.float32)
+    index = -1 if class_index is None else int(class_index)
+    cam, probability = cam_fn(x, np.int32(index))
+    cam = cam.numpy()
     size = (int(image_batch.shape[2]), int(image_batch.shape[1]))
     cam = cv2.resize(cam.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
     cam = np.maximum(cam, 0)
     peak = float(cam.max())
     cam = (cam / peak).astype(np.float32) if peak > 0 else np.zeros_like(cam, dtype=np.float32)
-    return cam, float(probability[0])
+    return cam, float(probability)
+
+
+# One traced heat-map function per (model, layer, target, method), dropped with the model.
+_TRACED: weakref.WeakKeyDictionary[Any, dict[tuple[str, str, str], Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _traced_cam(model: Any, layer_name: str, target: str, method: str) -> Any:
+    """``f(x, index) -> (cam (h, w), probability)`` as a ``tf.function``.
+
+    The gradient is taken inside a traced graph, so TensorFlow prunes every op the heat map does
+    not need: the backward pass computes gradients for the feature map only, never for the
+    kernels. Eager ``GradientTape`` would run each convolution's filter gradient as well, and
+    oneDNN's AVX-512 1x1 backward-weights kernel (TensorFlow 2.20-2.21) corrupts the heap for
+    strided 1x1 convolutions at batch 1 (``docs/design.md``, "Heat maps and oneDNN").
+    """
+    import keras
+    import tensorflow as tf
+
+    per_model = _TRACED.setdefault(model, {})
+    key = (layer_name, target, method)
+    if key in per_model:
+        return per_model[key]
+    grad_model = keras.Model(model.inputs, [model.get_layer(layer_name).output, model.output])
+    size = model.input_shape[1:]
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec((1, *size), tf.float32),
+            tf.TensorSpec((), tf.int32),
+        ],
+        reduce_retracing=True,
+    )
+    def cam_fn(x: Any, index: Any) -> tuple[Any, Any]:
+        with tf.GradientTape() as tape:
+            features, preds = grad_model(x, training=False)
+            if isinstance(preds, list | tuple):
+                preds = preds[0]
+            if target == "referable":
+                probability = tf.reduce_sum(preds[:, REFERABLE_MIN_GRADE:], axis=1)
+                score = tf.math.log(probability + 1e-7)
+            else:
+                chosen = tf.where(index < 0, tf.argmax(preds[0], output_type=tf.int32), index)
+                probability = score = tf.gather(preds, chosen, axis=1)
+        grads = tape.gradient(score, features)
+        if grads is None:
+            raise ModelError(f"{model.name}: no gradient reaches layer {layer_name!r}")
+        if method == "hirescam":
+            weighted = features * grads
+        else:
+            weighted = features * tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        return tf.nn.relu(tf.reduce_sum(weighted, axis=-1))[0], probability[0]
+
+    per_model[key] = cam_fn
+    return cam_fn
 
 
 def overlay(rgb: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:

@@ -16,9 +16,8 @@ def make_model(seed: int = 0, *, near_ties: list[Path] | None = None, head: str 
 
     The last Dense layer is re-scaled on a few drawn photographs so that grades differ between
     photographs with clear margins (an untrained net otherwise outputs ~uniform 20 %). With
-    ``near_ties`` (photos), grades 0 and 1 get almost the same kernel column, the others a large
-    negative bias, and the 0/1 bias splits those photos half and half: fp32 still separates
-    grades 0 and 1, 8-bit weights cannot.
+    ``near_ties`` (photos), see :func:`_near_tie_dense`: fp32 separates grades 0 and 1 on those
+    photos by wide margins, int8 weights cannot separate them at all.
     """
     import keras
 
@@ -41,14 +40,43 @@ def make_model(seed: int = 0, *, near_ties: list[Path] | None = None, head: str 
     if near_ties:
         from retinascreen.images import load_image
 
-        delta = 1e-4 * rng.standard_normal(kernel.shape[0]) / std
-        kernel[:, 1] = kernel[:, 0] + delta
         x = np.stack([pre.apply(load_image(p)) for p in near_ties]).astype(np.float32)
-        feats = np.asarray(features.predict(x, verbose=0))
-        margins = feats @ delta
-        bias = np.array([0.0, -float(np.median(margins)), -30.0, -30.0, -30.0]) - feats.mean(0) @ kernel[:, 0]
+        kernel, bias = _near_tie_dense(np.asarray(features.predict(x, verbose=0)), rng)
     last.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
     return model
+
+
+def _near_tie_dense(feats: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A Dense (kernel, bias) whose grade 0 / grade 1 choice int8 weights cannot make.
+
+    Column 0 lies exactly on the int8 grid (integers times one scale, the largest entry of the
+    kernel at +127 steps, every row's largest entry in column 0); column 1 is column 0 plus less
+    than a quarter step, zero on the largest entry. So per-tensor, per-column and per-row
+    symmetric int8 all round columns 0 and 1 to the same integers, and the int8 model gives every
+    photo the same one of the two grades. In fp32 the difference ``feats @ delta`` spreads the
+    photos and the bias puts the boundary in the widest gap near the median, so every photo is
+    far (in float32 terms) from a tie and Keras, ONNX Runtime and any kernel set agree on it.
+    Grades 2-4 get zero weights and a -30 bias.
+    """
+    n_features = feats.shape[1]
+    step = 1.0 / 127
+    levels = rng.integers(64, 127, n_features) * rng.choice([-1, 1], n_features)
+    top = int(np.argmax(feats.std(axis=0)))
+    levels[top] = 127
+    kernel = np.zeros((n_features, 5))
+    kernel[:, 0] = levels * step
+    centred = feats - feats.mean(axis=0)
+    direction = np.linalg.svd(centred, full_matrices=False)[2][0]  # the widest spread
+    delta = 0.24 * step * np.sign(direction)
+    delta[top] = 0.0
+    kernel[:, 1] = kernel[:, 0] + delta
+    margins = np.sort(feats @ delta)
+    middle = margins[len(margins) // 3 : 2 * len(margins) // 3 + 1]
+    widest = int(np.argmax(np.diff(middle)))
+    threshold = float(middle[widest] + middle[widest + 1]) / 2
+    common = -float(feats.mean(axis=0) @ kernel[:, 0])
+    bias = np.array([common, common - threshold, -30.0, -30.0, -30.0])
+    return kernel, bias
 
 
 def save_model(model, path: Path, *, synthetic: bool = True, name: str = "tiny") -> Path:

@@ -22,33 +22,63 @@ import sys
 import time
 from pathlib import Path
 
-ALL_HEADS = ("gap", "gap-dropout", "flatten-fc", "depthwise", "depthwise-nonneg", "wise-srnet",
-             "wise-srnet-dropout")
+ALL_HEADS = (
+    "gap",
+    "gap-dropout",
+    "flatten-fc",
+    "depthwise",
+    "depthwise-nonneg",
+    "wise-srnet",
+    "wise-srnet-dropout",
+)
 MULTI_SEED_HEADS = ("gap", "wise-srnet")
 BENCHMARK = "synthetic-dr-v1"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", help="an existing synthetic-dr-v1 folder (default: write one at "
-                   "--size under --work)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data",
+        help="an existing synthetic-dr-v1 folder (default: write one at --size under --work)",
+    )
     p.add_argument("--size", type=int, default=192, help="input size in pixels (default 192)")
     p.add_argument("--epochs", type=int, default=6, help="epochs per run (default 6)")
-    p.add_argument("--train-limit", type=int, default=None,
-                   help="training images per run (default: all 2000 of the benchmark)")
-    p.add_argument("--limit", type=int, default=600,
-                   help="cap on images written per split (default 600; val has 500)")
-    p.add_argument("--seeds", type=int, default=3,
-                   help="seeds for the multi-seed heads (gap, wise-srnet); default 3")
+    p.add_argument(
+        "--train-limit",
+        type=int,
+        default=None,
+        help="training images per run (default: all 2000 of the benchmark)",
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=600,
+        help="cap on images written per split (default 600; val has 500)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="seeds for the multi-seed heads (gap, wise-srnet); default 3",
+    )
     p.add_argument("--heads", default=",".join(ALL_HEADS), help="comma-separated head names")
     p.add_argument("--widths", default="32,64,128", help="mini_xception block widths")
-    p.add_argument("--stem-stride", type=int, default=2, choices=(1, 2),
-                   help="mini_xception stem stride (default 2)")
+    p.add_argument(
+        "--stem-stride",
+        type=int,
+        default=2,
+        choices=(1, 2),
+        help="mini_xception stem stride (default 2)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--work", default="bench/results/heads",
-                   help="folder for the data, crop cache and run directories")
+    p.add_argument(
+        "--work",
+        default="bench/results/heads",
+        help="folder for the data, crop cache and run directories",
+    )
     p.add_argument("--report", default="bench/results/heads.md", help="Markdown table to write")
     return p.parse_args(argv)
 
@@ -71,18 +101,34 @@ def run_one(args: argparse.Namespace, data: Path, head: str, seed: int) -> dict:
 
     out = Path(args.work) / "runs" / f"{head}-s{seed}"
     config = TrainConfig(
-        data=str(data), format="aptos", out=str(out), backbone="mini_xception", head=head,
-        size=args.size, weights="none", widths=[int(w) for w in args.widths.split(",")],
+        data=str(data),
+        format="aptos",
+        out=str(out),
+        backbone="mini_xception",
+        head=head,
+        size=args.size,
+        weights="none",
+        widths=[int(w) for w in args.widths.split(",")],
         stem_stride=args.stem_stride,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed,
-        train_limit=args.train_limit, patience=0, cache_dir=str(Path(args.work) / "cache"),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=seed,
+        train_limit=args.train_limit,
+        patience=0,
+        cache_dir=str(Path(args.work) / "cache"),
     )
     started = time.perf_counter()
     train(config, log=lambda line: print(f"[{head} s{seed}] {line}", flush=True))
     metrics = json.loads((out / "metrics.json").read_text())
-    return {"head": head, "seed": seed, "qwk": metrics["qwk"],
-            "auc": metrics["referable"]["auc"], "seconds": time.perf_counter() - started,
-            "model": out / "best.keras"}
+    return {
+        "head": head,
+        "seed": seed,
+        "qwk": metrics["qwk"],
+        "auc": metrics["referable"]["auc"],
+        "seconds": time.perf_counter() - started,
+        "model": out / "best.keras",
+    }
 
 
 def model_cost(model_path: Path) -> tuple[int, int | None]:
@@ -105,8 +151,13 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def table(results: list[dict], costs: dict[str, tuple[int, int | None]], heads: list[str],
-          args: argparse.Namespace, data_name: str) -> str:
+def table(
+    results: list[dict],
+    costs: dict[str, tuple[int, int | None]],
+    heads: list[str],
+    args: argparse.Namespace,
+    data_name: str,
+) -> str:
     lines = [
         f"Head comparison on {data_name}: mini_xception (widths {args.widths}, stem stride "
         f"{args.stem_stride}) from scratch, {args.size} px, {args.epochs} epochs, "

@@ -50,7 +50,10 @@ def cpu_peak_gflops() -> tuple[float, str]:
     elif "avx" in flags:
         per_cycle, level = 16, "AVX"
     peak = cores * ghz * per_cycle
-    return peak, f"{cores} cores x {ghz:.2f} GHz x {per_cycle} FLOPs/cycle ({level}) = {peak:.0f} GFLOP/s"
+    return (
+        peak,
+        f"{cores} cores x {ghz:.2f} GHz x {per_cycle} FLOPs/cycle ({level}) = {peak:.0f} GFLOP/s",
+    )
 
 
 def write_images(folder: Path, n: int, size: int, first_seed: int = 7_000_000) -> list[Path]:
@@ -59,8 +62,10 @@ def write_images(folder: Path, n: int, size: int, first_seed: int = 7_000_000) -
     from retinascreen.synthetic import generate
 
     folder.mkdir(parents=True, exist_ok=True)
-    return [save_image(folder / f"b{i:03d}.jpg", generate(first_seed + i, i % 5, size=size).image)
-            for i in range(n)]
+    return [
+        save_image(folder / f"b{i:03d}.jpg", generate(first_seed + i, i % 5, size=size).image)
+        for i in range(n)
+    ]
 
 
 def timed(fn, repeats: int) -> float:
@@ -107,8 +112,14 @@ def bench_model(name, keras_path, paths, calib_dir, check_dir, args) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))  # never beside the model (demo_model/)
     fp32 = export_model(keras_path, tmp / f"{name}.onnx", check=check_dir, min_agreement=0).path
     try:
-        int8 = export_model(keras_path, tmp / f"{name}-int8.onnx", int8=True, calibration=calib_dir,
-                            check=check_dir, min_agreement=0).path
+        int8 = export_model(
+            keras_path,
+            tmp / f"{name}-int8.onnx",
+            int8=True,
+            calibration=calib_dir,
+            check=check_dir,
+            min_agreement=0,
+        ).path
     except Exception as exc:  # noqa: BLE001 - report and go on
         print(f"int8 export failed: {exc}")
         int8 = None
@@ -123,52 +134,79 @@ def bench_model(name, keras_path, paths, calib_dir, check_dir, args) -> None:
     tp = timed(lambda: keras_p.predict_batch(paths, batch_size=16), 1)
     rows["(b) Predictor keras"] = (n / t1, n / t16, t1 / n)
     ref = np.concatenate([keras_p.predict_arrays(x[i : i + 16]) for i in range(0, n, 16)])
-    print(f"(b) Predictor end to end (decode + quality + crop + model, batch 16): {n / tp:.1f} img/s")
+    print(
+        f"(b) Predictor end to end (decode + quality + crop + model, batch 16): {n / tp:.1f} img/s"
+    )
     agreements = {}
     for label, path in (("(c) onnx fp32", fp32), ("(d) onnx int8", int8)):
         if path is None:
             continue
         best = None
         for threads in (1, 2):
-            for level_name, level in (("basic", ort.GraphOptimizationLevel.ORT_ENABLE_BASIC),
-                                      ("all", ort.GraphOptimizationLevel.ORT_ENABLE_ALL)):
+            for level_name, level in (
+                ("basic", ort.GraphOptimizationLevel.ORT_ENABLE_BASIC),
+                ("all", ort.GraphOptimizationLevel.ORT_ENABLE_ALL),
+            ):
                 s = onnx_session(path, threads, level)
                 inp = s.get_inputs()[0].name
                 for bs in (16,):
-                    t = timed(lambda s=s, inp=inp, bs=bs: [s.run(None, {inp: x[i : i + bs]}) for i in range(0, n, bs)], 1)
+                    t = timed(
+                        lambda s=s, inp=inp, bs=bs: [
+                            s.run(None, {inp: x[i : i + bs]}) for i in range(0, n, bs)
+                        ],
+                        1,
+                    )
                     ips = n / t
-                    print(f"   {label} threads={threads or 'all'} opt={level_name} batch={bs}: {ips:.1f} img/s")
+                    print(
+                        f"   {label} threads={threads or 'all'} opt={level_name} batch={bs}: {ips:.1f} img/s"
+                    )
                     if best is None or ips > best[0]:
                         best = (ips, threads, level_name, bs)
-        print(f"   best {label}: {best[0]:.1f} img/s with threads={best[1] or 'all'}, opt={best[2]}, batch={best[3]}")
+        print(
+            f"   best {label}: {best[0]:.1f} img/s with threads={best[1] or 'all'}, opt={best[2]}, batch={best[3]}"
+        )
         s = onnx_session(path, 0, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
         inp = s.get_inputs()[0].name
         t1 = timed(lambda s=s, inp=inp: [s.run(None, {inp: x[i : i + 1]}) for i in range(n)], 1)
-        t16 = timed(lambda s=s, inp=inp: [s.run(None, {inp: x[i : i + 16]}) for i in range(0, n, 16)], 1)
+        t16 = timed(
+            lambda s=s, inp=inp: [s.run(None, {inp: x[i : i + 16]}) for i in range(0, n, 16)], 1
+        )
         probs = np.concatenate([s.run(None, {inp: x[i : i + 16]})[0] for i in range(0, n, 16)])
         agreements[label] = float(np.mean(probs.argmax(1) == ref.argmax(1)))
         rows[label] = (n / t1, n / t16, t1 / n)
-    print("note: (a) includes JPEG decoding and resizing per image; (b)-(d) time the model on "
-          "decoded, pre-processed pixels (see the end-to-end Predictor line above); agreement = "
-          "same grade as (b) Keras on the same pixels; % peak compares with the fp32 peak, so "
-          "int8 can exceed 100 %")
+    print(
+        "note: (a) includes JPEG decoding and resizing per image; (b)-(d) time the model on "
+        "decoded, pre-processed pixels (see the end-to-end Predictor line above); agreement = "
+        "same grade as (b) Keras on the same pixels; % peak compares with the fp32 peak, so "
+        "int8 can exceed 100 %"
+    )
     base = rows["(a) seed way"][0]
     peak, peak_text = cpu_peak_gflops()
     print(f"CPU fp32 peak estimate: {peak_text}")
-    print(f"{'engine':24s} {'b1 img/s':>9s} {'b16 img/s':>10s} {'latency ms':>11s} {'x seed':>7s} {'GFLOP/s':>8s} {'% peak':>7s} agreement")
+    print(
+        f"{'engine':24s} {'b1 img/s':>9s} {'b16 img/s':>10s} {'latency ms':>11s} {'x seed':>7s} {'GFLOP/s':>8s} {'% peak':>7s} agreement"
+    )
     for label, (b1, b16, lat) in rows.items():
         best = max(b1, b16 or 0)
         gflops = best * flops / 1e9
         agree = f"{agreements[label]:.1%}" if label in agreements else "-"
         b16_text = f"{b16:10.1f}" if b16 else f"{'-':>10s}"
-        print(f"{label:24s} {b1:9.1f} {b16_text} {lat * 1000:11.1f} {best / base:7.2f} {gflops:8.1f} {100 * gflops / peak:6.1f}% {agree}")
+        print(
+            f"{label:24s} {b1:9.1f} {b16_text} {lat * 1000:11.1f} {best / base:7.2f} {gflops:8.1f} {100 * gflops / peak:6.1f}% {agree}"
+        )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=32, help="images timed per configuration")
-    parser.add_argument("--n-xception", type=int, default=16,
-                        help="images timed per configuration for Xception (slow on a CPU)")
+    parser.add_argument(
+        "--n-xception",
+        type=int,
+        default=16,
+        help="images timed per configuration for Xception (slow on a CPU)",
+    )
     parser.add_argument("--quick", action="store_true", help="mini models only (a smoke run)")
     parser.add_argument("--models", choices=("all", "xception", "demo"), default="all")
     args = parser.parse_args()

@@ -43,9 +43,18 @@ def tiny_model(folder: Path) -> Path:
 
     path = folder / "tiny.keras"
     build_model("mini_xception", "wise-srnet", size=64, widths=(8, 16)).save(path)
-    write_card(path, ModelCard(name="tiny-load-test", version="0", backbone="mini_xception",
-                               head="wise-srnet", input_size=64, preprocessing={"size": 64},
-                               synthetic=True))
+    write_card(
+        path,
+        ModelCard(
+            name="tiny-load-test",
+            version="0",
+            backbone="mini_xception",
+            head="wise-srnet",
+            input_size=64,
+            preprocessing={"size": 64},
+            synthetic=True,
+        ),
+    )
     return path
 
 
@@ -63,8 +72,14 @@ def photos(n: int, size: int) -> list[bytes]:
     return out
 
 
-def request(port: int, method: str, path: str, body: bytes = b"", headers: dict | None = None,
-            timeout: float = 60.0) -> tuple[int, bytes]:
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict | None = None,
+    timeout: float = 60.0,
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
@@ -88,8 +103,14 @@ def wait_healthy(port: int, process: subprocess.Popen, deadline: float) -> None:
 
 
 def multipart(data: bytes, boundary: str = "retinascreen-load") -> tuple[bytes, str]:
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="eye.png"\r\n'
-            "Content-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="eye.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -109,8 +130,18 @@ def run(args: argparse.Namespace) -> dict:
     instance = work / "instance"
     create_admin("loadtest", PASSWORD, instance=instance)
     port = free_port()
-    command = [sys.executable, "-m", "retinascreen", "serve", "--port", str(port),
-               "--workers", str(args.workers), "--instance", str(instance)]
+    command = [
+        sys.executable,
+        "-m",
+        "retinascreen",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(args.workers),
+        "--instance",
+        str(instance),
+    ]
     if model:
         command += ["--model", model]
     log = open(work / "server.log", "w")  # noqa: SIM115 - closed in finally
@@ -119,11 +150,18 @@ def run(args: argparse.Namespace) -> dict:
     try:
         started = time.monotonic()
         wait_healthy(port, server, deadline)
-        print(f"server up in {time.monotonic() - started:.1f}s on port {port} "
-              f"({args.workers} workers, model {model or 'demo'})", flush=True)
-        status, body = request(port, "POST", "/api/v1/tokens",
-                               json.dumps({"username": "loadtest", "password": PASSWORD}).encode(),
-                               {"Content-Type": "application/json"})
+        print(
+            f"server up in {time.monotonic() - started:.1f}s on port {port} "
+            f"({args.workers} workers, model {model or 'demo'})",
+            flush=True,
+        )
+        status, body = request(
+            port,
+            "POST",
+            "/api/v1/tokens",
+            json.dumps({"username": "loadtest", "password": PASSWORD}).encode(),
+            {"Content-Type": "application/json"},
+        )
         if status != 201:
             raise SystemExit(f"token request failed: {status} {body[:200]!r}")
         token = json.loads(body)["token"]
@@ -141,9 +179,17 @@ def run(args: argparse.Namespace) -> dict:
                 body, content_type = images[(index + i) % len(images)]
                 t0 = time.perf_counter()
                 try:
-                    status, reply = request(port, "POST", "/api/v1/screenings", body, {
-                        "Authorization": f"Bearer {token}", "Content-Type": content_type,
-                    }, timeout=args.request_timeout)
+                    status, reply = request(
+                        port,
+                        "POST",
+                        "/api/v1/screenings",
+                        body,
+                        {
+                            "Authorization": f"Bearer {token}",
+                            "Content-Type": content_type,
+                        },
+                        timeout=args.request_timeout,
+                    )
                     ok = status == 201
                     problem = f"{status} {reply[:120]!r}"
                 except OSError as exc:
@@ -167,14 +213,22 @@ def run(args: argparse.Namespace) -> dict:
             server.kill()
         log.close()
     result = {
-        "clients": args.clients, "requests_per_client": args.requests, "workers": args.workers,
-        "image_size": args.image_size, "ok": len(latencies), "errors": len(errors),
-        "seconds": round(wall, 2), "throughput_per_s": round(len(latencies) / wall, 2),
+        "clients": args.clients,
+        "requests_per_client": args.requests,
+        "workers": args.workers,
+        "image_size": args.image_size,
+        "ok": len(latencies),
+        "errors": len(errors),
+        "seconds": round(wall, 2),
+        "throughput_per_s": round(len(latencies) / wall, 2),
         "p50_ms": round(1000 * percentile(latencies, 50), 1),
-        "p99_ms": round(1000 * percentile(latencies, 99), 1), "cpu_count": os.cpu_count(),
+        "p99_ms": round(1000 * percentile(latencies, 99), 1),
+        "cpu_count": os.cpu_count(),
     }
-    print(f"{result['ok']} uploads in {wall:.1f}s: {result['throughput_per_s']} screenings/s, "
-          f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, {len(errors)} errors")
+    print(
+        f"{result['ok']} uploads in {wall:.1f}s: {result['throughput_per_s']} screenings/s, "
+        f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, {len(errors)} errors"
+    )
     if errors:
         print("first errors:", *errors[:3], sep="\n  ")
     print(json.dumps(result))
@@ -190,7 +244,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--image-size", type=int, default=512)
     parser.add_argument("--request-timeout", type=float, default=120.0)
-    parser.add_argument("--max-seconds", type=float, default=900.0, help="deadline for the whole run")
+    parser.add_argument(
+        "--max-seconds", type=float, default=900.0, help="deadline for the whole run"
+    )
     result = run(parser.parse_args())
     sys.exit(1 if result["errors"] else 0)
 

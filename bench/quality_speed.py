@@ -23,8 +23,10 @@ def main(repeats: int = 20) -> None:
         crop_fundus(photo, 299, disc=disc)
         timings.append(time.perf_counter() - start)
     timings.sort()
-    print(f"2000x2000 photo: quality + crop median {1000 * timings[len(timings) // 2]:.1f} ms, "
-          f"best {1000 * timings[0]:.1f} ms over {repeats} runs")
+    print(
+        f"2000x2000 photo: quality + crop median {1000 * timings[len(timings) // 2]:.1f} ms, "
+        f"best {1000 * timings[0]:.1f} ms over {repeats} runs"
+    )
 
 
 if __name__ == "__main__":

@@ -64,16 +64,37 @@ def draw_face(size: int = 128, *, dark_background: bool = False) -> np.ndarray:
     centre = (size // 2, size // 2)
     cv2.rectangle(image, (0, int(size * 0.8)), (size, size), (40, 60, 120), -1)  # shirt
     cv2.ellipse(image, centre, (int(size * 0.33), int(size * 0.42)), 0, 0, 360, (224, 172, 140), -1)
-    cv2.ellipse(image, (centre[0], int(size * 0.2)), (int(size * 0.34), int(size * 0.18)),
-                0, 180, 360, (60, 40, 30), -1)  # hair
+    cv2.ellipse(
+        image,
+        (centre[0], int(size * 0.2)),
+        (int(size * 0.34), int(size * 0.18)),
+        0,
+        180,
+        360,
+        (60, 40, 30),
+        -1,
+    )  # hair
     for side in (-1, 1):
         eye = (centre[0] + side * int(size * 0.13), int(size * 0.45))
         cv2.circle(image, eye, max(2, size // 25), (255, 255, 255), -1)
         cv2.circle(image, eye, max(1, size // 60), (50, 30, 20), -1)
-        cv2.line(image, (eye[0] - size // 20, eye[1] - size // 14),
-                 (eye[0] + size // 20, eye[1] - size // 14), (60, 40, 30), max(1, size // 60))
-    cv2.ellipse(image, (centre[0], int(size * 0.68)), (size // 9, size // 25), 0, 0, 180,
-                (170, 60, 60), max(1, size // 50))
+        cv2.line(
+            image,
+            (eye[0] - size // 20, eye[1] - size // 14),
+            (eye[0] + size // 20, eye[1] - size // 14),
+            (60, 40, 30),
+            max(1, size // 60),
+        )
+    cv2.ellipse(
+        image,
+        (centre[0], int(size * 0.68)),
+        (size // 9, size // 25),
+        0,
+        0,
+        180,
+        (170, 60, 60),
+        max(1, size // 50),
+    )
     return image
 
 

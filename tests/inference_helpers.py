@@ -86,8 +86,13 @@ def save_model(model, path: Path, *, synthetic: bool = True, name: str = "tiny")
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
     card = ModelCard(
-        name=name, version="0.1", backbone="mini_xception", head="wise-srnet",
-        input_size=SIZE, preprocessing={"size": SIZE}, synthetic=synthetic,
+        name=name,
+        version="0.1",
+        backbone="mini_xception",
+        head="wise-srnet",
+        input_size=SIZE,
+        preprocessing={"size": SIZE},
+        synthetic=synthetic,
     )
     write_card(path, card)
     return path
@@ -150,7 +155,9 @@ def _png_header(width: int, height: int) -> bytes:
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     row = b"\x00" + b"\x00" * width

@@ -20,8 +20,14 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("RETINASCREEN_CHROMIUM", "/usr/bin/chromium")
 OUT = Path(__file__).resolve().parent.parent / "test-output"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture
@@ -51,7 +57,9 @@ def page():
     OUT.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        context = browser.new_context(
+            viewport={"width": 1280, "height": 900}, accept_downloads=True
+        )
         yield context.new_page()
         context.close()
         browser.close()
@@ -82,7 +90,9 @@ def test_register_upload_result_history_report(server, page, tmp_path):
     page.get_by_role("button", name="Grade photograph").click()
     expect(page).to_have_url(re.compile(r"/screenings/\d+$"))
     expect(page.locator("[data-verdict]")).to_be_visible()
-    expect(page.get_by_text("Demo model trained on synthetic images — not for clinical use")).to_be_visible()
+    expect(
+        page.get_by_text("Demo model trained on synthetic images — not for clinical use")
+    ).to_be_visible()
     expect(page.locator("svg.bar")).to_have_count(5)
     assert page.locator("img.photo").evaluate("img => img.naturalWidth") > 0
     page.screenshot(path=OUT / "04-result.png", full_page=True)

@@ -14,6 +14,10 @@ def test_help_lists_commands(capsys):
 
 
 def test_python_dash_m_runs():
-    done = subprocess.run([sys.executable, "-m", "retinascreen", "--version"],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "retinascreen", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert done.stdout.startswith("retinascreen ")

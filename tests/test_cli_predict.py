@@ -47,7 +47,9 @@ def test_human_output_lists_top_grades_referable_and_quality(files, capsys):
 
 def test_json_lines_and_cam_overlays(files, tmp_path, capsys):
     cams = tmp_path / "cams"
-    status = main(["predict", str(files["model"]), *map(str, files["photos"]), "--json", "--cam", str(cams)])
+    status = main(
+        ["predict", str(files["model"]), *map(str, files["photos"]), "--json", "--cam", str(cams)]
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert status == 0 and len(lines) == 2
     results = [json.loads(line) for line in lines]
@@ -62,7 +64,9 @@ def test_every_bad_input_gets_an_error_line_and_the_rest_is_processed(files, tmp
     bad = write_bad_files(tmp_path)
     face = write_face(tmp_path / "face.png")
     args = [str(bad[k]) for k in ("zero", "truncated", "text", "gif", "bomb")]
-    status = main(["predict", str(files["model"]), *args, str(face), str(files["photos"][0]), "--json"])
+    status = main(
+        ["predict", str(files["model"]), *args, str(face), str(files["photos"][0]), "--json"]
+    )
     captured = capsys.readouterr()
     assert status == 2
     errors = captured.err.strip().splitlines()
@@ -97,9 +101,19 @@ def test_model_is_optional_and_run_directories_work(files, tmp_path, capsys, mon
 def test_console_command_runs_end_to_end(files):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
-        [sys.executable, "-m", "retinascreen", "predict", str(files["model"]), str(files["photos"][0]),
-         str(files["root"] / "missing.png")],
-        capture_output=True, text=True, env=env, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "retinascreen",
+            "predict",
+            str(files["model"]),
+            str(files["photos"][0]),
+            str(files["root"] / "missing.png"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
     )
     assert proc.returncode == 2
     assert proc.stdout.startswith(str(files["photos"][0]))

@@ -31,8 +31,12 @@ def test_quality_prints_one_json_line_per_image(photos, capsys):
     assert status == 0 and out.err == ""
     lines = [json.loads(line) for line in out.out.splitlines()]
     assert [line["path"] for line in lines] == [str(photos / "good.png"), str(photos / "dark.png")]
-    assert lines[0] == {"path": str(photos / "good.png"), "gradable": True,
-                        "score": lines[0]["score"], "reasons": []}
+    assert lines[0] == {
+        "path": str(photos / "good.png"),
+        "gradable": True,
+        "score": lines[0]["score"],
+        "reasons": [],
+    }
     assert 0.5 <= lines[0]["score"] <= 1
     assert lines[1]["gradable"] is False and lines[1]["reasons"] == ["too dark"]
     assert 0 <= lines[1]["score"] < 0.5
@@ -66,12 +70,23 @@ def test_quality_accepts_a_folder(photos, capsys):
 
 def test_preprocess_writes_square_crops(photos, tmp_path, capsys):
     out_dir = tmp_path / "crops"
-    status = main(["preprocess", str(photos / "good.png"), str(photos / "clipped.jpg"),
-                   "--out", str(out_dir), "--size", "64"])
+    status = main(
+        [
+            "preprocess",
+            str(photos / "good.png"),
+            str(photos / "clipped.jpg"),
+            "--out",
+            str(out_dir),
+            "--size",
+            "64",
+        ]
+    )
     assert status == 0
     assert sorted(p.name for p in out_dir.iterdir()) == ["clipped.png", "good.png"]
-    assert capsys.readouterr().out.splitlines() == [str(out_dir / "good.png"),
-                                                     str(out_dir / "clipped.png")]
+    assert capsys.readouterr().out.splitlines() == [
+        str(out_dir / "good.png"),
+        str(out_dir / "clipped.png"),
+    ]
     crop = load_image(out_dir / "clipped.png")
     assert crop.shape == (64, 64, 3)
     assert crop[:3, 28:36].max() == 0 and crop[28:36, 28:36].mean() > 60  # padded, centred
@@ -80,8 +95,21 @@ def test_preprocess_writes_square_crops(photos, tmp_path, capsys):
 def test_preprocess_options_change_the_output(photos, tmp_path):
     plain, enhanced = tmp_path / "plain", tmp_path / "enhanced"
     assert main(["preprocess", str(photos / "good.png"), "--out", str(plain), "--size", "48"]) == 0
-    assert main(["preprocess", str(photos / "good.png"), "--out", str(enhanced), "--size", "48",
-                 "--ben-graham", "--clahe"]) == 0
+    assert (
+        main(
+            [
+                "preprocess",
+                str(photos / "good.png"),
+                "--out",
+                str(enhanced),
+                "--size",
+                "48",
+                "--ben-graham",
+                "--clahe",
+            ]
+        )
+        == 0
+    )
     a, b = load_image(plain / "good.png"), load_image(enhanced / "good.png")
     assert a.shape == b.shape == (48, 48, 3)
     assert (b[:2, :2] == 128).all() and not np.array_equal(a, b)
@@ -98,8 +126,9 @@ def test_preprocess_bad_files_write_nothing_and_the_rest_still_runs(photos, tmp_
 
 
 def test_preprocess_refuses_bad_size(photos, tmp_path, capsys):
-    status = main(["preprocess", str(photos / "good.png"), "--out", str(tmp_path / "o"),
-                   "--size", "2"])
+    status = main(
+        ["preprocess", str(photos / "good.png"), "--out", str(tmp_path / "o"), "--size", "2"]
+    )
     assert status == 2
     assert capsys.readouterr().err.startswith("error: --size")
 
@@ -117,8 +146,17 @@ def test_preprocess_never_overwrites_a_crop_from_another_file(photos, tmp_path, 
     other.mkdir()
     save_image(other / "good.jpg", draw_fundus(100, seed=5))
     out_dir = tmp_path / "crops"
-    status = main(["preprocess", str(photos / "good.png"), str(other / "good.jpg"),
-                   "--out", str(out_dir), "--size", "32"])
+    status = main(
+        [
+            "preprocess",
+            str(photos / "good.png"),
+            str(other / "good.jpg"),
+            "--out",
+            str(out_dir),
+            "--size",
+            "32",
+        ]
+    )
     assert status == 2
     assert "would overwrite" in capsys.readouterr().err
     assert [p.name for p in out_dir.iterdir()] == ["good.png"]

@@ -20,7 +20,7 @@ def test_train_extend_evaluate_compare(tmp_path, data, capsys):
     config = tmp_path / "train.toml"
     config.write_text(
         f'data = "{data}"\nformat = "aptos"\nbackbone = "mini_xception"\nhead = "gap"\n'
-        f'size = 64\nwidths = [8, 16]\nepochs = 5\nbatch_size = 8\nval = 0.2\ntest = 0.2\n'
+        f"size = 64\nwidths = [8, 16]\nepochs = 5\nbatch_size = 8\nval = 0.2\ntest = 0.2\n"
         f'cache_dir = "{tmp_path / "cache"}"\n'
     )
     run = tmp_path / "run"
@@ -36,8 +36,23 @@ def test_train_extend_evaluate_compare(tmp_path, data, capsys):
 
     capsys.readouterr()
     out_dir = tmp_path / "eval"
-    assert main(["evaluate", str(run), "--data", str(data), "--format", "aptos",
-                 "--out", str(out_dir), "--target-sensitivity", "0.9"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run),
+                "--data",
+                str(data),
+                "--format",
+                "aptos",
+                "--out",
+                str(out_dir),
+                "--target-sensitivity",
+                "0.9",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "QWK" in printed and "referable" in printed
     evaluated = json.loads((out_dir / "metrics.json").read_text())
@@ -53,8 +68,22 @@ def test_train_extend_evaluate_compare(tmp_path, data, capsys):
 
 
 def test_train_errors_are_one_line(tmp_path, capsys):
-    assert main(["train", "--data", str(tmp_path / "missing"), "--format", "aptos",
-                 "--backbone", "mini_xception", "--out", str(tmp_path / "run")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tmp_path / "missing"),
+                "--format",
+                "aptos",
+                "--backbone",
+                "mini_xception",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:")
     assert main(["train", "--data", "x", "--epochs", "0", "--out", str(tmp_path / "r")]) == 2

@@ -12,7 +12,9 @@ from retinascreen.models.build import build_model
 SIZE = 64
 
 
-@pytest.mark.parametrize("head", ["gap", "flatten-fc", "depthwise", "wise-srnet", "wise-srnet-dropout"])
+@pytest.mark.parametrize(
+    "head", ["gap", "flatten-fc", "depthwise", "wise-srnet", "wise-srnet-dropout"]
+)
 def test_heatmap_for_every_head(head):
     model = build_model("mini_xception", head, size=SIZE, widths=(8, 16))
     x = np.random.default_rng(0).uniform(0, 255, (1, SIZE, SIZE, 3)).astype(np.float32)
@@ -55,7 +57,9 @@ def _synthetic_set(seeds, grade):
         lesion = np.zeros(sample.image.shape[:2], bool)
         for mask in sample.masks.values():
             lesion |= mask
-        masks.append(cv2.resize(lesion.astype(np.uint8), (SIZE, SIZE), interpolation=cv2.INTER_NEAREST))
+        masks.append(
+            cv2.resize(lesion.astype(np.uint8), (SIZE, SIZE), interpolation=cv2.INTER_NEAREST)
+        )
     return np.stack(images).astype(np.float32), np.stack(masks).astype(bool)
 
 
@@ -77,7 +81,9 @@ def test_trained_model_heatmap_falls_on_the_lesions():
     for layer in model.layers:  # moving statistics must settle within the few steps we train
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.8
-    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     model.fit(x, y, epochs=20, batch_size=16, verbose=0, shuffle=True)
     test_x = np.concatenate([healthy[50:], sick[50:]])
     test_y = np.array([0] * 10 + [3] * 10)

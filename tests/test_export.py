@@ -23,7 +23,13 @@ def setup(tmp_path_factory):
     photos = write_photos(root / "calibration", 30)
     good = save_model(make_model(seed=2), root / "good.keras")
     ties = save_model(make_model(seed=3, near_ties=photos), root / "ties.keras")
-    return {"root": root, "calibration": root / "calibration", "photos": photos, "good": good, "ties": ties}
+    return {
+        "root": root,
+        "calibration": root / "calibration",
+        "photos": photos,
+        "good": good,
+        "ties": ties,
+    }
 
 
 def _metadata(path) -> dict:
@@ -38,20 +44,35 @@ def test_fp32_export_matches_keras_and_carries_the_card(setup, tmp_path):
     card = read_card(out)
     assert card.name == "tiny" and card.synthetic is True
     assert json.loads(_metadata(out)[EXPORT_METADATA_KEY])["precision"] == "fp32"
-    keras_probs = [r["probabilities"] for r in Predictor(setup["good"]).predict_batch(setup["photos"][:5])]
+    keras_probs = [
+        r["probabilities"] for r in Predictor(setup["good"]).predict_batch(setup["photos"][:5])
+    ]
     onnx_probs = [r["probabilities"] for r in Predictor(out).predict_batch(setup["photos"][:5])]
     assert np.abs(np.array(keras_probs) - np.array(onnx_probs)).max() < 1e-4
 
 
 def test_int8_export_from_the_cli_reports_the_measured_agreement(setup, tmp_path, capsys):
     out = tmp_path / "good-int8.onnx"
-    status = main([
-        "export", str(setup["good"]), "--format", "onnx", "--int8", "--min-agreement", "0.3",
-        "--calibration", str(setup["calibration"]), "--out", str(out),
-    ])
+    status = main(
+        [
+            "export",
+            str(setup["good"]),
+            "--format",
+            "onnx",
+            "--int8",
+            "--min-agreement",
+            "0.3",
+            "--calibration",
+            str(setup["calibration"]),
+            "--out",
+            str(out),
+        ]
+    )
     captured = capsys.readouterr()
     assert status == 0, captured.err
-    reported = re.search(r"grade agreement with Keras fp32: ([\d.]+)% of 6 held images", captured.out)
+    reported = re.search(
+        r"grade agreement with Keras fp32: ([\d.]+)% of 6 held images", captured.out
+    )
     assert reported, captured.out
     info = json.loads(_metadata(out)[EXPORT_METADATA_KEY])
     assert info["precision"] == "int8" and info["n_calibration"] == 24
@@ -73,12 +94,21 @@ def test_int8_of_a_near_tie_model_is_refused_and_nothing_written(setup, tmp_path
         export_model(setup["ties"], out, int8=True, calibration=setup["calibration"])
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # no temp files left behind either
-    status = main([
-        "export", str(setup["ties"]), "--int8", "--calibration", str(setup["calibration"]),
-        "--out", str(out),
-    ])
+    status = main(
+        [
+            "export",
+            str(setup["ties"]),
+            "--int8",
+            "--calibration",
+            str(setup["calibration"]),
+            "--out",
+            str(out),
+        ]
+    )
     assert status == 2 and not out.exists()
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: the int8 model agrees")
+    assert (
+        capsys.readouterr().err.strip().splitlines()[-1].startswith("error: the int8 model agrees")
+    )
     # The same model exported in fp32 keeps every grade: the refusal is quantisation's doing.
     fp32 = export_model(setup["ties"], tmp_path / "ties.onnx", check=setup["calibration"])
     assert fp32.agreement == 1.0

@@ -46,8 +46,15 @@ def test_find_disc_on_large_photo():
 
 @pytest.mark.parametrize(
     "picture",
-    [draw_face(128), draw_face(128, dark_background=True), draw_ruler(128), flat(128, 255),
-     flat(128, 128), flat(128, 0), noise(128)],
+    [
+        draw_face(128),
+        draw_face(128, dark_background=True),
+        draw_ruler(128),
+        flat(128, 255),
+        flat(128, 128),
+        flat(128, 0),
+        noise(128),
+    ],
     ids=["face", "face-on-dark", "ruler", "white", "grey", "black", "noise"],
 )
 def test_find_disc_rejects_pictures_without_a_fundus_field(picture):
@@ -159,14 +166,23 @@ def test_low_contrast_fundus_is_ungradable():
 
 @pytest.mark.parametrize(
     "picture",
-    [draw_face(256), draw_face(256, dark_background=True), draw_ruler(256), flat(256, 255),
-     flat(256, 128), noise(256)],
+    [
+        draw_face(256),
+        draw_face(256, dark_background=True),
+        draw_ruler(256),
+        flat(256, 255),
+        flat(256, 128),
+        noise(256),
+    ],
     ids=["face", "face-on-dark", "ruler", "white", "grey", "noise"],
 )
 def test_pictures_that_are_not_a_fundus_are_ungradable(picture):
     quality = assess_quality(picture)
-    assert quality.to_dict() == {"gradable": False, "score": 0.0,
-                                 "reasons": ["no fundus disc found"]}
+    assert quality.to_dict() == {
+        "gradable": False,
+        "score": 0.0,
+        "reasons": ["no fundus disc found"],
+    }
 
 
 def test_grey_disc_on_black_is_not_a_colour_fundus():
@@ -206,8 +222,12 @@ def test_synthetic_gradable_photos_pass(seed):
 
 @pytest.mark.parametrize(
     "kind,reason",
-    [("dark", "too dark"), ("overexposed", "over-exposed"), ("blurred", "blurred"),
-     ("occluded", None)],
+    [
+        ("dark", "too dark"),
+        ("overexposed", "over-exposed"),
+        ("blurred", "blurred"),
+        ("occluded", None),
+    ],
 )
 def test_synthetic_ungradable_photos_fail_with_the_right_reason(kind, reason):
     from retinascreen.synthetic import generate

@@ -5,7 +5,12 @@ from retinascreen import grading
 
 def test_labels_and_referable_rule_follow_icdr():
     assert [grading.label(g) for g in grading.GRADES] == [
-        "No DR", "Mild NPDR", "Moderate NPDR", "Severe NPDR", "Proliferative DR"]
+        "No DR",
+        "Mild NPDR",
+        "Moderate NPDR",
+        "Severe NPDR",
+        "Proliferative DR",
+    ]
     assert [grading.is_referable(g) for g in grading.GRADES] == [False, False, True, True, True]
 
 

@@ -26,8 +26,14 @@ from retinascreen.images import MAX_PIXELS, load_image, save_image
 def gradient(height: int = 24, width: int = 32) -> np.ndarray:
     """A colourful RGB test pattern whose pixels are all different enough to compare."""
     yy, xx = np.mgrid[:height, :width]
-    return np.stack([xx * 255 // (width - 1), yy * 255 // (height - 1),
-                     (xx + yy) * 255 // (width + height - 2)], axis=2).astype(np.uint8)
+    return np.stack(
+        [
+            xx * 255 // (width - 1),
+            yy * 255 // (height - 1),
+            (xx + yy) * 255 // (width + height - 2),
+        ],
+        axis=2,
+    ).astype(np.uint8)
 
 
 def write_dicom(path: Path, pixels: np.ndarray, photometric: str, *, bits: int = 8) -> Path:
@@ -59,12 +65,19 @@ def write_dicom(path: Path, pixels: np.ndarray, photometric: str, *, bits: int =
 
 def png_header_only(path: Path, width: int, height: int) -> Path:
     """A tiny PNG whose header claims width x height (no real pixel data)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                     + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -121,8 +134,9 @@ def test_grayscale_palette_and_rgba_become_rgb(tmp_path):
 
     palette = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
     palette.save(tmp_path / "palette.png")
-    np.testing.assert_array_equal(load_image(tmp_path / "palette.png"),
-                                  np.asarray(palette.convert("RGB")))
+    np.testing.assert_array_equal(
+        load_image(tmp_path / "palette.png"), np.asarray(palette.convert("RGB"))
+    )
 
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
     rgba[:, :16, 3] = 0  # left half fully transparent -> black

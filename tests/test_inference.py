@@ -46,8 +46,14 @@ def keras_predictor(models):
 def test_result_is_the_spec_dict(models, keras_predictor):
     result = keras_predictor.predict(models["photos"][0])
     assert set(result) >= {
-        "grade", "label", "probabilities", "referable", "referable_probability",
-        "gradable", "quality", "model",
+        "grade",
+        "label",
+        "probabilities",
+        "referable",
+        "referable_probability",
+        "gradable",
+        "quality",
+        "model",
     }
     probs = result["probabilities"]
     assert len(probs) == 5 and all(isinstance(p, float) for p in probs)
@@ -58,7 +64,11 @@ def test_result_is_the_spec_dict(models, keras_predictor):
     assert result["referable_probability"] == pytest.approx(sum(probs[2:]))
     assert result["gradable"] is True and result["quality"]["reasons"] == []
     assert 0.5 <= result["quality"]["score"] <= 1
-    assert result["model"] == {"name": "tiny", "version": "0.1", "sha256": file_sha256(models["keras"])}
+    assert result["model"] == {
+        "name": "tiny",
+        "version": "0.1",
+        "sha256": file_sha256(models["keras"]),
+    }
     assert result["synthetic"] is True and "synthetic" in result["warning"]
     assert keras_predictor.model_path == models["keras"]
     assert keras_predictor.card.input_size == SIZE

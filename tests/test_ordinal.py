@@ -43,10 +43,12 @@ def test_probabilities_sum_to_one_and_argmax_is_the_grade():
 def test_fitted_temperature_is_smaller_for_sharper_scores():
     rng = np.random.default_rng(1)
     grades = rng.integers(0, 5, 300)
-    sharp = ordinal.fit_temperature(grades, grades + rng.normal(0, 0.05, 300),
-                                    ordinal.DEFAULT_THRESHOLDS)
-    noisy = ordinal.fit_temperature(grades, grades + rng.normal(0, 0.6, 300),
-                                    ordinal.DEFAULT_THRESHOLDS)
+    sharp = ordinal.fit_temperature(
+        grades, grades + rng.normal(0, 0.05, 300), ordinal.DEFAULT_THRESHOLDS
+    )
+    noisy = ordinal.fit_temperature(
+        grades, grades + rng.normal(0, 0.6, 300), ordinal.DEFAULT_THRESHOLDS
+    )
     assert sharp < noisy
 
 

@@ -18,8 +18,16 @@ def data(tmp_path_factory):
     model = save_model(make_model(seed=5), root / "tiny.keras")
     folder = root / "clinic"
     photos = write_photos(root / "drawn", 8)
-    names = ["10_left.png", "10_right.png", "p7/left.png", "p7/right.png", "p8/left/a.png",
-             "p8/right/b.png", "nested/deep/x.png", "solo.png"]
+    names = [
+        "10_left.png",
+        "10_right.png",
+        "p7/left.png",
+        "p7/right.png",
+        "p8/left/a.png",
+        "p8/right/b.png",
+        "nested/deep/x.png",
+        "solo.png",
+    ]
     for src, name in zip(photos, names, strict=True):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(src, folder / name)
@@ -62,7 +70,12 @@ def test_one_sorted_row_per_image_with_errors_in_their_rows(data, reference):
     face = by_path["p9/left.png"]
     assert face["gradable"] == "false" and face["quality_reasons"] and face["grade"] != ""
     good = by_path["10_left.png"]
-    assert (good["patient"], good["eye"], good["gradable"], good["error"]) == ("10", "left", "true", "")
+    assert (good["patient"], good["eye"], good["gradable"], good["error"]) == (
+        "10",
+        "left",
+        "true",
+        "",
+    )
     assert sum(float(good[f"p{g}"]) for g in range(5)) == pytest.approx(1.0, abs=1e-4)
     assert good["referable"] == ("true" if int(good["grade"]) >= 2 else "false")
 
@@ -84,9 +97,13 @@ def test_crash_then_resume_gives_each_image_once(data, reference, tmp_path):
         raise RuntimeError("simulated crash after the first batch")
 
     with pytest.raises(RuntimeError, match="simulated crash"):
-        screen(data["folder"], out, model=data["model"], batch_size=4, progress=False, on_batch=crash)
+        screen(
+            data["folder"], out, model=data["model"], batch_size=4, progress=False, on_batch=crash
+        )
     assert len(_rows(out)) == 4  # the first batch is safely on disk
-    summary = screen(data["folder"], out, model=data["model"], batch_size=4, progress=False, resume=True)
+    summary = screen(
+        data["folder"], out, model=data["model"], batch_size=4, progress=False, resume=True
+    )
     assert (summary.done_before, summary.processed) == (4, data["n"] - 4)
     _assert_same(_rows(out), reference)
 
@@ -96,8 +113,19 @@ def test_resume_drops_a_half_written_line(data, reference, tmp_path):
     text = (data["root"] / "reference.csv").read_text()
     lines = text.splitlines(keepends=True)
     out.write_text("".join(lines[:4]) + lines[4][: len(lines[4]) // 2])  # header + 3 rows + half
-    status = main(["screen", str(data["folder"]), "--model", str(data["model"]), "--out", str(out),
-                   "--resume", "--batch-size", "4"])
+    status = main(
+        [
+            "screen",
+            str(data["folder"]),
+            "--model",
+            str(data["model"]),
+            "--out",
+            str(out),
+            "--resume",
+            "--batch-size",
+            "4",
+        ]
+    )
     assert status == 0
     _assert_same(_rows(out), reference)
 
@@ -107,20 +135,31 @@ def test_ray_engine_writes_the_same_csv(data, tmp_path):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         out = tmp_path / "ray.csv"
-        screen(data["folder"], out, model=data["model"], batch_size=4, engine="ray",
-               concurrency=1, progress=False)
+        screen(
+            data["folder"],
+            out,
+            model=data["model"],
+            batch_size=4,
+            engine="ray",
+            concurrency=1,
+            progress=False,
+        )
     finally:
         ray.shutdown()
     local = tmp_path / "local.csv"
     screen(data["folder"], local, model=data["model"], batch_size=4, progress=False)
     assert out.read_text() == local.read_text()
-    assert (tmp_path / "ray.patients.csv").read_text() == (tmp_path / "local.patients.csv").read_text()
+    assert (tmp_path / "ray.patients.csv").read_text() == (
+        tmp_path / "local.patients.csv"
+    ).read_text()
 
 
 def _assert_same(rows, reference):
     assert [r["path"] for r in rows] == [r["path"] for r in reference]
     for a, b in zip(rows, reference, strict=True):
-        assert a["grade"] == b["grade"] and a["error"] == b["error"] and a["gradable"] == b["gradable"]
+        assert (
+            a["grade"] == b["grade"] and a["error"] == b["error"] and a["gradable"] == b["gradable"]
+        )
         for g in range(5):
             if b[f"p{g}"]:
                 assert float(a[f"p{g}"]) == pytest.approx(float(b[f"p{g}"]), abs=1e-5)

@@ -102,14 +102,20 @@ def test_masks_lie_inside_the_field_of_view():
     sample = generate(11, 3, size=128)
     a = sample.meta["anatomy"]
     ys, xs = np.nonzero(np.any([sample.masks[k] for k in LESIONS], axis=0))
-    assert len(xs) and np.hypot(xs - a["fov_centre"][0], ys - a["fov_centre"][1]).max() <= a["fov_radius"] + 1
+    assert (
+        len(xs)
+        and np.hypot(xs - a["fov_centre"][0], ys - a["fov_centre"][1]).max() <= a["fov_radius"] + 1
+    )
 
 
 # ----------------------------------------------------------------------------- no shortcuts
 def test_for_one_seed_grades_differ_only_where_the_lesions_are():
     for seed in (5, 6):
         healthy, sick = render(seed, 0, size=128), render(seed, 4, size=128)
-        assert healthy.image.shape == sick.image.shape and healthy.meta["acquisition"] == sick.meta["acquisition"]
+        assert (
+            healthy.image.shape == sick.image.shape
+            and healthy.meta["acquisition"] == sick.meta["acquisition"]
+        )
         lesion = np.any([sick.masks[k] for k in LESIONS], axis=0).astype(np.uint8)
         near = cv2.dilate(lesion, np.ones((9, 9), np.uint8)).astype(bool)
         diff = np.abs(healthy.image.astype(int) - sick.image.astype(int)).max(axis=2)
@@ -130,7 +136,9 @@ def _global_features(sample: Sample) -> list[float]:
 def test_global_statistics_do_not_reveal_the_grade():
     samples = [generate(1000 + 13 * g + i, g, size=128) for g in range(5) for i in range(12)]
     grades = np.array([s.grade for s in samples])
-    brightness = np.array([s.image.astype(np.float32)[s.image.max(axis=2) > 20].mean() for s in samples])
+    brightness = np.array(
+        [s.image.astype(np.float32)[s.image.max(axis=2) > 20].mean() for s in samples]
+    )
     within = np.mean([brightness[grades == g].std() for g in range(5)])
     assert abs(brightness[grades == 0].mean() - brightness[grades == 4].mean()) < 0.6 * within
     sizes = {g: Counter(s.image.shape[:2] for s in samples if s.grade == g) for g in range(5)}
@@ -146,7 +154,9 @@ def test_global_statistics_do_not_reveal_the_grade():
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     accuracy = cross_val_score(model, x, referable, cv=5).mean()
     majority = max(referable.mean(), 1 - referable.mean())
-    assert accuracy < majority + 0.12, f"global colour statistics predict referable DR ({accuracy:.2f})"
+    assert accuracy < majority + 0.12, (
+        f"global colour statistics predict referable DR ({accuracy:.2f})"
+    )
 
 
 def test_acquisition_and_eye_do_not_depend_on_the_grade():
@@ -197,7 +207,11 @@ def test_grade_mix_is_aptos_like_and_eyes_come_in_correlated_pairs():
 
 # ----------------------------------------------------------------------------- layouts
 def _written_images(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix in (".png", ".jpg", ".jpeg") and "masks" not in p.parts)
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix in (".png", ".jpg", ".jpeg") and "masks" not in p.parts
+    )
 
 
 def test_every_layout_is_written_as_designed_and_reads_back(tmp_path):
@@ -207,10 +221,14 @@ def test_every_layout_is_written_as_designed_and_reads_back(tmp_path):
     expect = {
         "aptos": ("train.csv", ["id_code", "diagnosis", "patient_id", "eye"]),
         "eyepacs": ("trainLabels.csv", ["image", "level"]),
-        "messidor2": ("messidor_data.csv",
-                      ["image_id", "adjudicated_dr_grade", "adjudicated_dme", "adjudicated_gradable"]),
-        "idrid": ("B. Disease Grading/2. Groundtruths/a. IDRiD_Training Set_Labels.csv",
-                  ["Image name", "Retinopathy grade", "Risk of macular edema "]),
+        "messidor2": (
+            "messidor_data.csv",
+            ["image_id", "adjudicated_dr_grade", "adjudicated_dme", "adjudicated_gradable"],
+        ),
+        "idrid": (
+            "B. Disease Grading/2. Groundtruths/a. IDRiD_Training Set_Labels.csv",
+            ["Image name", "Retinopathy grade", "Risk of macular edema "],
+        ),
     }
     for layout, (csv_name, columns) in expect.items():
         out = write_dataset(tmp_path / layout, n, size=64, seed=1, layout=layout, workers=1)
@@ -225,26 +243,43 @@ def test_every_layout_is_written_as_designed_and_reads_back(tmp_path):
     assert names[0] in ("1_left", "1_right") and {n.split("_")[0] for n in names} == {"1", "2", "3"}
     assert all((tmp_path / "eyepacs" / "train" / f"{n}.jpeg").is_file() for n in names)
     ids = [r["image_id"] for r in read_csv(tmp_path / "messidor2" / "messidor_data.csv")[1]]
-    assert all(i.endswith(".png") and (tmp_path / "messidor2" / "IMAGES" / i).is_file() for i in ids)
+    assert all(
+        i.endswith(".png") and (tmp_path / "messidor2" / "IMAGES" / i).is_file() for i in ids
+    )
     idrid = tmp_path / "idrid" / "B. Disease Grading" / "1. Original Images" / "a. Training Set"
-    assert sorted(p.name for p in idrid.iterdir()) == [f"IDRiD_{i:03d}.jpg" for i in range(1, n + 1)]
+    assert sorted(p.name for p in idrid.iterdir()) == [
+        f"IDRiD_{i:03d}.jpg" for i in range(1, n + 1)
+    ]
     _, aptos = read_csv(tmp_path / "aptos" / "train.csv")
     for row in aptos:
         assert (tmp_path / "aptos" / "train_images" / f"{row['id_code']}.png").is_file()
         for mask in (tmp_path / "aptos" / "masks").glob(f"{row['id_code']}_*.png"):
-            assert mask.stem[len(row["id_code"]) + 1:] in LESIONS
+            assert mask.stem[len(row["id_code"]) + 1 :] in LESIONS
             assert cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE).max() == 255
     manifest = json.loads((tmp_path / "aptos" / "synthetic.json").read_text())
     assert sum(manifest["grade_counts"].values()) == n
 
 
-@pytest.mark.parametrize("names, folders", [("kaggle", {"No_DR", "Mild", "Moderate", "Severe", "Proliferate_DR"}),
-                                            ("numeric", {"0", "1", "2", "3", "4"})])
+@pytest.mark.parametrize(
+    "names, folders",
+    [
+        ("kaggle", {"No_DR", "Mild", "Moderate", "Severe", "Proliferate_DR"}),
+        ("numeric", {"0", "1", "2", "3", "4"}),
+    ],
+)
 def test_folders_layout_uses_kaggle_or_numeric_names(tmp_path, names, folders):
     from retinascreen.datasets import load_dataset
 
-    out = write_dataset(tmp_path, 10, size=64, seed=4, layout="folders", folder_names=names,
-                        grade_mix=(1, 1, 1, 1, 1), workers=1)
+    out = write_dataset(
+        tmp_path,
+        10,
+        size=64,
+        seed=4,
+        layout="folders",
+        folder_names=names,
+        grade_mix=(1, 1, 1, 1, 1),
+        workers=1,
+    )
     used = {p.parent.name for p in _written_images(out)}
     assert used <= folders and len(used) >= 3
     assert len(load_dataset(out, "folders")) == 10
@@ -271,7 +306,11 @@ def test_two_workers_write_the_same_data_set_as_one(tmp_path):
 # ----------------------------------------------------------------------------- benchmark, CLI
 def test_benchmark_has_fixed_splits_without_shared_patients(tmp_path):
     spec = BENCHMARKS["synthetic-dr-v1"]
-    assert {k: v["n"] for k, v in spec["splits"].items()} == {"train": 2000, "val": 500, "test": 1000}
+    assert {k: v["n"] for k, v in spec["splits"].items()} == {
+        "train": 2000,
+        "val": 500,
+        "test": 1000,
+    }
     assert spec["size"] == 512
     out = write_benchmark("synthetic-dr-v1", tmp_path, size=64, limit=5, workers=1)
     header, rows = read_csv(out / "train.csv")
@@ -283,17 +322,36 @@ def test_benchmark_has_fixed_splits_without_shared_patients(tmp_path):
     assert all(len(s) == 1 for s in splits_of.values())
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["name"] == "synthetic-dr-v1@64px-limit5" and manifest["size"] == 64
-    assert len(manifest["generator_sha256"]) == 64 and manifest["seeds"]["test"] == spec["splits"]["test"]["seed"]
+    assert (
+        len(manifest["generator_sha256"]) == 64
+        and manifest["seeds"]["test"] == spec["splits"]["test"]["seed"]
+    )
     again = write_benchmark("synthetic-dr-v1", tmp_path / "again", size=64, limit=5, workers=1)
     assert (again / "train.csv").read_bytes() == (out / "train.csv").read_bytes()
 
 
 def test_synth_command_reports_where_and_how_many(tmp_path, capsys):
-    assert main(["synth", str(tmp_path / "d"), "--n", "4", "--size", "64", "--layout", "eyepacs"]) == 0
+    assert (
+        main(["synth", str(tmp_path / "d"), "--n", "4", "--size", "64", "--layout", "eyepacs"]) == 0
+    )
     printed = capsys.readouterr().out
     assert str(tmp_path / "d") in printed and "grade 0 No DR" in printed
     assert len(list((tmp_path / "d" / "train").glob("*.jpeg"))) == 4
-    assert main(["synth", str(tmp_path / "b"), "--benchmark", "synthetic-dr-v1", "--size", "64", "--limit", "2"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                str(tmp_path / "b"),
+                "--benchmark",
+                "synthetic-dr-v1",
+                "--size",
+                "64",
+                "--limit",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert "synthetic-dr-v1@64px" in capsys.readouterr().out
     assert main(["synth", str(tmp_path / "x"), "--n", "2", "--size", "16"]) == 2
     assert "error:" in capsys.readouterr().err

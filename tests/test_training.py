@@ -12,8 +12,16 @@ from retinascreen.config import TrainConfig, load_config, to_toml, write_config
 from retinascreen.errors import ConfigError, DatasetError
 from tiny_fundus import make_tiny_aptos
 
-RUN_FILES = ("best.keras", "config.toml", "history.csv", "curves.png", "metrics.json",
-             "model_card.json", "confusion.png", "roc.png")
+RUN_FILES = (
+    "best.keras",
+    "config.toml",
+    "history.csv",
+    "curves.png",
+    "metrics.json",
+    "model_card.json",
+    "confusion.png",
+    "roc.png",
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +30,20 @@ def data(tmp_path_factory):
 
 
 def tiny_config(data, out, **changes):
-    base = TrainConfig(data=str(data), format="aptos", out=str(out), backbone="mini_xception",
-                       head="gap", size=48, widths=[8, 16], epochs=1, batch_size=8, val=0.2,
-                       test=0.2, cache_dir=str(data.parent / "cache"))
+    base = TrainConfig(
+        data=str(data),
+        format="aptos",
+        out=str(out),
+        backbone="mini_xception",
+        head="gap",
+        size=48,
+        widths=[8, 16],
+        epochs=1,
+        batch_size=8,
+        val=0.2,
+        test=0.2,
+        cache_dir=str(data.parent / "cache"),
+    )
     return base.replace(**changes)
 
 
@@ -34,8 +53,9 @@ def history_epochs(run):
 
 
 def test_config_toml_round_trip(tmp_path):
-    config = TrainConfig(data="d", out="o", widths=[8, 16], target_sensitivity=0.9,
-                         ben_graham=True, lr=3e-4)
+    config = TrainConfig(
+        data="d", out="o", widths=[8, 16], target_sensitivity=0.9, ben_graham=True, lr=3e-4
+    )
     path = write_config(config, tmp_path / "config.toml")
     assert load_config(path) == config
     assert "target_sensitivity = 0.9" in to_toml(config)
@@ -100,8 +120,17 @@ def test_ordinal_fine_tuning_keeps_batchnorm_frozen_and_saves_probabilities(tmp_
 
     start = train(tiny_config(data, tmp_path / "start"))
     run = tmp_path / "ordinal"
-    train(tiny_config(data, run, weights=str(start / "best.keras"), objective="ordinal",
-                      fine_tune_epochs=1, unfreeze_top=6, head="wise-srnet"))
+    train(
+        tiny_config(
+            data,
+            run,
+            weights=str(start / "best.keras"),
+            objective="ordinal",
+            fine_tune_epochs=1,
+            unfreeze_top=6,
+            head="wise-srnet",
+        )
+    )
     state = json.loads((run / "state.json").read_text())
     assert [p["name"] for p in state["phases"]] == ["head", "finetune"]
     assert history_epochs(run) == [0, 1]
@@ -109,8 +138,11 @@ def test_ordinal_fine_tuning_keeps_batchnorm_frozen_and_saves_probabilities(tmp_
     tuned = keras.saving.load_model(run / "last.keras", compile=False)
     norms = [la for la in tuned.layers if isinstance(la, keras.layers.BatchNormalization)]
     assert norms and not any(la.trainable for la in norms)
-    assert any(la.trainable and la.weights for la in tuned.layers
-               if "conv" in la.name and not isinstance(la, keras.layers.BatchNormalization))
+    assert any(
+        la.trainable and la.weights
+        for la in tuned.layers
+        if "conv" in la.name and not isinstance(la, keras.layers.BatchNormalization)
+    )
 
     model = load_keras_model(run / "best.keras")
     probs = model.predict(np.full((2, 48, 48, 3), 120, "float32"), verbose=0)
@@ -138,8 +170,14 @@ def test_mixed_precision_model_outputs_float32():
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         for objective in ("softmax", "ordinal"):
-            config = TrainConfig(backbone="mini_xception", head="wise-srnet", size=32,
-                                 widths=[8], weights="none", objective=objective)
+            config = TrainConfig(
+                backbone="mini_xception",
+                head="wise-srnet",
+                size=32,
+                widths=[8],
+                weights="none",
+                objective=objective,
+            )
             model = _build(config, mean_grade=1.0)
             assert any(la.compute_dtype == "float16" for la in model.layers)
             out = model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0)
@@ -152,7 +190,8 @@ def test_model_card_calls_synthetic_data_synthetic(tmp_path):
     from retinascreen.training import describe_training_data
 
     (tmp_path / "manifest.json").write_text(
-        json.dumps({"name": "synthetic-dr-v1", "generator": "retinascreen.synthetic"}))
+        json.dumps({"name": "synthetic-dr-v1", "generator": "retinascreen.synthetic"})
+    )
     text, synthetic = describe_training_data(TrainConfig(data=str(tmp_path)), 200)
     assert synthetic and text.startswith("synthetic-dr-v1 (synthetic images, not clinical)")
     (tmp_path / "manifest.json").unlink()

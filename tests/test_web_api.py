@@ -23,8 +23,16 @@ from web_fixtures import (
 
 pytest_plugins = ["web_fixtures"]
 
-RESULT_KEYS = {"grade", "label", "probabilities", "referable", "referable_probability",
-               "gradable", "quality", "model"}
+RESULT_KEYS = {
+    "grade",
+    "label",
+    "probabilities",
+    "referable",
+    "referable_probability",
+    "gradable",
+    "quality",
+    "model",
+}
 
 
 def user(app, name="alice"):
@@ -56,8 +64,14 @@ def test_token_then_screening_then_read_back(web_app):
     assert again.status_code == 200 and again.get_json()["probabilities"] == body["probabilities"]
     listing = client.get("/api/v1/screenings", headers=bearer(token)).get_json()
     assert listing["total"] == 1 and listing["screenings"][0]["id"] == body["id"]
-    assert client.get("/api/v1/screenings?patient_id=api", headers=bearer(token)).get_json()["total"] == 1
-    assert client.get("/api/v1/screenings?patient_id=zzz", headers=bearer(token)).get_json()["total"] == 0
+    assert (
+        client.get("/api/v1/screenings?patient_id=api", headers=bearer(token)).get_json()["total"]
+        == 1
+    )
+    assert (
+        client.get("/api/v1/screenings?patient_id=zzz", headers=bearer(token)).get_json()["total"]
+        == 0
+    )
     # the web page shows the same screening
     assert client.get(f"/screenings/{body['id']}").status_code == 200
 
@@ -70,12 +84,15 @@ def test_tokens_are_random_and_stored_hashed(web_app):
     assert digests == {hashlib.sha256(t.encode()).hexdigest() for t in (first, second)}
 
 
-@pytest.mark.parametrize("body,status", [
-    ({"username": "alice", "password": "wrong password!"}, 401),
-    ({"username": "nobody", "password": "whatever-whatever"}, 401),
-    ({"username": "alice"}, 400),
-    (None, 400),
-])
+@pytest.mark.parametrize(
+    "body,status",
+    [
+        ({"username": "alice", "password": "wrong password!"}, 401),
+        ({"username": "nobody", "password": "whatever-whatever"}, 401),
+        ({"username": "alice"}, 400),
+        (None, 400),
+    ],
+)
 def test_bad_credentials_get_json_errors(web_app, body, status):
     user(web_app)
     client = web_app.test_client()
@@ -87,17 +104,30 @@ def test_token_requests_are_rate_limited(web_app):
     user(web_app)
     client = web_app.test_client()
     for _ in range(5):
-        assert client.post("/api/v1/tokens", json={"username": "alice", "password": "nope-nope"}).status_code == 401
-    response = client.post("/api/v1/tokens", json={"username": "alice", "password": "correct horse battery"})
+        assert (
+            client.post(
+                "/api/v1/tokens", json={"username": "alice", "password": "nope-nope"}
+            ).status_code
+            == 401
+        )
+    response = client.post(
+        "/api/v1/tokens", json={"username": "alice", "password": "correct horse battery"}
+    )
     assert response.status_code == 429 and "Too many" in response.get_json()["error"]
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-token"},
-                                     {"Authorization": "Basic YWxpY2U6eA=="}])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic YWxpY2U6eA=="}],
+)
 def test_requests_without_a_valid_token_get_401(web_app, headers):
     client = web_app.test_client()
-    for method, path in [("get", "/api/v1/screenings"), ("get", "/api/v1/screenings/1"),
-                         ("post", "/api/v1/screenings"), ("delete", "/api/v1/tokens/current")]:
+    for method, path in [
+        ("get", "/api/v1/screenings"),
+        ("get", "/api/v1/screenings/1"),
+        ("post", "/api/v1/screenings"),
+        ("delete", "/api/v1/tokens/current"),
+    ]:
         response = getattr(client, method)(path, headers=headers)
         assert response.status_code == 401, path
         assert response.get_json()["error"] and "Bearer" in response.headers["WWW-Authenticate"]
@@ -116,8 +146,9 @@ def test_bad_images_get_4xx_json_and_store_nothing(web_app, case):
 
 def test_missing_field_bad_eye_and_oversize_body(web_app, tmp_path, web_predictor):
     client, token = user(web_app)
-    response = client.post("/api/v1/screenings", headers=bearer(token), data={},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/api/v1/screenings", headers=bearer(token), data={}, content_type="multipart/form-data"
+    )
     assert response.status_code == 400 and "image" in response.get_json()["error"]
     assert api_upload(client, token, fundus_png(0), eye="both").status_code == 400
     assert api_upload(client, token, fundus_png(0), patient_id="\x00evil").status_code == 400
@@ -142,8 +173,11 @@ def test_another_users_screening_is_404(web_app):
 def test_revoking_tokens(web_app):
     client, token = user(web_app)
     other = api_token(client, "alice")
-    other_id = next(t.id for t in rows(web_app, ApiToken)
-                    if t.token_sha256 == hashlib.sha256(other.encode()).hexdigest())
+    other_id = next(
+        t.id
+        for t in rows(web_app, ApiToken)
+        if t.token_sha256 == hashlib.sha256(other.encode()).hexdigest()
+    )
     assert client.delete(f"/api/v1/tokens/{other_id}", headers=bearer(token)).status_code == 204
     assert client.get("/api/v1/screenings", headers=bearer(other)).status_code == 401
     assert client.delete("/api/v1/tokens/current", headers=bearer(token)).status_code == 204
@@ -159,7 +193,9 @@ def test_revoking_tokens(web_app):
 def test_openapi_documents_exactly_the_api_routes(web_app):
     document = web_app.test_client().get("/api/v1/openapi.json").get_json()
     assert document["openapi"].startswith("3.1")
-    documented = {(path, method.upper()) for path, ops in document["paths"].items() for method in ops}
+    documented = {
+        (path, method.upper()) for path, ops in document["paths"].items() for method in ops
+    }
     routed = set()
     for rule in web_app.url_map.iter_rules():
         if rule.rule.startswith("/api/v1"):

@@ -57,10 +57,17 @@ def test_home_and_healthz_answer(web_app):
     assert client.get("/static/app.js").status_code == 200
 
 
-@pytest.mark.parametrize("path", [
-    "/screenings/new", "/screenings", "/screenings/1", "/screenings/1/photo",
-    "/screenings/1/heatmap.png", "/screenings/1/report.pdf",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/screenings/new",
+        "/screenings",
+        "/screenings/1",
+        "/screenings/1/photo",
+        "/screenings/1/heatmap.png",
+        "/screenings/1/report.pdf",
+    ],
+)
 def test_pages_need_sign_in(web_app, path):
     response = web_app.test_client().get(path)
     assert response.status_code == 302
@@ -93,7 +100,9 @@ def test_register_refuses_taken_names_and_weak_passwords(web_app):
     client = web_app.test_client()
     taken = register(client, "alice")
     assert taken.status_code == 400 and "That username is taken" in taken.get_data(as_text=True)
-    short = post_form(client, "/auth/register", {"username": "bob", "password": "short", "confirm": "short"})
+    short = post_form(
+        client, "/auth/register", {"username": "bob", "password": "short", "confirm": "short"}
+    )
     assert short.status_code == 400 and "at least 10 characters" in short.get_data(as_text=True)
     assert [u.username for u in rows(web_app, User)] == ["alice"]
 
@@ -101,12 +110,20 @@ def test_register_refuses_taken_names_and_weak_passwords(web_app):
 def test_sign_in_does_not_redirect_off_site(web_app):
     signed_in(web_app, "alice")
     client = web_app.test_client()
-    response = post_form(client, "/auth/login", {"username": "alice", "password": PASSWORD},
-                         to="/auth/login?next=//evil.example/steal")
+    response = post_form(
+        client,
+        "/auth/login",
+        {"username": "alice", "password": PASSWORD},
+        to="/auth/login?next=//evil.example/steal",
+    )
     assert response.headers["Location"] == "/screenings/new"
     client = web_app.test_client()
-    response = post_form(client, "/auth/login", {"username": "alice", "password": PASSWORD},
-                         to="/auth/login?next=/screenings")
+    response = post_form(
+        client,
+        "/auth/login",
+        {"username": "alice", "password": PASSWORD},
+        to="/auth/login?next=/screenings",
+    )
     assert response.headers["Location"] == "/screenings"
 
 
@@ -144,8 +161,15 @@ def test_upload_shows_result_photo_heatmap_history_and_report(web_app):
     report = client.get(f"/screenings/{sid}/report.pdf")
     assert report.status_code == 200 and report.mimetype == "application/pdf"
     assert report.data.startswith(b"%PDF") and b"/Image" in report.data
-    for text in (result["label"], "PAT-001", "Demo model trained on synthetic images",
-                 "tiny-web-test", stored.model_sha256, "mini_xception", "Intended use"):
+    for text in (
+        result["label"],
+        "PAT-001",
+        "Demo model trained on synthetic images",
+        "tiny-web-test",
+        stored.model_sha256,
+        "mini_xception",
+        "Intended use",
+    ):
         assert text.encode() in report.data, text
 
 
@@ -167,7 +191,9 @@ def test_ungradable_photo_is_not_shown_as_a_grade(web_app):
     assert not re.search(r"ICDR grade \d", page) and "Show heat map" not in page
     assert "Ungradable" in client.get("/screenings").get_data(as_text=True)
     report = client.get(f"/screenings/{sid}/report.pdf").data
-    assert "Ungradable — retake the photograph".encode("cp1252") in report or b"Ungradable" in report
+    assert (
+        "Ungradable — retake the photograph".encode("cp1252") in report or b"Ungradable" in report
+    )
 
 
 @pytest.mark.parametrize("case", sorted(bad_inputs()))
@@ -220,8 +246,11 @@ def test_forms_without_csrf_token_are_refused(web_app):
     assert response.status_code == 400
     assert client.get("/screenings/new").status_code == 302  # not signed in
     client = signed_in(web_app, "bob")
-    response = client.post("/screenings/new", data={"image": (io.BytesIO(fundus_png(0)), "a.png")},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/screenings/new",
+        data={"image": (io.BytesIO(fundus_png(0)), "a.png")},
+        content_type="multipart/form-data",
+    )
     assert response.status_code == 400 and rows(web_app) == []
     assert client.post("/auth/logout").status_code == 400
     assert client.get("/screenings/new").status_code == 200  # still signed in

@@ -41,12 +41,17 @@ def test_admin_create_makes_an_administrator(tmp_path, monkeypatch, capsys, web_
         assert session().query(User).filter_by(username="chief").one().is_admin
 
 
-@pytest.mark.parametrize("username,password,message", [
-    ("chief", PASSWORD, "already exists"),
-    ("x", PASSWORD, "username"),
-    ("other", "short", "at least 10 characters"),
-])
-def test_admin_create_refuses_bad_requests(tmp_path, monkeypatch, capsys, username, password, message):
+@pytest.mark.parametrize(
+    "username,password,message",
+    [
+        ("chief", PASSWORD, "already exists"),
+        ("x", PASSWORD, "username"),
+        ("other", "short", "at least 10 characters"),
+    ],
+)
+def test_admin_create_refuses_bad_requests(
+    tmp_path, monkeypatch, capsys, username, password, message
+):
     instance = tmp_path / "instance"
     assert admin_create(monkeypatch, instance, "chief") == 0
     capsys.readouterr()
@@ -61,7 +66,9 @@ def test_admin_create_without_terminal_needs_password_stdin(tmp_path, monkeypatc
     assert "--password-stdin" in capsys.readouterr().err
 
 
-def test_demo_check_runs_the_product_and_is_idempotent(tmp_path, monkeypatch, capsys, web_model_path):
+def test_demo_check_runs_the_product_and_is_idempotent(
+    tmp_path, monkeypatch, capsys, web_model_path
+):
     demo_dir = tmp_path / "demo_model"
     demo_dir.mkdir()
     shutil.copy(web_model_path, demo_dir / "demo.keras")
@@ -95,9 +102,24 @@ def test_serve_runs_gunicorn_workers_that_grade_uploads(tmp_path, monkeypatch, w
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "retinascreen", "serve", "--model", str(web_model_path),
-         "--port", str(port), "--workers", "2", "--instance", str(instance)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+        [
+            sys.executable,
+            "-m",
+            "retinascreen",
+            "serve",
+            "--model",
+            str(web_model_path),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--instance",
+            str(instance),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -112,18 +134,33 @@ def test_serve_runs_gunicorn_workers_that_grade_uploads(tmp_path, monkeypatch, w
                 assert time.monotonic() < deadline, "server did not come up"
                 time.sleep(0.5)
         request = urllib.request.Request(
-            base + "/api/v1/tokens", data=json.dumps({"username": "chief", "password": PASSWORD}).encode(),
+            base + "/api/v1/tokens",
+            data=json.dumps({"username": "chief", "password": PASSWORD}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             token = json.load(response)["token"]
         boundary = "b0undary"
-        body = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="e.png"\r\n'
-                "Content-Type: image/png\r\n\r\n").encode() + fundus_png(5) + f"\r\n--{boundary}--\r\n".encode()
-        request = urllib.request.Request(base + "/api/v1/screenings", data=body, headers={
-            "Authorization": f"Bearer {token}", "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="e.png"\r\n'
+                "Content-Type: image/png\r\n\r\n"
+            ).encode()
+            + fundus_png(5)
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        request = urllib.request.Request(
+            base + "/api/v1/screenings",
+            data=body,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+            },
+        )
         with urllib.request.urlopen(request, timeout=120) as response:
-            assert response.status == 201 and json.load(response)["model"]["name"] == "tiny-web-test"
+            assert (
+                response.status == 201 and json.load(response)["model"]["name"] == "tiny-web-test"
+            )
     finally:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=60)[0]

@@ -27,7 +27,9 @@ def test_schema_comes_from_the_alembic_migration(db_app):
     tables = set(inspect(engine).get_table_names())
     assert {"users", "api_tokens", "screenings", "audit_events", "alembic_version"} <= tables
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001_initial"
+        assert (
+            conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001_initial"
+        )
 
 
 def test_data_survive_a_restart(tmp_path, web_predictor, web_database_url):
@@ -35,7 +37,9 @@ def test_data_survive_a_restart(tmp_path, web_predictor, web_database_url):
     app = make_app(instance, web_predictor, web_database_url)
     client = app.test_client()
     register(client, "alice")
-    sid = int(upload(client, fundus_png(2), patient_id="KEEP-1").headers["Location"].rsplit("/", 1)[1])
+    sid = int(
+        upload(client, fundus_png(2), patient_id="KEEP-1").headers["Location"].rsplit("/", 1)[1]
+    )
     token = api_token(client, "alice")
     dispose(app)
 
@@ -53,19 +57,25 @@ def _fail_inserts(engine) -> None:
     """A real database failure: a trigger that refuses every new screening."""
     with engine.begin() as conn:
         if engine.dialect.name == "sqlite":
-            conn.execute(text(
-                "CREATE TRIGGER refuse BEFORE INSERT ON screenings "
-                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-            ))
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON screenings "
+                    "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+                )
+            )
         else:
-            conn.execute(text(
-                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
-                "RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql"
-            ))
-            conn.execute(text(
-                "CREATE TRIGGER refuse BEFORE INSERT ON screenings "
-                "FOR EACH ROW EXECUTE FUNCTION refuse()"
-            ))
+            conn.execute(
+                text(
+                    "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+                    "RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON screenings "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse()"
+                )
+            )
 
 
 def test_a_failed_insert_leaves_no_photo_behind(db_app):
@@ -94,8 +104,10 @@ def test_screenings_of_two_users_stay_apart(db_app):
         client = db_app.test_client()
         register(client, name)
         clients[name] = (client, api_token(client, name))
-    ids = {name: api_upload(c, t, fundus_png(i)).get_json()["id"]
-           for i, (name, (c, t)) in enumerate(clients.items())}
+    ids = {
+        name: api_upload(c, t, fundus_png(i)).get_json()["id"]
+        for i, (name, (c, t)) in enumerate(clients.items())
+    }
     for name, (client, token) in clients.items():
         listing = client.get("/api/v1/screenings", headers=bearer(token)).get_json()
         assert [s["id"] for s in listing["screenings"]] == [ids[name]]
@@ -125,8 +137,12 @@ def test_alembic_command_line_migrates_the_database_url(tmp_path):
     ini = Path(retinascreen.web.__file__).parent / "migrations" / "alembic.ini"
     db = tmp_path / "by-hand.db"
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}"}
-    subprocess.run([sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"],
-                   check=True, env=env, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     from sqlalchemy import create_engine
 
     engine = create_engine(f"sqlite:///{db}")

@@ -61,7 +61,9 @@ def png_header(width: int, height: int) -> bytes:
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     compressor = zlib.compressobj(9)
@@ -99,10 +101,18 @@ def web_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     last.set_weights([weights[0] * 20.0, *weights[1:]])  # confident, varied grades
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
     model.save(path)
-    write_card(path, ModelCard(
-        name="tiny-web-test", version="0.1", backbone="mini_xception", head="wise-srnet",
-        input_size=64, preprocessing={"size": 64}, synthetic=True,
-    ))
+    write_card(
+        path,
+        ModelCard(
+            name="tiny-web-test",
+            version="0.1",
+            backbone="mini_xception",
+            head="wise-srnet",
+            input_size=64,
+            preprocessing={"size": 64},
+            synthetic=True,
+        ),
+    )
     return path
 
 
@@ -121,8 +131,12 @@ def postgres_schema_url() -> Iterator[str]:
 
     url = make_url(POSTGRES_URL)
     conninfo = dict(
-        host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username,
-        password=url.password, dbname=url.database, connect_timeout=3,
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        dbname=url.database,
+        connect_timeout=3,
     )
     try:
         conn = psycopg.connect(**conninfo, autocommit=True)
@@ -199,8 +213,9 @@ def post_form(client: Any, page: str, data: dict[str, Any], *, to: str | None = 
 
 
 def register(client: Any, username: str, password: str = PASSWORD):
-    return post_form(client, "/auth/register",
-                     {"username": username, "password": password, "confirm": password})
+    return post_form(
+        client, "/auth/register", {"username": username, "password": password, "confirm": password}
+    )
 
 
 def login(client: Any, username: str, password: str = PASSWORD):
@@ -209,7 +224,9 @@ def login(client: Any, username: str, password: str = PASSWORD):
 
 def upload(client: Any, data: bytes, name: str = "eye.png", **fields: str):
     return post_form(
-        client, "/screenings/new", {"image": (io.BytesIO(data), name), **fields},
+        client,
+        "/screenings/new",
+        {"image": (io.BytesIO(data), name), **fields},
         content_type="multipart/form-data",
     )
 
@@ -226,8 +243,10 @@ def bearer(token: str) -> dict[str, str]:
 
 def api_upload(client: Any, token: str, data: bytes, name: str = "eye.png", **fields: str):
     return client.post(
-        "/api/v1/screenings", headers=bearer(token),
-        data={"image": (io.BytesIO(data), name), **fields}, content_type="multipart/form-data",
+        "/api/v1/screenings",
+        headers=bearer(token),
+        data={"image": (io.BytesIO(data), name), **fields},
+        content_type="multipart/form-data",
     )
 
 

@@ -20,8 +20,19 @@ from retinascreen.errors import RetinascreenError
 
 # The order commands appear in --help.
 COMMAND_ORDER = (
-    "synth", "quality", "preprocess", "train", "evaluate", "compare", "predict",
-    "export", "screen", "serve", "demo", "admin", "bench",
+    "synth",
+    "quality",
+    "preprocess",
+    "train",
+    "evaluate",
+    "compare",
+    "predict",
+    "export",
+    "screen",
+    "serve",
+    "demo",
+    "admin",
+    "bench",
 )
 
 

@@ -21,8 +21,15 @@ OBJECTIVES = ("softmax", "ordinal")
 REGRESSION_LOSSES = ("mse", "smooth_l1")
 STRATEGIES = ("none", "mirrored")
 RESUMABLE_KEYS = frozenset(
-    {"epochs", "fine_tune_epochs", "patience", "out", "cache_dir", "target_sensitivity",
-     "distribute"}
+    {
+        "epochs",
+        "fine_tune_epochs",
+        "patience",
+        "out",
+        "cache_dir",
+        "target_sensitivity",
+        "distribute",
+    }
 )
 
 

@@ -295,8 +295,13 @@ def _read_aptos(path: Path) -> DatasetTable:
     folders = [root / f"{csv_path.stem}_images", root / "train_images", root]
     index = _FileIndex(dict.fromkeys(folders))  # dedupe, keep order
     records = _records_from_rows(
-        csv_path, rows, index, name_column="id_code", grade_column="diagnosis",
-        suffixes=(".png", ".jpg", ".jpeg"), listed_suffix=".png",
+        csv_path,
+        rows,
+        index,
+        name_column="id_code",
+        grade_column="diagnosis",
+        suffixes=(".png", ".jpg", ".jpeg"),
+        listed_suffix=".png",
     )
     return DatasetTable(records, csv_path)
 
@@ -315,8 +320,13 @@ def _read_eyepacs(path: Path) -> DatasetTable:
         dict.fromkeys([root / "train", root / csv_path.stem.replace("Labels", ""), root])
     )
     records = _records_from_rows(
-        csv_path, rows, index, name_column="image", grade_column="level",
-        suffixes=(".jpeg", ".jpg", ".png"), listed_suffix=".jpeg",
+        csv_path,
+        rows,
+        index,
+        name_column="image",
+        grade_column="level",
+        suffixes=(".jpeg", ".jpg", ".png"),
+        listed_suffix=".jpeg",
     )
     return DatasetTable(records, csv_path)
 
@@ -333,13 +343,18 @@ def _read_messidor2(path: Path) -> DatasetTable:
     _require_columns(csv_path, headers, "image_id", "adjudicated_dr_grade")
     index = _FileIndex(dict.fromkeys([root / "IMAGES", root / "images", root]))
     gradable_rows = [
-        row for row in rows
+        row
+        for row in rows
         if not row.get("adjudicated_gradable") or _parse_grade(row["adjudicated_gradable"]) != 0
     ]
     ungradable = len(rows) - len(gradable_rows)
     records = _records_from_rows(
-        csv_path, gradable_rows, index, name_column="image_id",
-        grade_column="adjudicated_dr_grade", suffixes=(".png", ".jpg", ".JPG"),
+        csv_path,
+        gradable_rows,
+        index,
+        name_column="image_id",
+        grade_column="adjudicated_dr_grade",
+        suffixes=(".png", ".jpg", ".JPG"),
     )
     excluded = {"ungradable": ungradable} if ungradable else {}
     if ungradable:
@@ -388,8 +403,14 @@ def _read_idrid(path: Path) -> DatasetTable:
     lowered = csv_path.name.lower()
     prefer = "train" if "train" in lowered else "test" if "test" in lowered else None
     records = _records_from_rows(
-        csv_path, rows, index, name_column="image name", grade_column="retinopathy grade",
-        suffixes=(".jpg", ".jpeg", ".png", ".tif"), listed_suffix=".jpg", prefer=prefer,
+        csv_path,
+        rows,
+        index,
+        name_column="image name",
+        grade_column="retinopathy grade",
+        suffixes=(".jpg", ".jpeg", ".png", ".tif"),
+        listed_suffix=".jpg",
+        prefer=prefer,
     )
     return DatasetTable(records, csv_path)
 

@@ -25,8 +25,13 @@ def _run_config(model_path: Path) -> TrainConfig | None:
 def _predict(predictor, records, preprocessing, batch_size: int, cache_dir):
     from retinascreen.pipeline import make_dataset
 
-    ds = make_dataset(records, preprocessing=preprocessing, batch_size=batch_size,
-                      training=False, cache_dir=cache_dir)
+    ds = make_dataset(
+        records,
+        preprocessing=preprocessing,
+        batch_size=batch_size,
+        training=False,
+        cache_dir=cache_dir,
+    )
     labels, probs = [], []
     for images, y in ds:
         probs.append(np.asarray(predictor.predict_arrays(np.asarray(images)), dtype=np.float64))
@@ -68,12 +73,13 @@ def evaluate_model(
     if not chosen:
         raise DatasetError(f"the {split} split of {data} is empty ({len(records)} images in all)")
 
-    card_threshold = (card.extra.get("referable_threshold") if card is not None else None)
+    card_threshold = card.extra.get("referable_threshold") if card is not None else None
     if target_sensitivity is not None:
         if not val_records:
             raise ConfigError("--target-sensitivity needs a validation split: use --split test")
-        y_val, p_val = _predict(predictor, val_records, predictor.preprocessing, batch_size,
-                                cache_dir)
+        y_val, p_val = _predict(
+            predictor, val_records, predictor.preprocessing, batch_size, cache_dir
+        )
         threshold, rule = choose_threshold(y_val, p_val, target_sensitivity)
     elif card_threshold is not None:
         threshold, rule = float(card_threshold), "the model card's referable threshold"
@@ -81,8 +87,10 @@ def evaluate_model(
         threshold, rule = choose_threshold(None, None, None)
 
     y, p = _predict(predictor, chosen, predictor.preprocessing, batch_size, cache_dir)
-    out_dir = Path(out) if out else (
-        (model_path if model_path.is_dir() else model_path.parent) / f"eval-{split}"
+    out_dir = (
+        Path(out)
+        if out
+        else ((model_path if model_path.is_dir() else model_path.parent) / f"eval-{split}")
     )
     extra = {
         "split": split,
@@ -90,6 +98,13 @@ def evaluate_model(
         "format": fmt,
         "model": {"path": str(predictor.model_path), **predictor.model_info},
     }
-    metrics = write_evaluation(y, p, out_dir, threshold=threshold, threshold_rule=rule,
-                               target_sensitivity=target_sensitivity, extra=extra)
+    metrics = write_evaluation(
+        y,
+        p,
+        out_dir,
+        threshold=threshold,
+        threshold_rule=rule,
+        target_sensitivity=target_sensitivity,
+        extra=extra,
+    )
     return metrics, out_dir

@@ -33,9 +33,18 @@ ensure_backend()
 
 FEATURE_MAP_LAYER = "feature_map"  # the name build_model gives the backbone's output
 _HEAD_LAYER_TYPES = (
-    "AveragePooling2D", "MaxPooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
-    "DepthwiseConv2D", "Dropout", "SpatialDropout2D", "Flatten", "Dense", "Reshape",
-    "Softmax", "Lambda",
+    "AveragePooling2D",
+    "MaxPooling2D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "DepthwiseConv2D",
+    "Dropout",
+    "SpatialDropout2D",
+    "Flatten",
+    "Dense",
+    "Reshape",
+    "Softmax",
+    "Lambda",
 )
 
 

@@ -71,7 +71,9 @@ def keras_to_onnx(model: Any, out_path: str | Path, *, opset: int = DEFAULT_OPSE
     try:
         import tf2onnx
 
-        tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset, output_path=str(out_path))
+        tf2onnx.convert.from_keras(
+            model, input_signature=spec, opset=opset, output_path=str(out_path)
+        )
         return out_path
     except Exception as exc:  # noqa: BLE001 - fall back to Keras's own exporter
         errors.append(f"tf2onnx: {exc}")
@@ -84,7 +86,11 @@ def keras_to_onnx(model: Any, out_path: str | Path, *, opset: int = DEFAULT_OPSE
 
 
 def quantize_int8(
-    fp32_path: str | Path, out_path: str | Path, calibration: np.ndarray, *, per_channel: bool = True
+    fp32_path: str | Path,
+    out_path: str | Path,
+    calibration: np.ndarray,
+    *,
+    per_channel: bool = True,
 ) -> Path:
     """Static int8 quantisation (QDQ) calibrated on pre-processed images (N, S, S, 3)."""
     import onnx
@@ -106,7 +112,9 @@ def quantize_int8(
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._batches = iter([{input_name: calibration[i : i + 1]} for i in range(len(calibration))])
+            self._batches = iter(
+                [{input_name: calibration[i : i + 1]} for i in range(len(calibration))]
+            )
 
         def get_next(self) -> dict | None:
             return next(self._batches, None)
@@ -258,20 +266,30 @@ def export_model(
             raise ExportAgreementError(
                 f"the ONNX model's probabilities differ from Keras by {max_diff:.2e}; nothing written"
             )
-        _write_metadata(final, card, {
-            "precision": precision,
-            "quantization": f"onnxruntime static QDQ, {scheme} int8 weights, uint8 activations, "
-            "MinMax calibration" if int8 else None,
-            "source": source.name,
-            "grade_agreement": agreement,
-            "n_checked": len(held_x),
-            "n_calibration": len(calib_used) if int8 else 0,
-            "opset": opset,
-        })
+        _write_metadata(
+            final,
+            card,
+            {
+                "precision": precision,
+                "quantization": f"onnxruntime static QDQ, {scheme} int8 weights, uint8 activations, "
+                "MinMax calibration"
+                if int8
+                else None,
+                "source": source.name,
+                "grade_agreement": agreement,
+                "n_checked": len(held_x),
+                "n_calibration": len(calib_used) if int8 else 0,
+                "opset": opset,
+            },
+        )
         os.replace(final, out)
     return ExportReport(
-        path=out, precision=precision, agreement=agreement, n_checked=len(held_x),
-        n_calibration=len(calib_used) if int8 else 0, max_abs_diff=max_diff,
+        path=out,
+        precision=precision,
+        agreement=agreement,
+        n_checked=len(held_x),
+        n_calibration=len(calib_used) if int8 else 0,
+        max_abs_diff=max_diff,
         size_bytes=out.stat().st_size,
     )
 

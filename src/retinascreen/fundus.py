@@ -279,9 +279,7 @@ class Preprocessing:
 
     def apply(self, rgb: np.ndarray, *, disc: Disc | None = None) -> np.ndarray:
         """Crop, square, resize and enhance one RGB photo (``disc``: reuse a found disc)."""
-        return crop_fundus(
-            rgb, self.size, ben_graham=self.ben_graham, clahe=self.clahe, disc=disc
-        )
+        return crop_fundus(rgb, self.size, ben_graham=self.ben_graham, clahe=self.clahe, disc=disc)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -307,7 +305,11 @@ class Quality:
     reasons: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"gradable": self.gradable, "score": round(self.score, 3), "reasons": list(self.reasons)}
+        return {
+            "gradable": self.gradable,
+            "score": round(self.score, 3),
+            "reasons": list(self.reasons),
+        }
 
 
 def _ramp(value: float, threshold: float, span: float) -> float:
@@ -383,24 +385,33 @@ def assess_quality(rgb: np.ndarray, *, disc: Disc | None = None) -> Quality:
     m = measures
     exposure = {
         REASON_DARK: min(_ramp(m["brightness"], 50.0, 40.0), _ramp(m["shaded"], 0.25, -0.15)),
-        REASON_OVEREXPOSED: min(_ramp(max(m["whitish"], m["blown"]), 0.2, -0.15),
-                                _ramp(m["washout"], 95.0, -40.0)),
+        REASON_OVEREXPOSED: min(
+            _ramp(max(m["whitish"], m["blown"]), 0.2, -0.15), _ramp(m["washout"], 95.0, -40.0)
+        ),
     }
     components = dict(exposure)
     if exposure[REASON_OVEREXPOSED] >= 0.5:
         # A fundus is reddish-orange: red well above blue and green (not skin, not grey).
-        components[REASON_NO_DISC] = min(_ramp(m["blue_ratio"], 0.65, -0.2),
-                                         _ramp(m["green_ratio"], 1.0, -0.2))
+        components[REASON_NO_DISC] = min(
+            _ramp(m["blue_ratio"], 0.65, -0.2), _ramp(m["green_ratio"], 1.0, -0.2)
+        )
     if min(exposure.values()) >= 0.5:
         # Judged only when the exposure is right: a dark or washed-out photo lacks contrast
         # and detail anyway, and its exposure is what the photographer must fix first.
         components[REASON_LOW_CONTRAST] = _ramp(m["contrast_range"], 20.0, 30.0)
         # A small photo, upsampled to the working size, cannot show fine detail: ask less.
         small = float(np.clip(2 * disc.radius / 256, 0.375, 1.0)) ** 2
-        components[REASON_BLURRED] = _ramp(np.log10(m["sharpness"] + 1e-6),
-                                           np.log10(1.3 * small), 0.5)
+        components[REASON_BLURRED] = _ramp(
+            np.log10(m["sharpness"] + 1e-6), np.log10(1.3 * small), 0.5
+        )
     reasons = [name for name in _REASON_ORDER if components.get(name, 1.0) < 0.5]
     return Quality(not reasons, min(components.values()), reasons)
 
 
-_REASON_ORDER = (REASON_NO_DISC, REASON_DARK, REASON_OVEREXPOSED, REASON_BLURRED, REASON_LOW_CONTRAST)
+_REASON_ORDER = (
+    REASON_NO_DISC,
+    REASON_DARK,
+    REASON_OVEREXPOSED,
+    REASON_BLURRED,
+    REASON_LOW_CONTRAST,
+)

@@ -188,7 +188,9 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
         rows, cols = int(ds.Rows), int(ds.Columns)
     except (InvalidDicomError, AttributeError, KeyError, TypeError, ValueError, EOFError, OSError):
         if data[128:132] == b"DICM":
-            raise TruncatedImageError(f"{label}: the DICOM header is truncated or corrupt") from None
+            raise TruncatedImageError(
+                f"{label}: the DICOM header is truncated or corrupt"
+            ) from None
         raise NotAnImageError(f"{label}: not a DICOM image (no readable image header)") from None
     if "PixelData" not in ds:
         raise NotAnImageError(f"{label}: the DICOM file holds no pixel data (not an image object)")
@@ -205,12 +207,18 @@ def _load_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
     except (ValueError, EOFError, OSError, RuntimeError, AttributeError, KeyError) as exc:
         message = str(exc)
         if "less than expected" in message or "truncat" in message.lower() or "end of" in message:
-            raise TruncatedImageError(f"{label}: the DICOM pixel data is truncated ({exc})") from None
-        raise UnsupportedFormatError(f"{label}: cannot decode the DICOM pixel data ({exc})") from None
+            raise TruncatedImageError(
+                f"{label}: the DICOM pixel data is truncated ({exc})"
+            ) from None
+        raise UnsupportedFormatError(
+            f"{label}: cannot decode the DICOM pixel data ({exc})"
+        ) from None
     if photometric == "PALETTE COLOR":
         array = apply_color_lut(array, ds)
     bits = int(ds.get("BitsStored", array.dtype.itemsize * 8) or 8)
-    return _dicom_to_rgb(np.asarray(array), photometric, bits, int(ds.get("PixelRepresentation", 0)))
+    return _dicom_to_rgb(
+        np.asarray(array), photometric, bits, int(ds.get("PixelRepresentation", 0))
+    )
 
 
 def _dicom_to_rgb(array: np.ndarray, photometric: str, bits: int, signed: int) -> np.ndarray:
@@ -239,8 +247,15 @@ def save_image(path: str | os.PathLike[str], rgb: np.ndarray, *, quality: int = 
     never leaves a half-written image behind.
     """
     path = Path(path)
-    formats = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
-               ".bmp": "BMP", ".webp": "WEBP"}
+    formats = {
+        ".png": "PNG",
+        ".jpg": "JPEG",
+        ".jpeg": "JPEG",
+        ".tif": "TIFF",
+        ".tiff": "TIFF",
+        ".bmp": "BMP",
+        ".webp": "WEBP",
+    }
     fmt = formats.get(path.suffix.lower())
     if fmt is None:
         raise UnsupportedFormatError(

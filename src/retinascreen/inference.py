@@ -62,14 +62,18 @@ def resolve_model_path(model: str | os.PathLike | None, engine: str = "auto") ->
     if not path.exists():
         raise ModelError(f"model file not found: {path}")
     if path.suffix.lower() not in (".keras", ".onnx"):
-        raise ModelError(f"{path.name}: not a model file (expected .keras, .onnx or a run directory)")
+        raise ModelError(
+            f"{path.name}: not a model file (expected .keras, .onnx or a run directory)"
+        )
     if engine == "keras" and path.suffix.lower() == ".onnx":
         sibling = keras_sibling(path)
         if sibling is None:
             raise ModelError(f"{path.name}: engine 'keras' needs a .keras file beside it")
         return sibling
     if engine == "onnx" and path.suffix.lower() == ".keras":
-        raise ModelError(f"{path.name}: engine 'onnx' needs an .onnx file (see `retinascreen export`)")
+        raise ModelError(
+            f"{path.name}: engine 'onnx' needs an .onnx file (see `retinascreen export`)"
+        )
     return path
 
 
@@ -283,7 +287,9 @@ class Predictor:
             )
         return probs
 
-    def heatmap(self, image: ImageInput, class_index: int | None = None, alpha: float = 0.4) -> np.ndarray:
+    def heatmap(
+        self, image: ImageInput, class_index: int | None = None, alpha: float = 0.4
+    ) -> np.ndarray:
         """Grad-CAM overlay (S, S, 3) RGB uint8 on the pre-processed image.
 
         Without ``class_index`` it shows the evidence for referable DR (grades 2-4); with it, the

@@ -177,8 +177,14 @@ def plot_confusion(cm: Sequence[Sequence[int]] | np.ndarray, path: str | Path) -
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
-                    color="white" if share[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                str(matrix[i, j]),
+                ha="center",
+                va="center",
+                color="white" if share[i, j] > 0.5 else "black",
+            )
     ticks = [f"{g}\n{LABELS[g]}" for g in GRADES]
     ax.set_xticks(range(N_CLASSES), ticks, fontsize=7)
     ax.set_yticks(range(N_CLASSES), [t.replace("\n", " ") for t in ticks], fontsize=7)
@@ -212,10 +218,18 @@ def plot_roc(
         ax.plot(fpr, tpr, label=f"AUC = {roc_auc_score(truth, scores):.3f}")
     else:
         ax.text(0.5, 0.5, "ROC undefined: only one class present", ha="center")
-    if operating_point and operating_point.get("sensitivity") is not None \
-            and operating_point.get("specificity") is not None:
-        ax.plot(1 - operating_point["specificity"], operating_point["sensitivity"], "o",
-                color="crimson", label=f"threshold {operating_point['threshold']:.2f}")
+    if (
+        operating_point
+        and operating_point.get("sensitivity") is not None
+        and operating_point.get("specificity") is not None
+    ):
+        ax.plot(
+            1 - operating_point["specificity"],
+            operating_point["sensitivity"],
+            "o",
+            color="crimson",
+            label=f"threshold {operating_point['threshold']:.2f}",
+        )
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")
     ax.set_title("Referable DR (grade >= 2)")

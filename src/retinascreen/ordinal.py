@@ -178,12 +178,14 @@ class OrdinalProbabilities(keras.layers.Layer):
         return config
 
 
-def with_probabilities(regression_model, thresholds=DEFAULT_THRESHOLDS,
-                       temperature: float = DEFAULT_TEMPERATURE):
+def with_probabilities(
+    regression_model, thresholds=DEFAULT_THRESHOLDS, temperature: float = DEFAULT_TEMPERATURE
+):
     """A model sharing ``regression_model``'s layers that outputs five grade probabilities."""
     layer = OrdinalProbabilities(thresholds, temperature, name="ordinal_probabilities")
-    return keras.Model(regression_model.inputs, layer(regression_model.outputs[0]),
-                       name=regression_model.name)
+    return keras.Model(
+        regression_model.inputs, layer(regression_model.outputs[0]), name=regression_model.name
+    )
 
 
 def scores_model(probability_model):

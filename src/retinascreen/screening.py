@@ -32,15 +32,41 @@ from typing import Any
 from retinascreen.errors import ConfigError, DatasetError
 
 COLUMNS = (
-    "path", "patient", "eye", "grade", "label", "p0", "p1", "p2", "p3", "p4", "referable",
-    "referable_probability", "gradable", "quality_score", "quality_reasons", "error",
+    "path",
+    "patient",
+    "eye",
+    "grade",
+    "label",
+    "p0",
+    "p1",
+    "p2",
+    "p3",
+    "p4",
+    "referable",
+    "referable_probability",
+    "gradable",
+    "quality_score",
+    "quality_reasons",
+    "error",
 )
 PATIENT_COLUMNS = (
-    "patient", "images", "gradable_images", "status", "referable", "max_grade",
+    "patient",
+    "images",
+    "gradable_images",
+    "status",
+    "referable",
+    "max_grade",
     "max_referable_probability",
 )
 ENGINES = ("local", "ray")
-_EYE_WORDS = {"left": "left", "right": "right", "l": "left", "r": "right", "os": "left", "od": "right"}
+_EYE_WORDS = {
+    "left": "left",
+    "right": "right",
+    "l": "left",
+    "r": "right",
+    "os": "left",
+    "od": "right",
+}
 _EYE_SUFFIX = re.compile(r"^(?P<patient>.+?)[_\-. ](?P<eye>left|right|os|od|l|r)$", re.IGNORECASE)
 
 
@@ -59,8 +85,10 @@ def find_images(folder: str | os.PathLike) -> list[Path]:
         raise DatasetError(f"{folder}: not a folder")
     suffixes = supported_suffixes()
     return sorted(
-        p for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in suffixes
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in suffixes
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
 
@@ -186,7 +214,9 @@ def screen(
     folder, out = Path(folder), Path(out)
     images = find_images(folder)
     if not images:
-        raise DatasetError(f"{folder}: no images found (looked for {', '.join(supported_suffixes())})")
+        raise DatasetError(
+            f"{folder}: no images found (looked for {', '.join(supported_suffixes())})"
+        )
     rel = [p.relative_to(folder).as_posix() for p in images]
     out.parent.mkdir(parents=True, exist_ok=True)
     done = read_done(out) if resume else set()
@@ -223,8 +253,12 @@ def screen(
     rows = _finalise(out)
     _write_patients(patients_path(out), rows)
     return ScreenSummary(
-        out=out, patients_out=patients_path(out), images=len(rows), done_before=len(rel) - len(todo),
-        processed=written, errors=sum(1 for r in rows if r["error"]),
+        out=out,
+        patients_out=patients_path(out),
+        images=len(rows),
+        done_before=len(rel) - len(todo),
+        processed=written,
+        errors=sum(1 for r in rows if r["error"]),
         ungradable=sum(1 for r in rows if r["gradable"] == "false"),
         referable=sum(1 for r in rows if r["referable"] == "true" and r["gradable"] == "true"),
     )
@@ -246,7 +280,9 @@ def _local_batches(
     predictor = Predictor(model_path)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        results = predictor.predict_batch([folder / r for r in chunk], batch_size=batch_size, errors="include")
+        results = predictor.predict_batch(
+            [folder / r for r in chunk], batch_size=batch_size, errors="include"
+        )
         yield [result_row(r, res) for r, res in zip(chunk, results, strict=True)]
 
 
@@ -280,14 +316,20 @@ def _ray_init(ray_address: str | None) -> None:
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
     else:
         ray.init(
-            num_cpus=os.cpu_count() or 1, include_dashboard=False, ignore_reinit_error=True,
+            num_cpus=os.cpu_count() or 1,
+            include_dashboard=False,
+            ignore_reinit_error=True,
             log_to_driver=False,
         )
 
 
 def _ray_batches(
-    folder: Path, todo: Sequence[str], model_path: Path, batch_size: int,
-    ray_address: str | None, concurrency: int | None,
+    folder: Path,
+    todo: Sequence[str],
+    model_path: Path,
+    batch_size: int,
+    ray_address: str | None,
+    concurrency: int | None,
 ) -> Iterable[list[dict[str, str]]]:
     if not todo:
         return
@@ -350,14 +392,19 @@ def summarise_patients(rows: Iterable[dict[str, str]]) -> list[dict[str, Any]]:
             referable = _bool(is_ref)
             max_grade = str(max(int(r["grade"]) for r in gradable))
             max_p = f"{max(float(r['referable_probability']) for r in gradable):.6f}"
-        summary.append({
-            "patient": patient, "images": len(eyes), "gradable_images": len(gradable),
-            "status": status, "referable": referable, "max_grade": max_grade,
-            "max_referable_probability": max_p,
-        })
+        summary.append(
+            {
+                "patient": patient,
+                "images": len(eyes),
+                "gradable_images": len(gradable),
+                "status": status,
+                "referable": referable,
+                "max_grade": max_grade,
+                "max_referable_probability": max_p,
+            }
+        )
     return summary
 
 
 def _write_patients(path: Path, rows: Iterable[dict[str, str]]) -> None:
     _atomic_csv(path, PATIENT_COLUMNS, summarise_patients(rows))
-

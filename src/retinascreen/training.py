@@ -45,8 +45,16 @@ import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
 RUN_FILES = (
-    "best.keras", "last.keras", "state.json", "config.toml", "history.csv", "metrics.json",
-    "curves.png", "confusion.png", "roc.png", "model_card.json",
+    "best.keras",
+    "last.keras",
+    "state.json",
+    "config.toml",
+    "history.csv",
+    "metrics.json",
+    "curves.png",
+    "confusion.png",
+    "roc.png",
+    "model_card.json",
 )
 NO_PRETRAINED = ("mini_xception",)
 FROM_SCRATCH_BN_MOMENTUM = 0.9
@@ -91,8 +99,9 @@ class QuadraticKappa(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):  # noqa: ARG002
         truth = ops.cast(ops.reshape(y_true, (-1,)), "int32")
         if self.ordinal:
-            grade = ops.clip(ops.round(ops.reshape(ops.cast(y_pred, "float32"), (-1,))), 0,
-                             N_CLASSES - 1)
+            grade = ops.clip(
+                ops.round(ops.reshape(ops.cast(y_pred, "float32"), (-1,))), 0, N_CLASSES - 1
+            )
             pred = ops.cast(grade, "int32")
         else:
             pred = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
@@ -190,8 +199,9 @@ def _training_dataset(ds, config: TrainConfig, weights: dict[int, float] | None)
     import tensorflow as tf
 
     ordinal = config.objective == "ordinal"
-    table = tf.constant([weights[g] for g in range(N_CLASSES)] if weights else [1.0] * N_CLASSES,
-                        dtype=tf.float32)
+    table = tf.constant(
+        [weights[g] for g in range(N_CLASSES)] if weights else [1.0] * N_CLASSES, dtype=tf.float32
+    )
 
     def shape(images, labels):
         target = tf.cast(labels, tf.float32) if ordinal else labels
@@ -230,9 +240,14 @@ def _build(config: TrainConfig, mean_grade: float = 0.0):
 
     weights = config.weights
     model = build_model(
-        config.backbone, config.head, config.size, N_CLASSES, weights,
+        config.backbone,
+        config.head,
+        config.size,
+        N_CLASSES,
+        weights,
         widths=tuple(config.widths) if config.widths else None,
-        stem_stride=config.stem_stride, dropout=config.dropout,
+        stem_stride=config.stem_stride,
+        dropout=config.dropout,
     )
     if str(weights).lower() == "none":
         # From scratch, short CPU runs take only tens of steps: with Keras's default momentum
@@ -245,7 +260,9 @@ def _build(config: TrainConfig, mean_grade: float = 0.0):
         features = model.get_layer("predictions").input
         # Start the regression at the mean training grade rather than at 0.
         score = keras.layers.Dense(
-            1, dtype="float32", name="score",
+            1,
+            dtype="float32",
+            name="score",
             bias_initializer=keras.initializers.Constant(mean_grade),
         )(features)
         model = keras.Model(model.inputs, score, name=model.name)
@@ -290,8 +307,11 @@ class ValidationCheckpoint(keras.callbacks.Callback):
         super().__init__()
         self.val_ds, self.config, self.run_dir, self.state = val_ds, config, run_dir, state
         self.ordinal = config.objective == "ordinal"
-        self.loss = (keras.losses.MeanSquaredError() if self.ordinal
-                     else keras.losses.SparseCategoricalCrossentropy())
+        self.loss = (
+            keras.losses.MeanSquaredError()
+            if self.ordinal
+            else keras.losses.SparseCategoricalCrossentropy()
+        )
         if self.ordinal:
             from retinascreen.ordinal import regression_loss
 
@@ -395,8 +415,12 @@ def _datasets(config: TrainConfig, splits: dict[str, list]):
     from retinascreen.pipeline import make_dataset
 
     preprocessing = Preprocessing(config.size, config.ben_graham, config.clahe)
-    common = {"preprocessing": preprocessing, "batch_size": config.batch_size,
-              "cache_dir": config.cache_dir, "seed": config.seed}
+    common = {
+        "preprocessing": preprocessing,
+        "batch_size": config.batch_size,
+        "cache_dir": config.cache_dir,
+        "seed": config.seed,
+    }
     train_ds = make_dataset(splits["train"], training=True, **common)
     val_ds = make_dataset(splits["val"], training=False, **common)
     test_ds = make_dataset(splits["test"], training=False, **common) if splits["test"] else None
@@ -406,8 +430,9 @@ def _datasets(config: TrainConfig, splits: dict[str, list]):
 def _fit(config: TrainConfig, run_dir: Path, splits: dict[str, list], log, extra: list) -> None:
     keras.utils.set_random_seed(config.seed)
     _, train_ds, val_ds, _ = _datasets(config, splits)
-    weights = class_weight_table([r.grade for r in splits["train"]]) if config.class_weights \
-        else None
+    weights = (
+        class_weight_table([r.grade for r in splits["train"]]) if config.class_weights else None
+    )
     train_ds = _training_dataset(train_ds, config, weights)
     state = _read_state(run_dir)
     phases = plan_phases(config)
@@ -417,8 +442,11 @@ def _fit(config: TrainConfig, run_dir: Path, splits: dict[str, list], log, extra
     for index, phase in enumerate(phases):
         record = state["phases"][index] if index < len(state["phases"]) else None
         later_started = len(state["phases"]) > index + 1
-        if record and (later_started or record.get("stopped_early")
-                       or record["end"] - record["start"] >= phase.epochs):
+        if record and (
+            later_started
+            or record.get("stopped_early")
+            or record["end"] - record["start"] >= phase.epochs
+        ):
             continue
         with strategy.scope():
             if record:  # resume inside this phase, optimizer state included
@@ -429,16 +457,23 @@ def _fit(config: TrainConfig, run_dir: Path, splits: dict[str, list], log, extra
                 if model is None:
                     last = run_dir / "last.keras"
                     mean_grade = float(np.mean([r.grade for r in splits["train"]]))
-                    model = (keras.saving.load_model(last, compile=False) if last.is_file()
-                             else _build(config, mean_grade))
+                    model = (
+                        keras.saving.load_model(last, compile=False)
+                        if last.is_file()
+                        else _build(config, mean_grade)
+                    )
                 if (run_dir / "best.keras").is_file() and index > 0:
                     _copy_matching_weights(load_keras_model(run_dir / "best.keras"), model)
                 from retinascreen.models.build import set_trainable
 
                 set_trainable(model, phase.name, unfreeze_top=config.unfreeze_top)
                 _compile(model, config, phase.lr)
-                record = {"name": phase.name, "start": state["epoch"], "end": state["epoch"],
-                          "stopped_early": False}
+                record = {
+                    "name": phase.name,
+                    "start": state["epoch"],
+                    "end": state["epoch"],
+                    "stopped_early": False,
+                }
                 state["phases"].append(record)
                 _write_state(run_dir, state)
                 end = state["epoch"] + phase.epochs
@@ -450,8 +485,11 @@ def _fit(config: TrainConfig, run_dir: Path, splits: dict[str, list], log, extra
             ValidationCheckpoint(val_ds, config, run_dir, state),
             stopper,
             keras.callbacks.ReduceLROnPlateau(
-                monitor="val_qwk", mode="max", factor=0.5,
-                patience=max(2, config.patience // 2) if config.patience else 3, min_lr=1e-7,
+                monitor="val_qwk",
+                mode="max",
+                factor=0.5,
+                patience=max(2, config.patience // 2) if config.patience else 3,
+                min_lr=1e-7,
                 verbose=1,
             ),
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
@@ -460,8 +498,9 @@ def _fit(config: TrainConfig, run_dir: Path, splits: dict[str, list], log, extra
         ]
         if config.patience == 0:
             callbacks.remove(stopper)
-        model.fit(train_ds, initial_epoch=state["epoch"], epochs=end, callbacks=callbacks,
-                  verbose=verbose)
+        model.fit(
+            train_ds, initial_epoch=state["epoch"], epochs=end, callbacks=callbacks, verbose=verbose
+        )
         record["stopped_early"] = bool(config.patience and stopper.stopped_epoch > 0)
         _write_state(run_dir, state)
 
@@ -486,8 +525,11 @@ def _finish(config: TrainConfig, run_dir: Path, splits: dict[str, list], log) ->
         model.save(best_path)
         thresholds = list(found)
         ordinal_info = {"thresholds": thresholds, "temperature": temperature}
-        log("ordinal thresholds tuned on validation: "
-            + ", ".join(f"{t:.3f}" for t in found) + f" (temperature {temperature:.3f})")
+        log(
+            "ordinal thresholds tuned on validation: "
+            + ", ".join(f"{t:.3f}" for t in found)
+            + f" (temperature {temperature:.3f})"
+        )
 
     y_val, p_val = predict_dataset(model, val_ds)
     threshold, rule = choose_threshold(y_val, p_val, config.target_sensitivity)
@@ -502,8 +544,15 @@ def _finish(config: TrainConfig, run_dir: Path, splits: dict[str, list], log) ->
     }
     if ordinal_info:
         extra["ordinal"] = ordinal_info
-    metrics = write_evaluation(y_eval, p_eval, run_dir, threshold=threshold, threshold_rule=rule,
-                               target_sensitivity=config.target_sensitivity, extra=extra)
+    metrics = write_evaluation(
+        y_eval,
+        p_eval,
+        run_dir,
+        threshold=threshold,
+        threshold_rule=rule,
+        target_sensitivity=config.target_sensitivity,
+        extra=extra,
+    )
     if (run_dir / "history.csv").is_file():
         plot_curves(run_dir / "history.csv", run_dir / "curves.png")
     description, synthetic = describe_training_data(config, len(splits["train"]))
@@ -524,8 +573,9 @@ def _finish(config: TrainConfig, run_dir: Path, splits: dict[str, list], log) ->
             "temperature": ordinal_info.get("temperature"),
             "params": count_params(model),
             "weights": config.weights,
-            "config": {k: v for k, v in config.to_dict().items()
-                       if k not in ("data", "out", "cache_dir")},
+            "config": {
+                k: v for k, v in config.to_dict().items() if k not in ("data", "out", "cache_dir")
+            },
         },
     )
     write_card(best_path, card)

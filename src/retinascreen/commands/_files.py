@@ -18,8 +18,13 @@ def expand_images(arguments: Iterable[str]) -> list[Path]:
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
-            paths.extend(sorted(p for p in path.rglob("*")
-                                if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES))
+            paths.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+                )
+            )
         else:
             paths.append(path)
     return paths
@@ -45,5 +50,11 @@ def for_each_image(paths: list[Path], work: Callable[[Path], None], *, what: str
 
 def _progress(paths: list[Path], what: str) -> Iterator[Path]:
     # A bar only when the work is long enough to wait for and stderr is a terminal.
-    yield from tqdm(paths, desc=what, unit="image", file=sys.stderr,
-                    disable=True if len(paths) < 20 else None, leave=False)
+    yield from tqdm(
+        paths,
+        desc=what,
+        unit="image",
+        file=sys.stderr,
+        disable=True if len(paths) < 20 else None,
+        leave=False,
+    )

@@ -25,15 +25,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = actions.add_parser(
-        "create", help="create an administrator account",
+        "create",
+        help="create an administrator account",
         description="Create an administrator. The password is prompted for (hidden) unless "
         "--password-stdin reads it from the first line of standard input.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     create.add_argument("username", metavar="USER")
-    create.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    create.add_argument("--database-url", metavar="URL", help="SQLAlchemy URL (default: $DATABASE_URL or SQLite)")
-    create.add_argument("--instance", type=Path, metavar="DIR", help="instance folder (default ./instance)")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+    create.add_argument(
+        "--database-url", metavar="URL", help="SQLAlchemy URL (default: $DATABASE_URL or SQLite)"
+    )
+    create.add_argument(
+        "--instance", type=Path, metavar="DIR", help="instance folder (default ./instance)"
+    )
     parser.set_defaults(func=run)
 
 

@@ -13,8 +13,19 @@ EPILOG = """examples:
   retinascreen compare runs/gap runs/wise-srnet
   retinascreen compare runs/* --markdown > results.md"""
 
-COLUMNS = ("run", "backbone", "head", "size", "objective", "params", "QWK", "accuracy",
-           "ref. AUC", "sens.", "spec.")
+COLUMNS = (
+    "run",
+    "backbone",
+    "head",
+    "size",
+    "objective",
+    "params",
+    "QWK",
+    "accuracy",
+    "ref. AUC",
+    "sens.",
+    "spec.",
+)
 
 
 def register(subparsers: Any) -> None:
@@ -49,8 +60,12 @@ def run_row(run_dir: str | Path) -> dict[str, str]:
         from retinascreen.config import load_config
 
         config = load_config(run / "config.toml")
-        info = {"backbone": config.backbone, "head": config.head, "input_size": config.size,
-                "objective": config.objective}
+        info = {
+            "backbone": config.backbone,
+            "head": config.head,
+            "input_size": config.size,
+            "objective": config.objective,
+        }
     ref = metrics.get("referable", {})
     params = info.get("params")
     return {
@@ -71,9 +86,14 @@ def run_row(run_dir: str | Path) -> dict[str, str]:
 def format_table(rows: list[dict[str, str]], *, markdown: bool = False) -> str:
     """A plain-text (aligned) or Markdown table of rows."""
     if markdown:
-        lines = ["| " + " | ".join(COLUMNS) + " |",
-                 "|" + "|".join("---" if c in ("run", "backbone", "head", "objective") else "---:"
-                                for c in COLUMNS) + "|"]
+        lines = [
+            "| " + " | ".join(COLUMNS) + " |",
+            "|"
+            + "|".join(
+                "---" if c in ("run", "backbone", "head", "objective") else "---:" for c in COLUMNS
+            )
+            + "|",
+        ]
         lines += ["| " + " | ".join(r[c] for c in COLUMNS) + " |" for r in rows]
         return "\n".join(lines)
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in COLUMNS}

@@ -35,7 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_server_arguments(parser, workers=1)
     parser.add_argument(
-        "--check", "--no-serve", dest="check", action="store_true",
+        "--check",
+        "--no-serve",
+        dest="check",
+        action="store_true",
         help="set everything up, grade one synthetic photo, fetch /healthz, then exit",
     )
     parser.set_defaults(func=run)
@@ -53,14 +56,19 @@ def run(args: argparse.Namespace) -> int:
             f"{exc}. `retinascreen demo` runs on that bundled model: reinstall retinascreen, or "
             "serve your own model with `retinascreen serve --model MODEL`"
         ) from exc
-    password = ensure_demo_user(database_url=config["DATABASE_URL"], instance=config["INSTANCE_PATH"])
+    password = ensure_demo_user(
+        database_url=config["DATABASE_URL"], instance=config["INSTANCE_PATH"]
+    )
     if args.check:
         return _check(config, password)
     url = f"http://{args.host}:{args.port}/"
     print(ABOUT)
-    print(f"\n  Open      {url}\n  Username  demo\n  Password  {password}\n"
-          f"  Model     {config['MODEL']}\n  Data      {config['INSTANCE_PATH']}\n\n"
-          "Press Ctrl-C to stop.\n", flush=True)
+    print(
+        f"\n  Open      {url}\n  Username  demo\n  Password  {password}\n"
+        f"  Model     {config['MODEL']}\n  Data      {config['INSTANCE_PATH']}\n\n"
+        "Press Ctrl-C to stop.\n",
+        flush=True,
+    )
     serve(config, host=args.host, port=args.port, workers=args.workers, threads=args.threads)
     return 0
 
@@ -80,16 +88,20 @@ def _check(config: dict[str, Any], password: str) -> int:
     base = f"http://127.0.0.1:{server.server_port}"
     try:
         health = _get_json(f"{base}/healthz")
-        token = _post_json(f"{base}/api/v1/tokens", {"username": "demo", "password": password})["token"]
+        token = _post_json(f"{base}/api/v1/tokens", {"username": "demo", "password": password})[
+            "token"
+        ]
         result = _post_image(f"{base}/api/v1/screenings", token, _sample_photo())
     finally:
         server.shutdown()
         thread.join(5)
         dispose(app)
     print(ABOUT)
-    print(f"\ndemo check ok: /healthz {health['status']}; sample photo graded "
-          f"{result['grade']} ({result['label']}), gradable={result['gradable']}, "
-          f"screening id {result['id']}; account demo / {password}")
+    print(
+        f"\ndemo check ok: /healthz {health['status']}; sample photo graded "
+        f"{result['grade']} ({result['label']}), gradable={result['gradable']}, "
+        f"screening id {result['id']}; account demo / {password}"
+    )
     return 0
 
 
@@ -119,15 +131,20 @@ def _post_json(url: str, body: dict) -> dict:
 def _post_image(url: str, token: str, data: bytes) -> dict:
     boundary = "retinascreen-demo-boundary"
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"demo.png\"\r\n"
-        f"Content-Type: image/png\r\n\r\n"
-    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(url, data=body, headers={
-        "Authorization": f"Bearer {token}",
-        "Content-Type": f"multipart/form-data; boundary={boundary}",
-    })
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="demo.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(
+        url,
+        data=body,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        },
+    )
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.load(response)
-
-
-

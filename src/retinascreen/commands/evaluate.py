@@ -27,14 +27,23 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("model", metavar="MODEL", help=".keras, .onnx or a training run directory")
     p.add_argument("--data", required=True, metavar="PATH", help="data set folder")
-    p.add_argument("--format", required=True,
-                   choices=("aptos", "eyepacs", "messidor2", "idrid", "folders"))
-    p.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
-                   help="which images to evaluate on (default test)")
+    p.add_argument(
+        "--format", required=True, choices=("aptos", "eyepacs", "messidor2", "idrid", "folders")
+    )
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=("test", "val", "train", "all"),
+        help="which images to evaluate on (default test)",
+    )
     p.add_argument("--out", metavar="DIR", help="output folder")
-    p.add_argument("--target-sensitivity", type=float, metavar="S",
-                   help="choose the referable threshold on the validation split for this "
-                   "sensitivity (default: the model card's threshold, else 0.5)")
+    p.add_argument(
+        "--target-sensitivity",
+        type=float,
+        metavar="S",
+        help="choose the referable threshold on the validation split for this "
+        "sensitivity (default: the model card's threshold, else 0.5)",
+    )
     p.add_argument("--batch-size", type=int, default=16, help="images per model call")
     p.add_argument("--cache-dir", help="folder for cached crops")
     p.set_defaults(func=run)
@@ -45,8 +54,13 @@ def run(args: argparse.Namespace) -> int:
     from retinascreen.evaluation import summary
 
     metrics, out = evaluate_model(
-        args.model, args.data, args.format, split=args.split, out=args.out,
-        target_sensitivity=args.target_sensitivity, batch_size=args.batch_size,
+        args.model,
+        args.data,
+        args.format,
+        split=args.split,
+        out=args.out,
+        target_sensitivity=args.target_sensitivity,
+        batch_size=args.batch_size,
         cache_dir=args.cache_dir,
     )
     print(f"{args.split} split of {Path(args.data)}: " + summary(metrics))

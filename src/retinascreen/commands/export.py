@@ -27,9 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", dest="fmt", choices=("onnx",), default="onnx")
     parser.add_argument("--int8", action="store_true", help="static int8 quantisation")
     parser.add_argument("--calibration", type=Path, metavar="DIR", help="calibration photographs")
-    parser.add_argument("--check", type=Path, metavar="DIR", help="held photographs for the agreement check")
     parser.add_argument(
-        "--min-agreement", type=float, default=0.98, metavar="F",
+        "--check", type=Path, metavar="DIR", help="held photographs for the agreement check"
+    )
+    parser.add_argument(
+        "--min-agreement",
+        type=float,
+        default=0.98,
+        metavar="F",
         help="least grade agreement with the Keras model (default 0.98)",
     )
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
@@ -41,8 +46,14 @@ def run(args: argparse.Namespace) -> int:
     from retinascreen.export import export_model
 
     report = export_model(
-        args.model, args.out, fmt=args.fmt, int8=args.int8, calibration=args.calibration,
-        check=args.check, min_agreement=args.min_agreement, opset=args.opset,
+        args.model,
+        args.out,
+        fmt=args.fmt,
+        int8=args.int8,
+        calibration=args.calibration,
+        check=args.check,
+        min_agreement=args.min_agreement,
+        opset=args.opset,
         log=lambda msg: print(msg, file=sys.stderr),
     )
     print(report.summary())

@@ -27,12 +27,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paths", nargs="+", metavar="[MODEL] IMAGE", help="optional model, then images")
-    parser.add_argument("--json", action="store_true", help="one JSON result per line")
-    parser.add_argument("--top", type=int, default=3, metavar="K", help="grades to list (default 3)")
-    parser.add_argument("--cam", type=Path, metavar="DIR", help="write Grad-CAM overlays <stem>_cam.png here")
     parser.add_argument(
-        "--engine", choices=("auto", "keras", "onnx"), default="auto",
+        "paths", nargs="+", metavar="[MODEL] IMAGE", help="optional model, then images"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON result per line")
+    parser.add_argument(
+        "--top", type=int, default=3, metavar="K", help="grades to list (default 3)"
+    )
+    parser.add_argument(
+        "--cam", type=Path, metavar="DIR", help="write Grad-CAM overlays <stem>_cam.png here"
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("auto", "keras", "onnx"),
+        default="auto",
         help="run the model with Keras or ONNX Runtime (default: ONNX when available)",
     )
     parser.set_defaults(func=run)
@@ -55,7 +63,9 @@ def format_human(path: str, result: dict, top: int) -> str:
     lines = [path]
     ranked = sorted(range(len(result["probabilities"])), key=lambda g: -result["probabilities"][g])
     for rank, grade in enumerate(ranked[: max(1, top)], start=1):
-        lines.append(f"  {rank}. grade {grade} {label(grade)}: {result['probabilities'][grade]:.2%}")
+        lines.append(
+            f"  {rank}. grade {grade} {label(grade)}: {result['probabilities'][grade]:.2%}"
+        )
     ref = "yes" if result["referable"] else "no"
     lines.append(f"  referable: {ref} (p={result['referable_probability']:.2f})")
     q = result["quality"]

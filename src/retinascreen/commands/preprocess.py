@@ -30,10 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="photo files or folders")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
-    parser.add_argument("--size", type=int, default=299, metavar="S",
-                        help="output side in pixels (default 299)")
-    parser.add_argument("--ben-graham", action="store_true",
-                        help="Ben Graham local-colour normalisation (4*img - 4*blur + 128)")
+    parser.add_argument(
+        "--size", type=int, default=299, metavar="S", help="output side in pixels (default 299)"
+    )
+    parser.add_argument(
+        "--ben-graham",
+        action="store_true",
+        help="Ben Graham local-colour normalisation (4*img - 4*blur + 128)",
+    )
     parser.add_argument("--clahe", action="store_true", help="CLAHE on the lightness channel")
     parser.set_defaults(func=run)
 

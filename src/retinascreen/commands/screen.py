@@ -28,13 +28,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("folder", type=Path, metavar="FOLDER")
-    parser.add_argument("--model", metavar="MODEL", help=".keras, .onnx or run directory (default: demo)")
+    parser.add_argument(
+        "--model", metavar="MODEL", help=".keras, .onnx or run directory (default: demo)"
+    )
     parser.add_argument("--out", type=Path, required=True, metavar="CSV")
     parser.add_argument("--engine", choices=("local", "ray"), default="local")
     parser.add_argument("--resume", action="store_true", help="skip images already in the CSV")
     parser.add_argument("--batch-size", type=int, default=16, metavar="N")
-    parser.add_argument("--ray-address", metavar="ADDR", help="Ray cluster address (else RAY_ADDRESS)")
-    parser.add_argument("--concurrency", type=int, metavar="N", help="Ray actors (default: CPUs / 2)")
+    parser.add_argument(
+        "--ray-address", metavar="ADDR", help="Ray cluster address (else RAY_ADDRESS)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, metavar="N", help="Ray actors (default: CPUs / 2)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -42,8 +48,14 @@ def run(args: argparse.Namespace) -> int:
     from retinascreen.screening import screen
 
     summary = screen(
-        args.folder, args.out, model=args.model, engine=args.engine, resume=args.resume,
-        batch_size=args.batch_size, ray_address=args.ray_address, concurrency=args.concurrency,
+        args.folder,
+        args.out,
+        model=args.model,
+        engine=args.engine,
+        resume=args.resume,
+        batch_size=args.batch_size,
+        ray_address=args.ray_address,
+        concurrency=args.concurrency,
         progress=True,
     )
     print(summary.text())

@@ -26,20 +26,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_server_arguments(parser)
-    parser.add_argument("--model", metavar="MODEL", help=".keras, .onnx or run directory (default: demo model)")
+    parser.add_argument(
+        "--model", metavar="MODEL", help=".keras, .onnx or run directory (default: demo model)"
+    )
     parser.set_defaults(func=run)
 
 
-def add_server_arguments(parser: argparse.ArgumentParser, *, port: int = 5000, workers: int = 2) -> None:
+def add_server_arguments(
+    parser: argparse.ArgumentParser, *, port: int = 5000, workers: int = 2
+) -> None:
     """Options shared by ``serve`` and ``demo``."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
     parser.add_argument("--port", type=int, default=port, help=f"port (default {port})")
-    parser.add_argument("--database-url", metavar="URL", help="SQLAlchemy URL (default: $DATABASE_URL or SQLite)")
-    parser.add_argument("--instance", type=Path, metavar="DIR",
-                        help="folder for the SQLite database, photos and secret key (default ./instance)")
-    parser.add_argument("--workers", type=int, default=workers, metavar="N",
-                        help=f"worker processes, each with its own copy of the model (default {workers})")
-    parser.add_argument("--threads", type=int, default=4, metavar="T", help="threads per worker (default 4)")
+    parser.add_argument(
+        "--database-url", metavar="URL", help="SQLAlchemy URL (default: $DATABASE_URL or SQLite)"
+    )
+    parser.add_argument(
+        "--instance",
+        type=Path,
+        metavar="DIR",
+        help="folder for the SQLite database, photos and secret key (default ./instance)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=workers,
+        metavar="N",
+        help=f"worker processes, each with its own copy of the model (default {workers})",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=4, metavar="T", help="threads per worker (default 4)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1 or args.threads < 1 or not 0 <= args.port <= 65535:
         raise ConfigError("--workers and --threads must be at least 1 and --port 0..65535")
     config = prepare(args.instance, args.database_url, args.model)
-    print(f"retinascreen: serving {config['MODEL']} on http://{args.host}:{args.port}/ "
-          f"({args.workers} workers); Ctrl-C stops", flush=True)
+    print(
+        f"retinascreen: serving {config['MODEL']} on http://{args.host}:{args.port}/ "
+        f"({args.workers} workers); Ctrl-C stops",
+        flush=True,
+    )
     serve(config, host=args.host, port=args.port, workers=args.workers, threads=args.threads)
     return 0

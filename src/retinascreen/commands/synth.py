@@ -30,16 +30,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("out", metavar="OUT", help="output folder (created if missing)")
     parser.add_argument("--n", type=int, help="number of images (pairs of eyes per patient)")
-    parser.add_argument("--size", type=int, default=None, help="image width in pixels, 64..1024 (default 512)")
+    parser.add_argument(
+        "--size", type=int, default=None, help="image width in pixels, 64..1024 (default 512)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--layout", choices=LAYOUTS, default="aptos", help="data-set layout (default aptos)")
-    parser.add_argument("--folder-names", choices=("kaggle", "numeric"), default="kaggle",
-                        help="folders layout: No_DR..Proliferate_DR (kaggle, default) or 0..4")
-    parser.add_argument("--ungradable", type=float, default=0.0, metavar="F",
-                        help="fraction of ungradable photos: dark, over-exposed, blurred, occluded")
-    parser.add_argument("--benchmark", choices=sorted(BENCHMARKS), help="write a fixed benchmark instead")
-    parser.add_argument("--limit", type=int, default=None, help="benchmark: at most this many images per split")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: 2 for large sets)")
+    parser.add_argument(
+        "--layout", choices=LAYOUTS, default="aptos", help="data-set layout (default aptos)"
+    )
+    parser.add_argument(
+        "--folder-names",
+        choices=("kaggle", "numeric"),
+        default="kaggle",
+        help="folders layout: No_DR..Proliferate_DR (kaggle, default) or 0..4",
+    )
+    parser.add_argument(
+        "--ungradable",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="fraction of ungradable photos: dark, over-exposed, blurred, occluded",
+    )
+    parser.add_argument(
+        "--benchmark", choices=sorted(BENCHMARKS), help="write a fixed benchmark instead"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="benchmark: at most this many images per split"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="processes (default: 2 for large sets)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -49,24 +68,46 @@ def run(args: argparse.Namespace) -> int:
 
     if args.benchmark:
         if args.n is not None:
-            raise ConfigError("--n and --benchmark do not go together (a benchmark has fixed sizes)")
-        out = write_benchmark(args.benchmark, args.out, size=args.size, limit=args.limit, workers=args.workers)
+            raise ConfigError(
+                "--n and --benchmark do not go together (a benchmark has fixed sizes)"
+            )
+        out = write_benchmark(
+            args.benchmark, args.out, size=args.size, limit=args.limit, workers=args.workers
+        )
         manifest = json.loads((out / "manifest.json").read_text())
-        print(f"wrote benchmark {manifest['name']} to {out} (aptos layout, {manifest['size']} px, "
-              f"split column in train.csv)")
+        print(
+            f"wrote benchmark {manifest['name']} to {out} (aptos layout, {manifest['size']} px, "
+            f"split column in train.csv)"
+        )
         for split, c in manifest["counts"].items():
-            print(f"  {split}: {c['n']} images, grades " + ", ".join(f"{g}: {k}" for g, k in c["grades"].items()))
+            print(
+                f"  {split}: {c['n']} images, grades "
+                + ", ".join(f"{g}: {k}" for g, k in c["grades"].items())
+            )
         return 0
     if args.n is None:
         raise ConfigError("give --n N (number of images) or --benchmark NAME")
     if args.limit is not None:
         raise ConfigError("--limit only applies to --benchmark")
-    out = write_dataset(args.out, args.n, size=args.size or 512, seed=args.seed, layout=args.layout,
-                        ungradable=args.ungradable, folder_names=args.folder_names, workers=args.workers)
+    out = write_dataset(
+        args.out,
+        args.n,
+        size=args.size or 512,
+        seed=args.seed,
+        layout=args.layout,
+        ungradable=args.ungradable,
+        folder_names=args.folder_names,
+        workers=args.workers,
+    )
     manifest = json.loads((out / "synthetic.json").read_text())
-    print(f"wrote {args.n} synthetic images to {out} ({args.layout} layout, {manifest['size']} px, seed {args.seed})")
+    print(
+        f"wrote {args.n} synthetic images to {out} ({args.layout} layout, {manifest['size']} px, seed {args.seed})"
+    )
     for g, k in manifest["grade_counts"].items():
         print(f"  grade {g} {LABELS[int(g)]}: {k}")
     if manifest["ungradable_counts"]:
-        print("  ungradable: " + ", ".join(f"{k} {v}" for k, v in sorted(manifest["ungradable_counts"].items())))
+        print(
+            "  ungradable: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(manifest["ungradable_counts"].items()))
+        )
     return 0

@@ -16,10 +16,35 @@ Running the same command again on an interrupted run continues from its last epo
 
 # CLI flag -> TrainConfig field (flags given on the command line override --config)
 _FLAGS = (
-    "data", "format", "backbone", "head", "size", "weights", "epochs", "batch_size", "out",
-    "objective", "regression_loss", "lr", "fine_tune_epochs", "fine_tune_lr", "unfreeze_top",
-    "class_weights", "patience", "seed", "ben_graham", "clahe", "val", "test", "train_limit",
-    "target_sensitivity", "mixed_precision", "distribute", "cache_dir", "widths", "stem_stride",
+    "data",
+    "format",
+    "backbone",
+    "head",
+    "size",
+    "weights",
+    "epochs",
+    "batch_size",
+    "out",
+    "objective",
+    "regression_loss",
+    "lr",
+    "fine_tune_epochs",
+    "fine_tune_lr",
+    "unfreeze_top",
+    "class_weights",
+    "patience",
+    "seed",
+    "ben_graham",
+    "clahe",
+    "val",
+    "test",
+    "train_limit",
+    "target_sensitivity",
+    "mixed_precision",
+    "distribute",
+    "cache_dir",
+    "widths",
+    "stem_stride",
     "dropout",
 )
 
@@ -40,31 +65,51 @@ def register(subparsers: Any) -> None:
     add = p.add_argument
     add("--config", metavar="FILE.toml", help="read settings from a TOML file (flags override it)")
     add("--data", metavar="PATH", help="data set folder (or CSV for idrid)")
-    add("--format", choices=("aptos", "eyepacs", "messidor2", "idrid", "folders"),
-        help="data set layout (default aptos)")
+    add(
+        "--format",
+        choices=("aptos", "eyepacs", "messidor2", "idrid", "folders"),
+        help="data set layout (default aptos)",
+    )
     add("--out", metavar="RUN_DIR", help="run directory to write (required)")
-    add("--backbone", help="xception (default), vgg16, vgg19, resnet50, inception_v3, "
-        "mini_xception")
-    add("--head", help="wise-srnet (default), wise-srnet-dropout, gap, gap-dropout, flatten-fc, "
-        "depthwise, depthwise-nonneg")
+    add(
+        "--backbone", help="xception (default), vgg16, vgg19, resnet50, inception_v3, mini_xception"
+    )
+    add(
+        "--head",
+        help="wise-srnet (default), wise-srnet-dropout, gap, gap-dropout, flatten-fc, "
+        "depthwise, depthwise-nonneg",
+    )
     add("--size", type=int, help="input size in pixels (default 299)")
     add("--weights", help="imagenet (default), none, or a weights / .keras file")
     add("--widths", help="mini_xception block widths, e.g. 32,64,128")
-    add("--stem-stride", type=int, choices=(1, 2),
-        help="mini_xception stem stride (default 1 as in the seeds; 2 as in Xception, ~3x faster)")
+    add(
+        "--stem-stride",
+        type=int,
+        choices=(1, 2),
+        help="mini_xception stem stride (default 1 as in the seeds; 2 as in Xception, ~3x faster)",
+    )
     add("--dropout", type=float, help="dropout of the -dropout heads (default 0.5)")
     add("--epochs", type=int, help="epochs of the first phase (default 10)")
     add("--batch-size", type=int, help="batch size (default 16)")
     add("--lr", type=float, help="learning rate of the first phase (default 1e-3)")
     add("--fine-tune-epochs", type=int, help="epochs of backbone fine-tuning (default 5; 0 = off)")
     add("--fine-tune-lr", type=float, help="fine-tuning learning rate (default 1e-5)")
-    add("--unfreeze-top", type=int, help="backbone layers unfrozen for fine-tuning (default 40; "
-        "0 = all)")
-    add("--objective", choices=OBJECTIVES,
-        help="softmax (default) or ordinal (regression + QWK-tuned thresholds)")
+    add(
+        "--unfreeze-top",
+        type=int,
+        help="backbone layers unfrozen for fine-tuning (default 40; 0 = all)",
+    )
+    add(
+        "--objective",
+        choices=OBJECTIVES,
+        help="softmax (default) or ordinal (regression + QWK-tuned thresholds)",
+    )
     add("--regression-loss", choices=REGRESSION_LOSSES, help="loss of the ordinal objective")
-    add("--class-weights", action=argparse.BooleanOptionalAction,
-        help="balance grades with class weights (default on)")
+    add(
+        "--class-weights",
+        action=argparse.BooleanOptionalAction,
+        help="balance grades with class weights (default on)",
+    )
     add("--patience", type=int, help="early-stopping patience in epochs (default 5; 0 = off)")
     add("--seed", type=int, help="random seed for splits, shuffling and weights (default 0)")
     add("--ben-graham", action=argparse.BooleanOptionalAction, help="Ben Graham pre-processing")
@@ -72,10 +117,16 @@ def register(subparsers: Any) -> None:
     add("--val", type=float, help="validation fraction (default 0.15)")
     add("--test", type=float, help="test fraction (default 0.15)")
     add("--train-limit", type=int, help="use at most this many training images")
-    add("--target-sensitivity", type=float,
-        help="choose the referable threshold on validation for this sensitivity (e.g. 0.9)")
-    add("--mixed-precision", action=argparse.BooleanOptionalAction,
-        help="mixed_float16 compute (GPU); the output stays float32")
+    add(
+        "--target-sensitivity",
+        type=float,
+        help="choose the referable threshold on validation for this sensitivity (e.g. 0.9)",
+    )
+    add(
+        "--mixed-precision",
+        action=argparse.BooleanOptionalAction,
+        help="mixed_float16 compute (GPU); the output stays float32",
+    )
     add("--distribute", choices=STRATEGIES, help="none (default) or mirrored (all local devices)")
     add("--cache-dir", help="folder for cached crops (default ~/.cache/retinascreen/crops)")
     add("--overwrite", action="store_true", help="start again in an existing run directory")

@@ -196,9 +196,7 @@ def mini_xception(
         raise ConfigError(f"mini_xception widths must be positive integers, got {widths!r}")
     if int(stem_stride) not in (1, 2):
         raise ConfigError(f"mini_xception stem_stride must be 1 or 2, got {stem_stride!r}")
-    h = layers.Conv2D(
-        widths[0], 5, strides=int(stem_stride), use_bias=False, name="stem_conv"
-    )(x)
+    h = layers.Conv2D(widths[0], 5, strides=int(stem_stride), use_bias=False, name="stem_conv")(x)
     for i, width in enumerate(widths, start=1):
         residual = h
         for j in (1, 2):

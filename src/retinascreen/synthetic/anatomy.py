@@ -76,16 +76,17 @@ def smooth_noise(rng: np.random.Generator, cells: int, width: int, height: int) 
     gw = max(2, cells)
     gh = max(2, round(cells * height / width))
     grid = rng.standard_normal((gh + 3, gw + 3)).astype(np.float32)
-    big = cv2.resize(grid, (width + 3 * width // gw, height + 3 * height // gh),
-                     interpolation=cv2.INTER_CUBIC)
+    big = cv2.resize(
+        grid, (width + 3 * width // gw, height + 3 * height // gh), interpolation=cv2.INTER_CUBIC
+    )
     ox, oy = width // gw, height // gh
-    return big[oy:oy + height, ox:ox + width]
+    return big[oy : oy + height, ox : ox + width]
 
 
 def _walk(rng, start, heading, length, curvature, curve_length, jitter, step):
     n = max(2, int(length / step))
     turn = np.full(n, curvature * step)
-    turn[int(curve_length / step):] *= -0.15  # past the arc the vessel straightens, outwards
+    turn[int(curve_length / step) :] *= -0.15  # past the arc the vessel straightens, outwards
     turn += rng.normal(0.0, jitter, n)
     headings = heading + np.cumsum(turn)
     steps = step * np.stack([np.cos(headings), np.sin(headings)], axis=1)
@@ -93,7 +94,9 @@ def _walk(rng, start, heading, length, curvature, curve_length, jitter, step):
     return pts, np.concatenate([[heading], headings])
 
 
-def _grow_tree(rng: np.random.Generator, frame: Frame, disc_ab, fovea_ab, dfd, vein_w) -> list[Vessel]:
+def _grow_tree(
+    rng: np.random.Generator, frame: Frame, disc_ab, fovea_ab, dfd, vein_w
+) -> list[Vessel]:
     """Vessel arcades from the disc with recursive branching (retina frame, then pixels)."""
     step = 0.012
     fovea_free = rng.uniform(0.10, 0.16) * dfd
@@ -104,35 +107,78 @@ def _grow_tree(rng: np.random.Generator, frame: Frame, disc_ab, fovea_ab, dfd, v
         clen = rng.uniform(0.95, 1.3) * dfd
         for kind, wf in (("vein", 1.0), ("artery", rng.uniform(0.68, 0.8))):
             t = theta + math.radians(rng.uniform(-14, 14))
-            specs.append((disc_ab + rng.normal(0, 0.03 * dfd, 2), sign * t, rng.uniform(1.5, 1.9), sign * kappa * rng.uniform(0.9, 1.1),
-                          clen, vein_w * wf * rng.uniform(0.92, 1.08), kind, 0))
+            specs.append(
+                (
+                    disc_ab + rng.normal(0, 0.03 * dfd, 2),
+                    sign * t,
+                    rng.uniform(1.5, 1.9),
+                    sign * kappa * rng.uniform(0.9, 1.1),
+                    clen,
+                    vein_w * wf * rng.uniform(0.92, 1.08),
+                    kind,
+                    0,
+                )
+            )
         theta = math.radians(rng.uniform(35, 75))  # nasal arcades
         for kind, wf in (("vein", 0.85), ("artery", 0.62)):
             t = theta + math.radians(rng.uniform(-15, 15))
-            specs.append((disc_ab + rng.normal(0, 0.03 * dfd, 2), sign * t, rng.uniform(0.7, 1.0), -sign * rng.uniform(0.2, 1.2),
-                          1.0, vein_w * wf * rng.uniform(0.9, 1.1), kind, 0))
+            specs.append(
+                (
+                    disc_ab + rng.normal(0, 0.03 * dfd, 2),
+                    sign * t,
+                    rng.uniform(0.7, 1.0),
+                    -sign * rng.uniform(0.2, 1.2),
+                    1.0,
+                    vein_w * wf * rng.uniform(0.9, 1.1),
+                    kind,
+                    0,
+                )
+            )
     for _ in range(rng.integers(1, 4)):  # small macular and nasal vessels straight from the disc
         temporal = rng.random() < 0.6
         t = (math.pi if temporal else 0.0) + math.radians(rng.uniform(-25, 25))
-        specs.append((disc_ab + rng.normal(0, 0.03 * dfd, 2), t, rng.uniform(0.35, 0.6), rng.normal(0, 1.0), 1.0,
-                      vein_w * rng.uniform(0.35, 0.5), "artery" if rng.random() < 0.5 else "vein", 1))
+        specs.append(
+            (
+                disc_ab + rng.normal(0, 0.03 * dfd, 2),
+                t,
+                rng.uniform(0.35, 0.6),
+                rng.normal(0, 1.0),
+                1.0,
+                vein_w * rng.uniform(0.35, 0.5),
+                "artery" if rng.random() < 0.5 else "vein",
+                1,
+            )
+        )
 
     vessels: list[Vessel] = []
     fovea_ab = np.asarray(fovea_ab)
     min_w = 0.0011
     while specs:
         start, heading, length, curv, clen, w0, kind, depth = specs.pop()
-        pts, heads = _walk(rng, np.asarray(start, dtype=float), heading, length, curv, clen,
-                           0.045 if depth == 0 else 0.07, step)
+        pts, heads = _walk(
+            rng,
+            np.asarray(start, dtype=float),
+            heading,
+            length,
+            curv,
+            clen,
+            0.045 if depth == 0 else 0.07,
+            step,
+        )
         n_plan = len(pts)
         widths = w0 * (1.0 - 0.55 * np.arange(n_plan) / n_plan)
-        ok = (np.hypot(pts[:, 0], pts[:, 1]) < 1.03) & (
-            np.hypot(*(pts - fovea_ab).T) > fovea_free) & (widths > min_w)
+        ok = (
+            (np.hypot(pts[:, 0], pts[:, 1]) < 1.03)
+            & (np.hypot(*(pts - fovea_ab).T) > fovea_free)
+            & (widths > min_w)
+        )
         stop = n_plan if ok.all() else int(np.argmin(ok))
         if stop < 2:
             continue
         pts, heads, widths = pts[:stop], heads[:stop], widths[:stop]
-        vessels.append(Vessel(frame.to_image(pts[:, 0], pts[:, 1]), widths * frame.radius, kind, depth))
+        vessels.append(
+            Vessel(frame.to_image(pts[:, 0], pts[:, 1]), widths * frame.radius, kind, depth)
+        )
         if depth >= 3:
             continue
         p_branch = 0.045 if depth == 0 else 0.03
@@ -141,15 +187,29 @@ def _grow_tree(rng: np.random.Generator, frame: Frame, disc_ab, fovea_ab, dfd, v
             if i < first or widths[i] < 3 * min_w:
                 continue
             side = 1.0 if rng.random() < 0.5 else -1.0
-            specs.append((pts[i], heads[i] + side * rng.uniform(0.45, 1.1),
-                          rng.uniform(0.15, 0.5) * 0.8 ** depth, rng.normal(0, 0.9), 1.0,
-                          widths[i] * rng.uniform(0.5, 0.75), kind, depth + 1))
+            specs.append(
+                (
+                    pts[i],
+                    heads[i] + side * rng.uniform(0.45, 1.1),
+                    rng.uniform(0.15, 0.5) * 0.8**depth,
+                    rng.normal(0, 0.9),
+                    1.0,
+                    widths[i] * rng.uniform(0.5, 0.75),
+                    kind,
+                    depth + 1,
+                )
+            )
     vessels.sort(key=lambda v: float(v.widths[0]))  # thin first, trunks drawn over them
     return vessels
 
 
-def draw_vessel(canvas: np.ndarray, points: np.ndarray, widths: np.ndarray, ref_width: float,
-                contrast: float = 1.0) -> None:
+def draw_vessel(
+    canvas: np.ndarray,
+    points: np.ndarray,
+    widths: np.ndarray,
+    ref_width: float,
+    contrast: float = 1.0,
+) -> None:
     """Draw a tapering vessel into an opacity canvas (anti-aliased, sub-pixel positions)."""
     thick = np.maximum(1, np.rint(widths)).astype(int)
     strength = np.minimum(1.0, widths) * (0.6 + 0.4 * np.minimum(1.0, widths / ref_width))
@@ -161,7 +221,9 @@ def draw_vessel(canvas: np.ndarray, points: np.ndarray, widths: np.ndarray, ref_
     for s, e in zip(bounds[:-1], bounds[1:], strict=True):
         if e <= s:
             continue
-        cv2.polylines(canvas, [pts[s:e + 1]], False, int(value[s]), int(thick[s]), cv2.LINE_AA, SHIFT)
+        cv2.polylines(
+            canvas, [pts[s : e + 1]], False, int(value[s]), int(thick[s]), cv2.LINE_AA, SHIFT
+        )
 
 
 def build_anatomy(rng: np.random.Generator, frame: Frame) -> Anatomy:
@@ -203,7 +265,9 @@ def build_anatomy(rng: np.random.Generator, frame: Frame) -> Anatomy:
     )
 
 
-def _nerve_fibre_sheen(vein: np.ndarray, artery: np.ndarray, frame: Frame, strength: float) -> np.ndarray | None:
+def _nerve_fibre_sheen(
+    vein: np.ndarray, artery: np.ndarray, frame: Frame, strength: float
+) -> np.ndarray | None:
     """Young retinas reflect light along the big vessel arcades: a soft glow beside them.
 
     Built from the healthy vessel tree only (before any lesion), at low resolution.
@@ -212,23 +276,39 @@ def _nerve_fibre_sheen(vein: np.ndarray, artery: np.ndarray, frame: Frame, stren
         return None
     lw = min(frame.width, 256)
     lh = max(8, round(lw * frame.height / frame.width))
-    small = cv2.resize(np.maximum(vein, artery), (lw, lh), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    small = (
+        cv2.resize(np.maximum(vein, artery), (lw, lh), interpolation=cv2.INTER_AREA).astype(
+            np.float32
+        )
+        / 255
+    )
     glow = cv2.GaussianBlur(small, (0, 0), max(1.0, 0.03 * frame.radius * lw / frame.width))
     return (strength * 4 * glow).astype(np.float32)
 
 
 def _ellipse_alpha(shape, centre, axes, angle_deg, blur_px) -> np.ndarray:
     canvas = np.zeros(shape, np.uint8)
-    cv2.ellipse(canvas, (int(round(centre[0] * SCALE)), int(round(centre[1] * SCALE))),
-                (max(1, int(round(axes[0] * SCALE))), max(1, int(round(axes[1] * SCALE)))),
-                angle_deg, 0, 360, 255, -1, cv2.LINE_AA, SHIFT)
+    cv2.ellipse(
+        canvas,
+        (int(round(centre[0] * SCALE)), int(round(centre[1] * SCALE))),
+        (max(1, int(round(axes[0] * SCALE))), max(1, int(round(axes[1] * SCALE)))),
+        angle_deg,
+        0,
+        360,
+        255,
+        -1,
+        cv2.LINE_AA,
+        SHIFT,
+    )
     out = canvas.astype(np.float32) * (1 / 255)
     if blur_px > 0.3:
         out = cv2.GaussianBlur(out, (0, 0), blur_px)
     return out
 
 
-def _choroidal_gaps(rng: np.random.Generator, anat: Anatomy, lw: int, lh: int, s: float) -> np.ndarray:
+def _choroidal_gaps(
+    rng: np.random.Generator, anat: Anatomy, lw: int, lh: int, s: float
+) -> np.ndarray:
     """Tessellation: dark pigmented gaps between broad choroidal vessels, strongest peripherally."""
     R = anat.frame.radius * s
     canvas = np.zeros((lh, lw), np.uint8)
@@ -240,7 +320,9 @@ def _choroidal_gaps(rng: np.random.Generator, anat: Anatomy, lw: int, lh: int, s
         h = ang + rng.normal(0, 0.4) + np.cumsum(rng.normal(0, 0.12, n))
         pts = start + np.cumsum(0.03 * R * np.stack([np.cos(h), np.sin(h)], 1), 0)
         width = max(1, int(round(rng.uniform(0.025, 0.05) * R)))
-        cv2.polylines(canvas, [np.rint(pts * SCALE).astype(np.int32)], False, 255, width, cv2.LINE_AA, SHIFT)
+        cv2.polylines(
+            canvas, [np.rint(pts * SCALE).astype(np.int32)], False, 255, width, cv2.LINE_AA, SHIFT
+        )
     vessels = cv2.GaussianBlur(canvas, (0, 0), max(0.8, 0.008 * R)).astype(np.float32) / 255
     xs, ys = pixel_grid(lw, lh)
     away = np.clip(np.hypot(xs - centre[0], ys - centre[1]) / (0.9 * R), 0, 1) ** 1.5
@@ -260,8 +342,11 @@ def render_background(anat: Anatomy) -> np.ndarray:
     lw = min(w, 256)
     lh = max(8, round(lw * h / w))
     s = lw / w
-    tex = (0.07 * smooth_noise(rng, 5, lw, lh) + 0.035 * smooth_noise(rng, 18, lw, lh)
-           + 0.02 * smooth_noise(rng, 70, lw, lh))
+    tex = (
+        0.07 * smooth_noise(rng, 5, lw, lh)
+        + 0.035 * smooth_noise(rng, 18, lw, lh)
+        + 0.02 * smooth_noise(rng, 70, lw, lh)
+    )
     if p["tessellation"] > 0:
         tex -= p["tessellation"] * _choroidal_gaps(rng, anat, lw, lh, s)
     if anat.sheen is not None and anat.sheen.shape == tex.shape:
@@ -270,11 +355,15 @@ def render_background(anat: Anatomy) -> np.ndarray:
     dfd = anat.disc_fovea_distance * s
     xs, ys = pixel_grid(lw, lh)
     d2 = (xs - anat.fovea[0] * s) ** 2 + (ys - anat.fovea[1] * s) ** 2
-    tex -= np.exp(-d2 / (2 * (0.22 * dfd) ** 2)) * p["macula_depth"] + 0.12 * np.exp(-d2 / (2 * (0.05 * dfd) ** 2))
+    tex -= np.exp(-d2 / (2 * (0.22 * dfd) ** 2)) * p["macula_depth"] + 0.12 * np.exp(
+        -d2 / (2 * (0.05 * dfd) ** 2)
+    )
     if lw != w:
         tex = cv2.resize(tex, (w, h), interpolation=cv2.INTER_LINEAR)
     weights = (0.55, 1.0, 0.92)
-    img = cv2.merge([tex * np.float32(base[c] * weights[c]) + np.float32(base[c]) for c in range(3)])
+    img = cv2.merge(
+        [tex * np.float32(base[c] * weights[c]) + np.float32(base[c]) for c in range(3)]
+    )
     if p["foveal_reflex"]:
         rr = max(0.6, 0.012 * f.radius)
         m = int(4 * rr) + 2
@@ -283,8 +372,15 @@ def render_background(anat: Anatomy) -> np.ndarray:
         xb, yb = min(w, int(fx) + m), min(h, int(fy) + m)
         if xa < xb and ya < yb:
             spot = np.zeros((yb - ya, xb - xa), np.uint8)
-            cv2.circle(spot, (int((fx - xa) * SCALE), int((fy - ya) * SCALE)), int(rr * SCALE), 255, -1,
-                       cv2.LINE_AA, SHIFT)
+            cv2.circle(
+                spot,
+                (int((fx - xa) * SCALE), int((fy - ya) * SCALE)),
+                int(rr * SCALE),
+                255,
+                -1,
+                cv2.LINE_AA,
+                SHIFT,
+            )
             spot = cv2.GaussianBlur(spot, (0, 0), rr).astype(np.float32) * np.float32(0.3 / 255)
             img[ya:yb, xa:xb] += spot[..., None]
     _draw_disc(img, anat, rng)
@@ -310,17 +406,24 @@ def _draw_disc(img: np.ndarray, anat: Anatomy, rng: np.random.Generator) -> None
     glow = _ellipse_alpha(shape, centre, (axes[0] * 1.5, axes[1] * 1.5), angle, 0.4 * r) * 0.18
     roi *= 1 + glow[..., None] * np.array([0.3, 0.8, 0.6], np.float32)
     disc = _ellipse_alpha(shape, centre, axes, angle, 0.05 * r + 0.3)
-    rim = np.array([1.0, rng.uniform(0.72, 0.88), rng.uniform(0.38, 0.52)], np.float32) * rng.uniform(1.0, 1.12)
+    rim = np.array(
+        [1.0, rng.uniform(0.72, 0.88), rng.uniform(0.38, 0.52)], np.float32
+    ) * rng.uniform(1.0, 1.12)
     if p["peripapillary_atrophy"]:
         off = -nasal * 0.35 * r
-        ppa = _ellipse_alpha(shape, (centre[0] + off[0], centre[1] + off[1]), (r * 1.25, r * 1.05),
-                             angle, 0.15 * r)
+        ppa = _ellipse_alpha(
+            shape, (centre[0] + off[0], centre[1] + off[1]), (r * 1.25, r * 1.05), angle, 0.15 * r
+        )
         ppa = np.clip(ppa - disc, 0, 1) * 0.55
-        roi[:] = roi * (1 - ppa[..., None]) + ppa[..., None] * np.array([0.95, 0.72, 0.45], np.float32)
+        roi[:] = roi * (1 - ppa[..., None]) + ppa[..., None] * np.array(
+            [0.95, 0.72, 0.45], np.float32
+        )
     roi[:] = roi * (1 - disc[..., None]) + disc[..., None] * rim
     cr = p["cup_ratio"] * r
     off = -nasal * 0.12 * r
-    cup = _ellipse_alpha(shape, (centre[0] + off[0], centre[1] + off[1]), (cr * 1.1, cr), angle, 0.3 * cr)
+    cup = _ellipse_alpha(
+        shape, (centre[0] + off[0], centre[1] + off[1]), (cr * 1.1, cr), angle, 0.3 * cr
+    )
     cup_col = np.array([1.0, 0.93, 0.7], np.float32) * rng.uniform(1.05, 1.2)
     roi[:] = roi * (1 - cup[..., None]) + cup[..., None] * cup_col
 
@@ -346,7 +449,7 @@ def absorb(img: np.ndarray, alpha: np.ndarray, absorbance: np.ndarray) -> None:
     if w == 0 or h == 0:
         return
     lut = np.exp(-_LEVELS * np.asarray(absorbance, np.float32)[None, :]).reshape(1, 256, 3)
-    a = alpha[y:y + h, x:x + w]
+    a = alpha[y : y + h, x : x + w]
     factor = cv2.LUT(cv2.merge([a, a, a]), lut)
-    roi = img[y:y + h, x:x + w]
+    roi = img[y : y + h, x : x + w]
     cv2.multiply(roi, factor, dst=roi)

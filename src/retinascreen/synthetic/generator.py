@@ -59,7 +59,9 @@ def check_mix(grade_mix: Sequence[float]) -> np.ndarray:
     """Validate and normalise a grade mix of five non-negative weights."""
     mix = np.asarray(grade_mix, dtype=float)
     if mix.shape != (N_CLASSES,) or (mix < 0).any() or mix.sum() <= 0:
-        raise ValueError(f"grade_mix must be {N_CLASSES} non-negative weights, got {list(grade_mix)}")
+        raise ValueError(
+            f"grade_mix must be {N_CLASSES} non-negative weights, got {list(grade_mix)}"
+        )
     return mix / mix.sum()
 
 
@@ -68,7 +70,9 @@ def draw_grade(rng: np.random.Generator, grade_mix: Sequence[float] = APTOS_GRAD
     return int(rng.choice(N_CLASSES, p=check_mix(grade_mix)))
 
 
-def fellow_eye_grade(rng: np.random.Generator, grade: int, grade_mix: Sequence[float] = APTOS_GRADE_MIX) -> int:
+def fellow_eye_grade(
+    rng: np.random.Generator, grade: int, grade_mix: Sequence[float] = APTOS_GRADE_MIX
+) -> int:
     """Grade of the fellow eye: usually the same, sometimes one step away.
 
     A Metropolis step (propose +-1, accept by the ratio of the mix) keeps the marginal grade
@@ -80,7 +84,9 @@ def fellow_eye_grade(rng: np.random.Generator, grade: int, grade_mix: Sequence[f
         if rng.random() < 0.5:
             continue
         proposal = g + (1 if rng.random() < 0.5 else -1)
-        if 0 <= proposal < N_CLASSES and rng.random() < min(1.0, mix[proposal] / max(mix[g], 1e-12)):
+        if 0 <= proposal < N_CLASSES and rng.random() < min(
+            1.0, mix[proposal] / max(mix[g], 1e-12)
+        ):
             g = proposal
     return g
 
@@ -94,13 +100,22 @@ def _dme_risk(masks: dict, anatomy: dict) -> int:
     return 2 if d < 2 * anatomy["disc_radius"] else 1
 
 
-def render(seed: int, grade: int | None = None, *, size: int = 512, ungradable: str | None = None,
-           eye: str | None = None, patient: str | None = None) -> Sample:
+def render(
+    seed: int,
+    grade: int | None = None,
+    *,
+    size: int = 512,
+    ungradable: str | None = None,
+    eye: str | None = None,
+    patient: str | None = None,
+) -> Sample:
     """Like :func:`generate` but without the JPEG round trip (``meta`` has its quality)."""
     if not MIN_SIZE <= int(size) <= MAX_SIZE:
         raise ValueError(f"size must be {MIN_SIZE}..{MAX_SIZE} pixels, got {size}")
     if ungradable is not None and ungradable not in UNGRADABLE_KINDS:
-        raise ValueError(f"ungradable must be one of {', '.join(UNGRADABLE_KINDS)} or None, got {ungradable!r}")
+        raise ValueError(
+            f"ungradable must be one of {', '.join(UNGRADABLE_KINDS)} or None, got {ungradable!r}"
+        )
     rngs = _streams(seed)
     drawn = draw_grade(rngs["grade"])
     grade = drawn if grade is None else check_grade(grade)
@@ -133,13 +148,26 @@ def render(seed: int, grade: int | None = None, *, size: int = 512, ungradable: 
         "dme_risk": _dme_risk(masks, anatomy_meta),
         "ungradable": ung.get("kind"),
     }
-    return Sample(image=image, grade=grade, masks=masks, eye=eye,
-                  patient=patient if patient is not None else f"s{int(seed)}",
-                  ungradable=ungradable, meta=meta)
+    return Sample(
+        image=image,
+        grade=grade,
+        masks=masks,
+        eye=eye,
+        patient=patient if patient is not None else f"s{int(seed)}",
+        ungradable=ungradable,
+        meta=meta,
+    )
 
 
-def generate(seed: int, grade: int | None = None, *, size: int = 512, ungradable: str | None = None,
-             eye: str | None = None, patient: str | None = None) -> Sample:
+def generate(
+    seed: int,
+    grade: int | None = None,
+    *,
+    size: int = 512,
+    ungradable: str | None = None,
+    eye: str | None = None,
+    patient: str | None = None,
+) -> Sample:
     """A synthetic colour fundus photograph of ``grade`` (drawn from APTOS_GRADE_MIX when None).
 
     Deterministic for ``seed``. The grade, eye, anatomy, lesions, camera and degradation come

@@ -67,8 +67,9 @@ def generator_sha256() -> str:
 
 
 # ----------------------------------------------------------------------------- planning
-def plan_dataset(n: int, *, seed: int = 0, grade_mix: Sequence[float] = APTOS_GRADE_MIX,
-                 ungradable: float = 0.0) -> list[dict]:
+def plan_dataset(
+    n: int, *, seed: int = 0, grade_mix: Sequence[float] = APTOS_GRADE_MIX, ungradable: float = 0.0
+) -> list[dict]:
     """Grades, eyes, patients and degradations of ``n`` images, without drawing any pixels.
 
     Images come in pairs (right and left eye of one patient, fellow-eye grades correlated);
@@ -96,12 +97,23 @@ def plan_dataset(n: int, *, seed: int = 0, grade_mix: Sequence[float] = APTOS_GR
                 break
             bad = ung_rng.random() < ungradable
             kind = UNGRADABLE_KINDS[int(ung_rng.integers(0, len(UNGRADABLE_KINDS)))]
-            image_seed = int(np.random.SeedSequence([int(seed), index]).generate_state(2, np.uint32)
-                             .astype(np.uint64).dot([1 << 31, 1]))
-            plan.append({
-                "index": index, "seed": image_seed, "grade": grades[k], "eye": eyes[k],
-                "patient": patient, "patient_number": p + 1, "ungradable": kind if bad else None,
-            })
+            image_seed = int(
+                np.random.SeedSequence([int(seed), index])
+                .generate_state(2, np.uint32)
+                .astype(np.uint64)
+                .dot([1 << 31, 1])
+            )
+            plan.append(
+                {
+                    "index": index,
+                    "seed": image_seed,
+                    "grade": grades[k],
+                    "eye": eyes[k],
+                    "patient": patient,
+                    "patient_number": p + 1,
+                    "ungradable": kind if bad else None,
+                }
+            )
     return plan
 
 
@@ -138,7 +150,11 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def _encode(rgb: np.ndarray, suffix: str, quality: int = 95) -> bytes:
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if suffix in (".jpg", ".jpeg") else [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    params = (
+        [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+        if suffix in (".jpg", ".jpeg")
+        else [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    )
     image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
     ok, buf = cv2.imencode(".jpg" if suffix in (".jpg", ".jpeg") else ".png", image, params)
     if not ok:  # pragma: no cover
@@ -152,24 +168,39 @@ def _make_one(task: dict) -> dict:
     path = out / task["path"]
     jpeg = path.suffix.lower() in (".jpg", ".jpeg")
     make = render if jpeg else generate  # JPEG layouts compress once, at the drawn quality
-    sample = make(task["seed"], task["grade"], size=task["size"], ungradable=task["ungradable"],
-                  eye=task["eye"], patient=task["patient"])
+    sample = make(
+        task["seed"],
+        task["grade"],
+        size=task["size"],
+        ungradable=task["ungradable"],
+        eye=task["eye"],
+        patient=task["patient"],
+    )
     quality = sample.meta["acquisition"]["jpeg_quality"]
     write_atomic(path, _encode(sample.image, path.suffix.lower(), quality))
     masks = []
     for name, mask in sample.masks.items():
         if mask.any():
-            write_atomic(out / "masks" / f"{task['stem']}_{name}.png", _encode(mask.astype(np.uint8) * 255, ".png"))
+            write_atomic(
+                out / "masks" / f"{task['stem']}_{name}.png",
+                _encode(mask.astype(np.uint8) * 255, ".png"),
+            )
             masks.append(name)
-    return {"dme_risk": sample.meta["dme_risk"], "masks": masks,
-            "height": int(sample.image.shape[0]), "width": int(sample.image.shape[1])}
+    return {
+        "dme_risk": sample.meta["dme_risk"],
+        "masks": masks,
+        "height": int(sample.image.shape[0]),
+        "width": int(sample.image.shape[1]),
+    }
 
 
 def _worker_init() -> None:
     cv2.setNumThreads(1)  # the processes are the parallelism; OpenCV threads would fight them
 
 
-def _run_tasks(tasks: list[dict], workers: int | None, progress: bool | None, desc: str) -> list[dict]:
+def _run_tasks(
+    tasks: list[dict], workers: int | None, progress: bool | None, desc: str
+) -> list[dict]:
     n = len(tasks)
     if workers is None:
         workers = 2 if n >= PARALLEL_FROM else 1
@@ -214,10 +245,19 @@ def _prepare_out(out: str | Path) -> Path:
     return out
 
 
-def write_dataset(out: str | Path, n: int, *, size: int = 512, seed: int = 0, layout: str = "aptos",
-                  ungradable: float = 0.0, grade_mix: Sequence[float] = APTOS_GRADE_MIX,
-                  folder_names: str = "kaggle", workers: int | None = None,
-                  progress: bool | None = None) -> Path:
+def write_dataset(
+    out: str | Path,
+    n: int,
+    *,
+    size: int = 512,
+    seed: int = 0,
+    layout: str = "aptos",
+    ungradable: float = 0.0,
+    grade_mix: Sequence[float] = APTOS_GRADE_MIX,
+    folder_names: str = "kaggle",
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> Path:
     """Write ``n`` synthetic photographs to ``out`` in ``layout``; returns ``out``.
 
     ``layout`` is one of aptos, eyepacs, messidor2, idrid, folders (``folder_names`` "kaggle"
@@ -238,14 +278,28 @@ def write_dataset(out: str | Path, n: int, *, size: int = 512, seed: int = 0, la
     for item in plan:
         image_id = _image_id(layout, item, seed)
         path = _image_path(layout, image_id, item["grade"], folder_names)
-        tasks.append({**item, "id": image_id, "stem": Path(image_id).stem, "path": str(path),
-                      "out": str(out), "size": size})
+        tasks.append(
+            {
+                **item,
+                "id": image_id,
+                "stem": Path(image_id).stem,
+                "path": str(path),
+                "out": str(out),
+                "size": size,
+            }
+        )
     results = _run_tasks(tasks, workers, progress, f"synth {layout}")
     _write_labels(out, layout, tasks, results, with_ungradable=ungradable > 0)
     manifest = {
-        "generator": "retinascreen.synthetic", "generator_sha256": generator_sha256(),
-        "layout": layout, "n": n, "size": size, "seed": seed, "grade_mix": list(map(float, grade_mix)),
-        "ungradable_fraction": ungradable, "grade_counts": grade_counts(tasks),
+        "generator": "retinascreen.synthetic",
+        "generator_sha256": generator_sha256(),
+        "layout": layout,
+        "n": n,
+        "size": size,
+        "seed": seed,
+        "grade_mix": list(map(float, grade_mix)),
+        "ungradable_fraction": ungradable,
+        "grade_counts": grade_counts(tasks),
         "ungradable_counts": dict(Counter(t["ungradable"] for t in tasks if t["ungradable"])),
         "masks": "masks/<id>_<lesion>.png, only lesions present",
     }
@@ -259,32 +313,61 @@ def grade_counts(tasks: list[dict]) -> dict[str, int]:
     return {str(g): counts.get(g, 0) for g in range(5)}
 
 
-def _write_labels(out: Path, layout: str, tasks: list[dict], results: list[dict], *, with_ungradable: bool) -> None:
+def _write_labels(
+    out: Path, layout: str, tasks: list[dict], results: list[dict], *, with_ungradable: bool
+) -> None:
     if layout == "aptos":
-        header = ["id_code", "diagnosis", "patient_id", "eye"] + (["ungradable"] if with_ungradable else [])
-        rows = [[t["id"], t["grade"], t["patient"], t["eye"]] + ([t["ungradable"] or ""] if with_ungradable else [])
-                for t in tasks]
+        header = ["id_code", "diagnosis", "patient_id", "eye"] + (
+            ["ungradable"] if with_ungradable else []
+        )
+        rows = [
+            [t["id"], t["grade"], t["patient"], t["eye"]]
+            + ([t["ungradable"] or ""] if with_ungradable else [])
+            for t in tasks
+        ]
         write_atomic(out / "train.csv", _csv_bytes(header, rows))
     elif layout == "eyepacs":
-        write_atomic(out / "trainLabels.csv", _csv_bytes(["image", "level"], [[t["id"], t["grade"]] for t in tasks]))
+        write_atomic(
+            out / "trainLabels.csv",
+            _csv_bytes(["image", "level"], [[t["id"], t["grade"]] for t in tasks]),
+        )
     elif layout == "messidor2":
         rows = []
         for t, r in zip(tasks, results, strict=True):
             if t["ungradable"]:
                 rows.append([t["id"], "", "", 0, t["patient"], t["eye"]])
             else:
-                rows.append([t["id"], t["grade"], int(r["dme_risk"] == 2), 1, t["patient"], t["eye"]])
-        header = ["image_id", "adjudicated_dr_grade", "adjudicated_dme", "adjudicated_gradable", "patient_id", "eye"]
+                rows.append(
+                    [t["id"], t["grade"], int(r["dme_risk"] == 2), 1, t["patient"], t["eye"]]
+                )
+        header = [
+            "image_id",
+            "adjudicated_dr_grade",
+            "adjudicated_dme",
+            "adjudicated_gradable",
+            "patient_id",
+            "eye",
+        ]
         write_atomic(out / "messidor_data.csv", _csv_bytes(header, rows))
     elif layout == "idrid":
-        rows = [[t["id"], t["grade"], r["dme_risk"], t["patient"], t["eye"]] for t, r in zip(tasks, results, strict=True)]
+        rows = [
+            [t["id"], t["grade"], r["dme_risk"], t["patient"], t["eye"]]
+            for t, r in zip(tasks, results, strict=True)
+        ]
         header = ["Image name", "Retinopathy grade", "Risk of macular edema ", "patient_id", "eye"]
         write_atomic(out / IDRID_CSV, _csv_bytes(header, rows))
     # folders: the folder is the label
 
 
-def write_benchmark(name: str, out: str | Path, *, size: int | None = None, limit: int | None = None,
-                    workers: int | None = None, progress: bool | None = None) -> Path:
+def write_benchmark(
+    name: str,
+    out: str | Path,
+    *,
+    size: int | None = None,
+    limit: int | None = None,
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> Path:
     """Write the fixed benchmark ``name`` (see :data:`BENCHMARKS`) to ``out``; returns ``out``.
 
     APTOS layout with extra columns ``patient_id,eye,split``; each split has its own seed and
@@ -298,26 +381,48 @@ def write_benchmark(name: str, out: str | Path, *, size: int | None = None, limi
     size = _check_size(size if size is not None else spec["size"])
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be at least 1, got {limit}")
-    variant = name + (f"@{size}px" if size != spec["size"] else "") + (f"-limit{limit}" if limit else "")
+    variant = (
+        name + (f"@{size}px" if size != spec["size"] else "") + (f"-limit{limit}" if limit else "")
+    )
     out = _prepare_out(out)
     tasks, counts = [], {}
     for split, s in spec["splits"].items():
         n = min(s["n"], limit) if limit else s["n"]
-        plan = plan_dataset(n, seed=s["seed"], grade_mix=spec["grade_mix"], ungradable=spec["ungradable"])
+        plan = plan_dataset(
+            n, seed=s["seed"], grade_mix=spec["grade_mix"], ungradable=spec["ungradable"]
+        )
         split_tasks = []
         for item in plan:
             image_id = _image_id("aptos", item, s["seed"])
-            split_tasks.append({**item, "id": image_id, "stem": image_id, "split": split, "out": str(out),
-                                "path": str(_image_path("aptos", image_id, item["grade"], "kaggle")), "size": size})
+            split_tasks.append(
+                {
+                    **item,
+                    "id": image_id,
+                    "stem": image_id,
+                    "split": split,
+                    "out": str(out),
+                    "path": str(_image_path("aptos", image_id, item["grade"], "kaggle")),
+                    "size": size,
+                }
+            )
         counts[split] = {"n": n, "grades": grade_counts(split_tasks)}
         tasks += split_tasks
     _run_tasks(tasks, workers, progress, variant)
     rows = [[t["id"], t["grade"], t["patient"], t["eye"], t["split"]] for t in tasks]
-    write_atomic(out / "train.csv", _csv_bytes(["id_code", "diagnosis", "patient_id", "eye", "split"], rows))
+    write_atomic(
+        out / "train.csv", _csv_bytes(["id_code", "diagnosis", "patient_id", "eye", "split"], rows)
+    )
     manifest = {
-        "name": variant, "benchmark": name, "version": spec["version"], "layout": "aptos", "size": size,
-        "limit": limit, "counts": counts, "seeds": {k: v["seed"] for k, v in spec["splits"].items()},
-        "grade_mix": list(spec["grade_mix"]), "generator": "retinascreen.synthetic",
+        "name": variant,
+        "benchmark": name,
+        "version": spec["version"],
+        "layout": "aptos",
+        "size": size,
+        "limit": limit,
+        "counts": counts,
+        "seeds": {k: v["seed"] for k, v in spec["splits"].items()},
+        "grade_mix": list(spec["grade_mix"]),
+        "generator": "retinascreen.synthetic",
         "generator_sha256": generator_sha256(),
     }
     write_atomic(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())

@@ -43,8 +43,10 @@ MASK_THRESHOLD = 48  # canvas opacity (0..255) from which a pixel counts as lesi
 # ----------------------------------------------------------------------------- planning
 def _moderate(rng: np.random.Generator) -> dict:
     level = rng.uniform(0.0, 0.6)
-    haem = [int(rng.binomial(SEVERE_HAEMORRHAGES_PER_QUADRANT - 1, level * rng.uniform(0.2, 1.0)))
-            for _ in QUADRANTS]
+    haem = [
+        int(rng.binomial(SEVERE_HAEMORRHAGES_PER_QUADRANT - 1, level * rng.uniform(0.2, 1.0)))
+        for _ in QUADRANTS
+    ]
     plan = {
         "microaneurysm": int(rng.integers(0, 26)),
         "haemorrhage_per_quadrant": haem,
@@ -57,11 +59,21 @@ def _moderate(rng: np.random.Generator) -> dict:
 
 
 def _severe(rng: np.random.Generator) -> dict:
-    criteria = [c for c, p in (("haemorrhages_4_quadrants", 0.75), ("venous_beading_2_quadrants", 0.3),
-                               ("irma_1_quadrant", 0.4)) if rng.random() < p]
+    criteria = [
+        c
+        for c, p in (
+            ("haemorrhages_4_quadrants", 0.75),
+            ("venous_beading_2_quadrants", 0.3),
+            ("irma_1_quadrant", 0.4),
+        )
+        if rng.random() < p
+    ]
     if not criteria:
-        criteria = [("haemorrhages_4_quadrants", "venous_beading_2_quadrants", "irma_1_quadrant")
-                    [int(rng.integers(0, 3))]]
+        criteria = [
+            ("haemorrhages_4_quadrants", "venous_beading_2_quadrants", "irma_1_quadrant")[
+                int(rng.integers(0, 3))
+            ]
+        ]
     plan = _moderate(rng)
     plan["microaneurysm"] = int(rng.integers(5, 31))
     if "haemorrhages_4_quadrants" in criteria:
@@ -91,8 +103,13 @@ def plan_lesions(rng: np.random.Generator, grade: int) -> dict:
     if grade == 3:
         return _severe(rng)
     u = rng.random()
-    background = _moderate(rng) if u < 0.5 else _severe(rng) if u < 0.9 else {
-        "microaneurysm": int(rng.integers(1, 16))}
+    background = (
+        _moderate(rng)
+        if u < 0.5
+        else _severe(rng)
+        if u < 0.9
+        else {"microaneurysm": int(rng.integers(1, 16))}
+    )
     u = rng.random()
     nv = ["nvd"] if u < 0.45 else ["nve"] if u < 0.7 else ["nvd", "nve"] if u < 0.85 else []
     preretinal = int(rng.integers(1, 3)) if (not nv or rng.random() < 0.3) else 0
@@ -114,8 +131,16 @@ class _Sampler:
         self.centre = np.array([f.cx, f.cy])
         self.R = f.radius
 
-    def points(self, n: int, *, quadrant: int | None = None, around=None, spread: float = 0.0,
-               pole: float = 0.5, avoid_disc: float = 1.4) -> np.ndarray:
+    def points(
+        self,
+        n: int,
+        *,
+        quadrant: int | None = None,
+        around=None,
+        spread: float = 0.0,
+        pole: float = 0.5,
+        avoid_disc: float = 1.4,
+    ) -> np.ndarray:
         if n <= 0:
             return np.zeros((0, 2))
         f, rng, found = self.anat.frame, self.rng, []
@@ -130,10 +155,14 @@ class _Sampler:
                 cand = self.centre + np.stack([np.cos(ang), np.sin(ang)], 1) * rad[:, None]
                 near = rng.random(m) < pole
                 cand[near] = self.anat.fovea + rng.normal(0, 0.45 * self.R, (int(near.sum()), 2))
-            ok = ((cand[:, 0] >= 2) & (cand[:, 0] < f.width - 2) & (cand[:, 1] >= 2)
-                  & (cand[:, 1] < f.height - 2)
-                  & (np.hypot(*(cand - self.centre).T) < 0.96 * self.R)
-                  & (np.hypot(*(cand - self.anat.disc).T) > avoid_disc * self.anat.disc_radius))
+            ok = (
+                (cand[:, 0] >= 2)
+                & (cand[:, 0] < f.width - 2)
+                & (cand[:, 1] >= 2)
+                & (cand[:, 1] < f.height - 2)
+                & (np.hypot(*(cand - self.centre).T) < 0.96 * self.R)
+                & (np.hypot(*(cand - self.anat.disc).T) > avoid_disc * self.anat.disc_radius)
+            )
             if quadrant is not None:
                 ok &= quadrant_of(cand, self.meta) == quadrant
             found.append(cand[ok])
@@ -146,7 +175,9 @@ class _Sampler:
         return pts
 
 
-def _vessel_points(anat: Anatomy, *, max_depth: int, kind: str | None = None, min_width: float = 0.0):
+def _vessel_points(
+    anat: Anatomy, *, max_depth: int, kind: str | None = None, min_width: float = 0.0
+):
     pts, widths, owner = [], [], []
     for i, v in enumerate(anat.vessels):
         if v.depth <= max_depth and (kind is None or v.kind == kind):
@@ -161,8 +192,13 @@ def _vessel_points(anat: Anatomy, *, max_depth: int, kind: str | None = None, mi
 
 def _visible(anat: Anatomy, pts: np.ndarray, margin: float = 0.95) -> np.ndarray:
     f = anat.frame
-    return ((pts[:, 0] >= 1) & (pts[:, 0] < f.width - 1) & (pts[:, 1] >= 1) & (pts[:, 1] < f.height - 1)
-            & (np.hypot(pts[:, 0] - f.cx, pts[:, 1] - f.cy) < margin * f.radius))
+    return (
+        (pts[:, 0] >= 1)
+        & (pts[:, 0] < f.width - 1)
+        & (pts[:, 1] >= 1)
+        & (pts[:, 1] < f.height - 1)
+        & (np.hypot(pts[:, 0] - f.cx, pts[:, 1] - f.cy) < margin * f.radius)
+    )
 
 
 def _tangle(rng, canvas, centre, extent, loops, width, R) -> None:
@@ -178,11 +214,15 @@ def _tangle(rng, canvas, centre, extent, loops, width, R) -> None:
         d = np.hypot(*(pts - centre).T)
         pts = pts[d < 1.3 * extent]
         if len(pts) > 1:
-            draw_vessel(canvas, pts, np.full(len(pts), width), width, contrast=rng.uniform(0.85, 1.0))
+            draw_vessel(
+                canvas, pts, np.full(len(pts), width), width, contrast=rng.uniform(0.85, 1.0)
+            )
 
 
 # ----------------------------------------------------------------------------- drawing
-def draw_lesions(rng: np.random.Generator, plan: dict, anat: Anatomy, meta: dict) -> tuple[dict, dict]:
+def draw_lesions(
+    rng: np.random.Generator, plan: dict, anat: Anatomy, meta: dict
+) -> tuple[dict, dict]:
     """Draw ``plan`` into uint8 canvases keyed by lesion name; returns (canvases, lesion meta).
 
     Venous beading is drawn into the vein canvas of ``anat`` as well (beads are vein calibre
@@ -205,7 +245,9 @@ def draw_lesions(rng: np.random.Generator, plan: dict, anat: Anatomy, meta: dict
         c = canvas("microaneurysm")
         for x, y in sampler.points(n_ma, pole=0.8):
             r = max(0.8, rng.uniform(0.004, 0.008) * R)
-            cv2.circle(c, (_fp(x), _fp(y)), _fp(r), int(rng.integers(170, 256)), -1, cv2.LINE_AA, SHIFT)
+            cv2.circle(
+                c, (_fp(x), _fp(y)), _fp(r), int(rng.integers(170, 256)), -1, cv2.LINE_AA, SHIFT
+            )
         info["microaneurysm"] = n_ma
 
     per_q = plan.get("haemorrhage_per_quadrant", [0, 0, 0, 0])
@@ -230,7 +272,9 @@ def draw_lesions(rng: np.random.Generator, plan: dict, anat: Anatomy, meta: dict
     if n_cw:
         c = canvas("cotton_wool")
         pts, _, _ = _vessel_points(anat, max_depth=0)
-        pts = pts[_visible(anat, pts, 0.85) & (np.hypot(*(pts - anat.disc).T) > 1.5 * anat.disc_radius)]
+        pts = pts[
+            _visible(anat, pts, 0.85) & (np.hypot(*(pts - anat.disc).T) > 1.5 * anat.disc_radius)
+        ]
         for _ in range(n_cw):
             if len(pts):
                 centre = pts[rng.integers(0, len(pts))] + rng.normal(0, 0.03 * R, 2)
@@ -239,19 +283,33 @@ def draw_lesions(rng: np.random.Generator, plan: dict, anat: Anatomy, meta: dict
             for _ in range(int(rng.integers(2, 5))):
                 r = rng.uniform(0.015, 0.04) * R
                 off = centre + rng.normal(0, 0.4 * r, 2)
-                cv2.ellipse(c, (_fp(off[0]), _fp(off[1])), (_fp(r * rng.uniform(1.0, 1.6)), _fp(r)),
-                            rng.uniform(0, 180), 0, 360, int(rng.integers(150, 230)), -1, cv2.LINE_AA, SHIFT)
+                cv2.ellipse(
+                    c,
+                    (_fp(off[0]), _fp(off[1])),
+                    (_fp(r * rng.uniform(1.0, 1.6)), _fp(r)),
+                    rng.uniform(0, 180),
+                    0,
+                    360,
+                    int(rng.integers(150, 230)),
+                    -1,
+                    cv2.LINE_AA,
+                    SHIFT,
+                )
         info["cotton_wool"] = n_cw
 
     bead_q = plan.get("venous_beading_quadrants", [])
     if bead_q:
-        info["venous_beading_quadrants"] = _venous_beading(rng, canvas("venous_beading"), anat, meta, bead_q)
+        info["venous_beading_quadrants"] = _venous_beading(
+            rng, canvas("venous_beading"), anat, meta, bead_q
+        )
 
     irma_q = plan.get("irma_quadrants", [])
     if irma_q:
         c = canvas("irma")
         for q in irma_q:
-            for x, y in sampler.points(int(rng.integers(1, 4)), quadrant=q, pole=0.3, avoid_disc=2.5):
+            for x, y in sampler.points(
+                int(rng.integers(1, 4)), quadrant=q, pole=0.3, avoid_disc=2.5
+            ):
                 _irma(rng, c, np.array([x, y]), R)
         info["irma_quadrants"] = [QUADRANTS[q] for q in irma_q]
 
@@ -261,13 +319,29 @@ def draw_lesions(rng: np.random.Generator, plan: dict, anat: Anatomy, meta: dict
         width = max(0.6, 0.003 * R)
         if "nvd" in nv:
             centre = anat.disc + rng.normal(0, 0.4 * anat.disc_radius, 2)
-            _tangle(rng, c, centre, anat.disc_radius * rng.uniform(0.9, 1.5), int(rng.integers(10, 24)), width, R)
+            _tangle(
+                rng,
+                c,
+                centre,
+                anat.disc_radius * rng.uniform(0.9, 1.5),
+                int(rng.integers(10, 24)),
+                width,
+                R,
+            )
         if "nve" in nv:
             pts, _, _ = _vessel_points(anat, max_depth=1, kind="vein")
-            pts = pts[_visible(anat, pts, 0.85) & (np.hypot(*(pts - anat.disc).T) > 3 * anat.disc_radius)]
+            pts = pts[
+                _visible(anat, pts, 0.85) & (np.hypot(*(pts - anat.disc).T) > 3 * anat.disc_radius)
+            ]
             for _ in range(int(rng.integers(1, 4))):
-                centre = pts[rng.integers(0, len(pts))] if len(pts) else sampler.points(1, avoid_disc=3)[0]
-                _tangle(rng, c, centre, rng.uniform(0.03, 0.07) * R, int(rng.integers(6, 14)), width, R)
+                centre = (
+                    pts[rng.integers(0, len(pts))]
+                    if len(pts)
+                    else sampler.points(1, avoid_disc=3)[0]
+                )
+                _tangle(
+                    rng, c, centre, rng.uniform(0.03, 0.07) * R, int(rng.integers(6, 14)), width, R
+                )
         info["neovascularisation"] = list(nv)
 
     n_pr = plan.get("preretinal_haemorrhage", 0)
@@ -300,17 +374,39 @@ def _haemorrhage(rng, c, x, y, R, disc) -> None:
         for k in range(int(rng.integers(4, 10))):
             ox, oy = rng.normal(0, 0.4 * r, 2)
             size = r * rng.uniform(0.35, 0.7)
-            cv2.ellipse(c, (_fp(x + ox), _fp(y + oy)), (_fp(size), _fp(size * rng.uniform(0.6, 1.0))),
-                        rng.uniform(0, 180), 0, 360, min(255, value + 4 * k), -1, cv2.LINE_AA, SHIFT)
+            cv2.ellipse(
+                c,
+                (_fp(x + ox), _fp(y + oy)),
+                (_fp(size), _fp(size * rng.uniform(0.6, 1.0))),
+                rng.uniform(0, 180),
+                0,
+                360,
+                min(255, value + 4 * k),
+                -1,
+                cv2.LINE_AA,
+                SHIFT,
+            )
     else:  # flame: feathered streaks along the nerve fibres, radial from the disc
         angle = math.atan2(y - disc[1], x - disc[0])
         a = max(1.5, rng.uniform(0.02, 0.05) * R)
         normal = np.array([-math.sin(angle), math.cos(angle)])
         for _ in range(int(rng.integers(2, 5))):
-            off = normal * rng.normal(0, 0.12 * a) + np.array([math.cos(angle), math.sin(angle)]) * rng.normal(0, 0.15 * a)
+            off = normal * rng.normal(0, 0.12 * a) + np.array(
+                [math.cos(angle), math.sin(angle)]
+            ) * rng.normal(0, 0.15 * a)
             length = a * rng.uniform(0.6, 1.0)
-            cv2.ellipse(c, (_fp(x + off[0]), _fp(y + off[1])), (_fp(length), _fp(max(0.6, length * rng.uniform(0.12, 0.25)))),
-                        math.degrees(angle) + rng.normal(0, 4), 0, 360, value, -1, cv2.LINE_AA, SHIFT)
+            cv2.ellipse(
+                c,
+                (_fp(x + off[0]), _fp(y + off[1])),
+                (_fp(length), _fp(max(0.6, length * rng.uniform(0.12, 0.25)))),
+                math.degrees(angle) + rng.normal(0, 4),
+                0,
+                360,
+                value,
+                -1,
+                cv2.LINE_AA,
+                SHIFT,
+            )
 
 
 def _exudate_cluster(rng, c, centre, R) -> None:
@@ -326,8 +422,18 @@ def _exudate_cluster(rng, c, centre, R) -> None:
         pts = centre + rng.normal(0, rng.uniform(0.012, 0.045) * R, (n, 2))
     for x, y in pts:
         r = max(0.7, rng.uniform(0.0025, 0.009) * R)
-        cv2.ellipse(c, (_fp(x), _fp(y)), (_fp(r * rng.uniform(1.0, 1.6)), _fp(r)), rng.uniform(0, 180),
-                    0, 360, int(rng.integers(190, 256)), -1, cv2.LINE_AA, SHIFT)
+        cv2.ellipse(
+            c,
+            (_fp(x), _fp(y)),
+            (_fp(r * rng.uniform(1.0, 1.6)), _fp(r)),
+            rng.uniform(0, 180),
+            0,
+            360,
+            int(rng.integers(190, 256)),
+            -1,
+            cv2.LINE_AA,
+            SHIFT,
+        )
 
 
 def _irma(rng, c, start, R) -> None:
@@ -336,7 +442,11 @@ def _irma(rng, c, start, R) -> None:
     for _ in range(int(rng.integers(2, 5))):
         n = int(rng.integers(12, 35))
         h = rng.uniform(0, 2 * math.pi) + np.cumsum(rng.normal(0, 0.55, n))
-        pts = start + rng.normal(0, 0.01 * R, 2) + np.cumsum(step * np.stack([np.cos(h), np.sin(h)], 1), 0)
+        pts = (
+            start
+            + rng.normal(0, 0.01 * R, 2)
+            + np.cumsum(step * np.stack([np.cos(h), np.sin(h)], 1), 0)
+        )
         draw_vessel(c, pts, np.full(n, width), width, contrast=rng.uniform(0.8, 1.0))
 
 
@@ -348,8 +458,18 @@ def _boat(rng, c, centre, R) -> None:
     x0, y0 = int(centre[0]) - m, int(centre[1]) - m
     tile = np.zeros((2 * m + 1, 2 * m + 1), np.uint8)
     cx, cy = centre[0] - x0, centre[1] - y0
-    cv2.ellipse(tile, (_fp(cx), _fp(cy)), (_fp(a), _fp(b)), rng.uniform(-10, 10), 0, 360,
-                int(rng.integers(220, 256)), -1, cv2.LINE_AA, SHIFT)
+    cv2.ellipse(
+        tile,
+        (_fp(cx), _fp(cy)),
+        (_fp(a), _fp(b)),
+        rng.uniform(-10, 10),
+        0,
+        360,
+        int(rng.integers(220, 256)),
+        -1,
+        cv2.LINE_AA,
+        SHIFT,
+    )
     level = int(round(cy - b * rng.uniform(0.0, 0.5)))
     tile[: max(0, level)] = 0
     h, w = c.shape
@@ -357,13 +477,15 @@ def _boat(rng, c, centre, R) -> None:
     xb, yb = min(w, x0 + tile.shape[1]), min(h, y0 + tile.shape[0])
     if xa < xb and ya < yb:
         region = c[ya:yb, xa:xb]
-        np.maximum(region, tile[ya - y0:yb - y0, xa - x0:xb - x0], out=region)
+        np.maximum(region, tile[ya - y0 : yb - y0, xa - x0 : xb - x0], out=region)
 
 
 def _venous_beading(rng, c, anat: Anatomy, meta: dict, quadrants: list[int]) -> list[str]:
     """Bead stretches of veins (sausage-like calibre changes) in the given quadrants."""
     R = anat.frame.radius
-    pts, widths, owner = _vessel_points(anat, max_depth=2, kind="vein", min_width=max(0.9, 0.004 * R))
+    pts, widths, owner = _vessel_points(
+        anat, max_depth=2, kind="vein", min_width=max(0.9, 0.004 * R)
+    )
     keep = _visible(anat, pts, 0.9) & (np.hypot(*(pts - anat.disc).T) > 1.8 * anat.disc_radius)
     pts, widths, owner = pts[keep], widths[keep], owner[keep]
     quad = quadrant_of(pts, meta) if len(pts) else np.zeros(0, int)
@@ -383,7 +505,7 @@ def _venous_beading(rng, c, anat: Anatomy, meta: dict, quadrants: list[int]) -> 
         k = j
         while k + 1 < len(vessel.points) and seg_len[j:k].sum() < target:
             k += 1
-        stretch, w = vessel.points[j:k + 1], vessel.widths[j:k + 1]
+        stretch, w = vessel.points[j : k + 1], vessel.widths[j : k + 1]
         if len(stretch) < 2:
             continue
         draw_vessel(c, stretch, w, float(w.max()))
@@ -393,7 +515,9 @@ def _venous_beading(rng, c, anat: Anatomy, meta: dict, quadrants: list[int]) -> 
         for s in np.arange(0, along[-1], spacing):
             m = int(np.searchsorted(along, s).clip(0, len(stretch) - 1))
             r = max(0.8, w[m] * rng.uniform(0.8, 1.05))
-            cv2.circle(c, (_fp(stretch[m][0]), _fp(stretch[m][1])), _fp(r), 255, -1, cv2.LINE_AA, SHIFT)
+            cv2.circle(
+                c, (_fp(stretch[m][0]), _fp(stretch[m][1])), _fp(r), 255, -1, cv2.LINE_AA, SHIFT
+            )
         np.maximum(anat.vein_canvas, c, out=anat.vein_canvas)
         done.append(QUADRANTS[q])
     return done
@@ -408,7 +532,11 @@ RED_ABSORBANCE = {
     "preretinal_haemorrhage": np.array([0.9, 2.3, 2.1], np.float32),
 }
 BRIGHT_COLOUR = {
-    "hard_exudate": (np.array([1.0, 0.88, 0.42], np.float32), 0.9, 0.35),  # colour, opacity, blur px
+    "hard_exudate": (
+        np.array([1.0, 0.88, 0.42], np.float32),
+        0.9,
+        0.35,
+    ),  # colour, opacity, blur px
     "cotton_wool": (np.array([0.98, 0.93, 0.78], np.float32), 0.75, 2.2),
 }
 

@@ -26,8 +26,9 @@ def _session(db_url: str | None, instance: Path | None) -> tuple[Session, Path]:
     return Session(engine), instance
 
 
-def create_admin(username: str, password: str, *, database_url: str | None = None,
-                 instance: Path | None = None) -> None:
+def create_admin(
+    username: str, password: str, *, database_url: str | None = None, instance: Path | None = None
+) -> None:
     """Create an administrator; ConfigError when the name is invalid or taken."""
     if not USERNAME_RE.match(username):
         raise ConfigError("username: 3-64 letters, digits, dots, dashes or underscores")
@@ -43,8 +44,9 @@ def create_admin(username: str, password: str, *, database_url: str | None = Non
         engine.dispose()
 
 
-def ensure_demo_user(*, database_url: str | None = None, instance: Path | None = None,
-                     username: str = "demo") -> str:
+def ensure_demo_user(
+    *, database_url: str | None = None, instance: Path | None = None, username: str = "demo"
+) -> str:
     """Create the demo account if needed and return its password (kept in instance/demo_password).
 
     Idempotent: a second call returns the same password and leaves the account as it is.

@@ -66,7 +66,12 @@ def create_token() -> Any:
     if not isinstance(body, dict):
         return error('Send JSON {"username": "...", "password": "..."}.', 400)
     username, password = body.get("username"), body.get("password")
-    if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
+    if (
+        not isinstance(username, str)
+        or not isinstance(password, str)
+        or not username
+        or not password
+    ):
         return error("username and password are required strings.", 400)
     db = session()
     if too_many_failures(db, username):
@@ -117,8 +122,12 @@ def create_screening() -> Any:
         return error("Send the photograph as multipart form field 'image'.", 400)
     try:
         screening = screen_upload(
-            session(), g.api_user, upload.read(),
-            filename=upload.filename, patient_id=patient_id, eye=eye,
+            session(),
+            g.api_user,
+            upload.read(),
+            filename=upload.filename,
+            patient_id=patient_id,
+            eye=eye,
         )
     except RetinascreenError as exc:
         return error(str(exc), exc.status)
@@ -140,9 +149,11 @@ def list_screenings() -> Any:
         where.append(Screening.patient_id.ilike(f"%{escape_like(patient)}%", escape="\\"))
     total = db.scalar(select(func.count(Screening.id)).where(*where)) or 0
     rows = db.scalars(
-        select(Screening).where(*where)
+        select(Screening)
+        .where(*where)
         .order_by(Screening.created.desc(), Screening.id.desc())
-        .limit(per_page).offset((page - 1) * per_page)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
     ).all()
     return jsonify(
         screenings=[row.to_api() for row in rows], page=page, per_page=per_page, total=total

@@ -28,7 +28,12 @@ def _safe_next(target: str | None) -> str:
     """Only same-site relative paths are followed after sign-in (no open redirects)."""
     if target:
         parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//"):
+        if (
+            not parts.scheme
+            and not parts.netloc
+            and target.startswith("/")
+            and not target.startswith("//")
+        ):
             return target
     return url_for("screenings.new")
 
@@ -86,7 +91,9 @@ def login() -> Any:
 def logout() -> Any:
     form = LogoutForm()
     if not form.validate_on_submit():
-        return render_template("error.html", code=400, message="Sign-out failed: reload and retry."), 400
+        return render_template(
+            "error.html", code=400, message="Sign-out failed: reload and retry."
+        ), 400
     logout_user()
     flash("You are signed out.", "info")
     return redirect(url_for("main.home"))

@@ -16,7 +16,7 @@ def normalise_database_url(url: str) -> str:
     """Use the psycopg 3 driver for PostgreSQL URLs (``postgresql://`` -> ``postgresql+psycopg://``)."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

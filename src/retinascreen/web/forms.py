@@ -10,8 +10,11 @@ from wtforms.validators import DataRequired, EqualTo, Length, Optional, Regexp
 try:  # WTForms >= 3.3 prefers SelectChoice objects to tuples
     from wtforms.fields.choices import SelectChoice
 
-    EYE_CHOICES: list = [SelectChoice("", "Not recorded"), SelectChoice("left", "Left"),
-                         SelectChoice("right", "Right")]
+    EYE_CHOICES: list = [
+        SelectChoice("", "Not recorded"),
+        SelectChoice("left", "Left"),
+        SelectChoice("right", "Right"),
+    ]
 except ImportError:  # older WTForms
     EYE_CHOICES = [("", "Not recorded"), ("left", "Left"), ("right", "Right")]
 

@@ -49,8 +49,15 @@ _SCHEMAS: dict[str, Any] = {
     "Screening": {
         "type": "object",
         "required": [
-            "id", "grade", "label", "probabilities", "referable", "referable_probability",
-            "gradable", "quality", "model",
+            "id",
+            "grade",
+            "label",
+            "probabilities",
+            "referable",
+            "referable_probability",
+            "gradable",
+            "quality",
+            "model",
         ],
         "properties": {
             "id": {"type": "integer"},
@@ -60,7 +67,10 @@ _SCHEMAS: dict[str, Any] = {
             "grade": {"type": "integer", "minimum": 0, "maximum": 4},
             "label": {"enum": list(LABELS)},
             "probabilities": {
-                "type": "array", "items": {"type": "number"}, "minItems": 5, "maxItems": 5,
+                "type": "array",
+                "items": {"type": "number"},
+                "minItems": 5,
+                "maxItems": 5,
             },
             "referable": {"type": "boolean", "description": "grade >= 2"},
             "referable_probability": {"type": "number"},
@@ -147,10 +157,17 @@ PATHS: dict[str, dict[str, Any]] = {
             "security": _AUTH,
             "parameters": [
                 {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-                {"name": "per_page", "in": "query",
-                 "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-                {"name": "patient_id", "in": "query", "schema": {"type": "string"},
-                 "description": "substring of the patient id"},
+                {
+                    "name": "per_page",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                },
+                {
+                    "name": "patient_id",
+                    "in": "query",
+                    "schema": {"type": "string"},
+                    "description": "substring of the patient id",
+                },
             ],
             "responses": {
                 "200": _json("ScreeningPage", "One page of screenings"),
@@ -169,7 +186,10 @@ PATHS: dict[str, dict[str, Any]] = {
                             "type": "object",
                             "required": ["image"],
                             "properties": {
-                                "image": {"type": "string", "contentMediaType": "application/octet-stream"},
+                                "image": {
+                                    "type": "string",
+                                    "contentMediaType": "application/octet-stream",
+                                },
                                 "patient_id": {"type": "string", "maxLength": 64},
                                 "eye": {"enum": ["left", "right"]},
                             },

@@ -40,7 +40,9 @@ class _Bar(Flowable):
         self.canv.setFillColor(colors.HexColor("#e6eaf0"))
         self.canv.rect(0, 0, self.width, self.height, stroke=0, fill=1)
         self.canv.setFillColor(colors.HexColor(self.colour))
-        self.canv.rect(0, 0, self.width * max(0.0, min(1.0, self.value)), self.height, stroke=0, fill=1)
+        self.canv.rect(
+            0, 0, self.width * max(0.0, min(1.0, self.value)), self.height, stroke=0, fill=1
+        )
 
 
 def _image(path, max_side: float) -> Flowable | None:  # type: ignore[no-untyped-def]
@@ -59,18 +61,34 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
     result = screening.result
     styles = getSampleStyleSheet()
     body = styles["BodyText"]
-    small = ParagraphStyle("small", parent=body, fontSize=8, leading=10, textColor=colors.HexColor("#4f5b6d"))
+    small = ParagraphStyle(
+        "small", parent=body, fontSize=8, leading=10, textColor=colors.HexColor("#4f5b6d")
+    )
     warning = ParagraphStyle(
-        "warning", parent=body, textColor=colors.HexColor("#7a4a00"), backColor=colors.HexColor("#fff3d6"),
-        borderColor=colors.HexColor("#d69a00"), borderWidth=1, borderPadding=6, fontName="Helvetica-Bold",
-        spaceBefore=6, spaceAfter=12,
+        "warning",
+        parent=body,
+        textColor=colors.HexColor("#7a4a00"),
+        backColor=colors.HexColor("#fff3d6"),
+        borderColor=colors.HexColor("#d69a00"),
+        borderWidth=1,
+        borderPadding=6,
+        fontName="Helvetica-Bold",
+        spaceBefore=6,
+        spaceAfter=12,
     )
     verdict = ParagraphStyle("verdict", parent=styles["Heading2"], spaceAfter=2)
 
     buffer = io.BytesIO()
     doc = SimpleDocTemplate(
-        buffer, pagesize=A4, leftMargin=16 * mm, rightMargin=16 * mm, topMargin=14 * mm,
-        bottomMargin=14 * mm, title=f"Screening {screening.id}", author="retinascreen", pageCompression=0,
+        buffer,
+        pagesize=A4,
+        leftMargin=16 * mm,
+        rightMargin=16 * mm,
+        topMargin=14 * mm,
+        bottomMargin=14 * mm,
+        title=f"Screening {screening.id}",
+        author="retinascreen",
+        pageCompression=0,
         subject="Diabetic retinopathy screening report",
     )
     story: list[Flowable] = [
@@ -83,17 +101,26 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
         created = created.replace(tzinfo=UTC)
     meta = [
         ["Screening", f"#{screening.id}", "Date (UTC)", created.strftime("%Y-%m-%d %H:%M")],
-        ["Patient id", screening.patient_id or "not recorded", "Eye", screening.eye or "not recorded"],
+        [
+            "Patient id",
+            screening.patient_id or "not recorded",
+            "Eye",
+            screening.eye or "not recorded",
+        ],
         ["Screened by", user, "", ""],
     ]
     meta_table = Table(meta, colWidths=[28 * mm, 62 * mm, 28 * mm, 60 * mm])
-    meta_table.setStyle(TableStyle([
-        ("FONTNAME", (0, 0), (0, -1), "Helvetica-Bold"),
-        ("FONTNAME", (2, 0), (2, -1), "Helvetica-Bold"),
-        ("FONTSIZE", (0, 0), (-1, -1), 9),
-        ("TEXTCOLOR", (0, 0), (-1, -1), colors.HexColor("#18212f")),
-        ("LINEBELOW", (0, -1), (-1, -1), 0.5, colors.HexColor("#d9dee7")),
-    ]))
+    meta_table.setStyle(
+        TableStyle(
+            [
+                ("FONTNAME", (0, 0), (0, -1), "Helvetica-Bold"),
+                ("FONTNAME", (2, 0), (2, -1), "Helvetica-Bold"),
+                ("FONTSIZE", (0, 0), (-1, -1), 9),
+                ("TEXTCOLOR", (0, 0), (-1, -1), colors.HexColor("#18212f")),
+                ("LINEBELOW", (0, -1), (-1, -1), 0.5, colors.HexColor("#d9dee7")),
+            ]
+        )
+    )
     story += [meta_table, Spacer(1, 6 * mm)]
 
     quality = result.get("quality") or {}
@@ -105,40 +132,64 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
         story.append(Paragraph(f"ICDR grade {screening.grade}: {LABELS[screening.grade]}", verdict))
         referral = (
             "<b>Referable</b> diabetic retinopathy: refer to an ophthalmologist."
-            if screening.referable else "<b>Not referable</b>: rescreen at the usual interval."
+            if screening.referable
+            else "<b>Not referable</b>: rescreen at the usual interval."
         )
         story.append(Paragraph(referral, body))
-        story.append(Paragraph(
-            f"Probability of referable DR (grade &ge; 2): {screening.referable_probability:.0%}", body
-        ))
+        story.append(
+            Paragraph(
+                f"Probability of referable DR (grade &ge; 2): {screening.referable_probability:.0%}",
+                body,
+            )
+        )
     story.append(Spacer(1, 4 * mm))
 
     rows = [["Grade", "Label", "Probability", ""]]
     for grade, probability in enumerate(result.get("probabilities") or []):
-        rows.append([str(grade), LABELS[grade], _Bar(float(probability), GRADE_COLOURS[grade]),
-                     f"{float(probability):.1%}"])
+        rows.append(
+            [
+                str(grade),
+                LABELS[grade],
+                _Bar(float(probability), GRADE_COLOURS[grade]),
+                f"{float(probability):.1%}",
+            ]
+        )
     probs = Table(rows, colWidths=[14 * mm, 40 * mm, 74 * mm, 20 * mm])
-    probs.setStyle(TableStyle([
-        ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"),
-        ("FONTSIZE", (0, 0), (-1, -1), 9),
-        ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
-        ("ALIGN", (3, 1), (3, -1), "RIGHT"),
-        ("LINEBELOW", (0, 0), (-1, 0), 0.5, colors.HexColor("#d9dee7")),
-    ]))
+    probs.setStyle(
+        TableStyle(
+            [
+                ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"),
+                ("FONTSIZE", (0, 0), (-1, -1), 9),
+                ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+                ("ALIGN", (3, 1), (3, -1), "RIGHT"),
+                ("LINEBELOW", (0, 0), (-1, 0), 0.5, colors.HexColor("#d9dee7")),
+            ]
+        )
+    )
     story += [probs, Spacer(1, 4 * mm)]
-    story.append(Paragraph(
-        f"<b>Image quality:</b> {'gradable' if screening.gradable else 'ungradable'}, "
-        f"score {float(quality.get('score', 0)):.2f}{' (' + reasons + ')' if reasons else ''}", body
-    ))
+    story.append(
+        Paragraph(
+            f"<b>Image quality:</b> {'gradable' if screening.gradable else 'ungradable'}, "
+            f"score {float(quality.get('score', 0)):.2f}{' (' + reasons + ')' if reasons else ''}",
+            body,
+        )
+    )
     story.append(Spacer(1, 4 * mm))
 
     photo = _image(store.path(screening.photo_name), 80 * mm)
     heat = _image(store.path(screening.heatmap_name), 80 * mm) if screening.heatmap_name else None
-    cells = [photo or Paragraph("photo unavailable", small), heat or Paragraph("no heat map", small)]
-    captions = [Paragraph("Photograph", small),
-                Paragraph("Heat map (Grad-CAM): where the model found evidence of referable DR", small)]
+    cells = [
+        photo or Paragraph("photo unavailable", small),
+        heat or Paragraph("no heat map", small),
+    ]
+    captions = [
+        Paragraph("Photograph", small),
+        Paragraph("Heat map (Grad-CAM): where the model found evidence of referable DR", small),
+    ]
     pictures = Table([cells, captions], colWidths=[88 * mm, 88 * mm])
-    pictures.setStyle(TableStyle([("ALIGN", (0, 0), (-1, -1), "CENTER"), ("VALIGN", (0, 0), (-1, -1), "MIDDLE")]))
+    pictures.setStyle(
+        TableStyle([("ALIGN", (0, 0), (-1, -1), "CENTER"), ("VALIGN", (0, 0), (-1, -1), "MIDDLE")])
+    )
     story += [pictures, Spacer(1, 5 * mm)]
 
     model = result.get("model") or {}
@@ -150,8 +201,10 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
         f"sha256 {escape(str(model.get('sha256', screening.model_sha256)))}",
     ]
     if card.get("backbone"):
-        lines.append(f"Architecture: {escape(str(card['backbone']))} backbone, "
-                     f"{escape(str(card.get('head', '?')))} head, {card.get('input_size', '?')} px input")
+        lines.append(
+            f"Architecture: {escape(str(card['backbone']))} backbone, "
+            f"{escape(str(card.get('head', '?')))} head, {card.get('input_size', '?')} px input"
+        )
     if card.get("training_data"):
         lines.append(f"Training data: {escape(str(card['training_data']))}")
     metrics = card.get("metrics") or {}
@@ -163,9 +216,12 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
         lines.append("Trained on synthetic images (demo model): not for clinical use.")
     story.append(Paragraph("<br/>".join(lines), small))
     story.append(Spacer(1, 4 * mm))
-    story.append(Paragraph(
-        f"Generated by retinascreen {__version__}. This is a decision-support result; the "
-        "screening decision rests with the clinician.", small
-    ))
+    story.append(
+        Paragraph(
+            f"Generated by retinascreen {__version__}. This is a decision-support result; the "
+            "screening decision rests with the clinician.",
+            small,
+        )
+    )
     doc.build(story)
     return buffer.getvalue()

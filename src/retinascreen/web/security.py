@@ -74,16 +74,24 @@ def client_ip() -> str:
     return (request.remote_addr or "unknown")[:64]
 
 
-def audit(db: Session, event: str, *, user: User | None = None, username: str | None = None,
-          detail: str | None = None) -> None:
+def audit(
+    db: Session,
+    event: str,
+    *,
+    user: User | None = None,
+    username: str | None = None,
+    detail: str | None = None,
+) -> None:
     """Record an audit event (the caller commits)."""
-    db.add(AuditEvent(
-        event=event,
-        user_id=user.id if user else None,
-        username=(user.username if user else username or None),
-        ip=client_ip(),
-        detail=detail,
-    ))
+    db.add(
+        AuditEvent(
+            event=event,
+            user_id=user.id if user else None,
+            username=(user.username if user else username or None),
+            ip=client_ip(),
+            detail=detail,
+        )
+    )
 
 
 def too_many_failures(db: Session, username: str) -> bool:

@@ -58,8 +58,15 @@ class GunicornServer(BaseApplication):
         return app
 
 
-def serve(app_config: dict[str, Any], *, host: str = "127.0.0.1", port: int = 5000,
-          workers: int = 2, threads: int = 4, timeout: int = 120) -> None:
+def serve(
+    app_config: dict[str, Any],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    workers: int = 2,
+    threads: int = 4,
+    timeout: int = 120,
+) -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM)."""
     cores = os.cpu_count() or 1
     app_config.setdefault("MODEL_THREADS", max(1, cores // max(1, workers)))

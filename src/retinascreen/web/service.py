@@ -68,8 +68,16 @@ def model_is_synthetic(predictor: Any) -> bool:
     return bool(getattr(card, "synthetic", False))
 
 
-CARD_FIELDS = ("backbone", "head", "input_size", "objective", "training_data", "intended_use",
-               "synthetic", "created")
+CARD_FIELDS = (
+    "backbone",
+    "head",
+    "input_size",
+    "objective",
+    "training_data",
+    "intended_use",
+    "synthetic",
+    "created",
+)
 METRIC_FIELDS = ("qwk", "accuracy", "macro_f1")
 
 
@@ -82,7 +90,11 @@ def card_summary(predictor: Any) -> dict[str, Any] | None:
     summary = {k: data[k] for k in CARD_FIELDS if data.get(k) not in (None, "")}
     metrics = data.get("metrics") or {}
     kept = {k: metrics[k] for k in METRIC_FIELDS if isinstance(metrics.get(k), int | float)}
-    auc = (metrics.get("referable") or {}).get("auc") if isinstance(metrics.get("referable"), dict) else None
+    auc = (
+        (metrics.get("referable") or {}).get("auc")
+        if isinstance(metrics.get("referable"), dict)
+        else None
+    )
     if isinstance(auc, int | float):
         kept["referable_auc"] = auc
     if kept:
@@ -120,8 +132,15 @@ def decode_upload(data: bytes, filename: str | None) -> np.ndarray:
     return load_image(data, max_pixels=max_pixels, name=filename or None)
 
 
-def screen_upload(db: Session, user: User, data: bytes, *, filename: str | None,
-                  patient_id: str | None, eye: str | None) -> Screening:
+def screen_upload(
+    db: Session,
+    user: User,
+    data: bytes,
+    *,
+    filename: str | None,
+    patient_id: str | None,
+    eye: str | None,
+) -> Screening:
     """Grade an uploaded photograph and store it; bad input raises before anything is written."""
     patient_id = clean_patient_id(patient_id)
     eye = clean_eye(eye)
@@ -186,5 +205,9 @@ def screen_upload(db: Session, user: User, data: bytes, *, filename: str | None,
 
 
 __all__ = [
-    "SYNTHETIC_WARNING", "ImageError", "get_predictor", "model_is_synthetic", "screen_upload",
+    "SYNTHETIC_WARNING",
+    "ImageError",
+    "get_predictor",
+    "model_is_synthetic",
+    "screen_upload",
 ]

@@ -3,23 +3,37 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Exact versions with hashes (uv pip compile, universal: Linux and macOS). `make lock` refreshes it.
+LOCK := requirements.lock
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo test lint format bench bench-heads bench-load benchmark-data demo-model clean
+.PHONY: install lock demo test lint format typecheck bench bench-heads bench-load benchmark-data demo-model clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The lock holds pip, setuptools and wheel too, so the package itself is built without fetching
+# anything unpinned (--no-build-isolation); nothing comes from whatever the registry serves today.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# Re-resolve pyproject.toml's ranges to the newest releases and write them, hashed, to the lock.
+# Run `make test` afterwards and commit the lock only when it passes.
+lock:
+	test -x $(BIN)/uv || { test -x $(BIN)/python || $(PY) -m venv $(VENV); $(BIN)/python -m pip install -q uv; }
+	printf 'pip\nsetuptools>=77\nwheel\n' | $(BIN)/uv pip compile pyproject.toml - --extra dev \
+	  --universal --python-version 3.11 --generate-hashes --upgrade --quiet \
+	  --custom-compile-command 'make lock' -o $(LOCK)
 
 demo: install
 	$(BIN)/retinascreen demo
 
 test: install
 	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q
 
 lint: install

@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKER = r"""
 import json, time
 import numpy as np
-from retinascreen.inference import Predictor
-from retinascreen.explain import explain
+from retinascreen.serving.predictor import Predictor
+from retinascreen.synthetic import generate
 from retinascreen.models.build import build_model
 
 def rate(fn, n_images, repeat):
@@ -40,7 +40,7 @@ predictor = Predictor(engine="keras")
 size = int(predictor.input_size)
 rng = np.random.default_rng(0)
 x16 = rng.uniform(0, 255, (16, size, size, 3)).astype("float32")
-model = predictor._cam_model()
+photo = generate(7_000_001, grade=3, size=512).image
 train = build_model("mini_xception", "wise-srnet", size=128, widths=(32, 64, 128))
 train.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
 xt = rng.uniform(0, 255, (16, 128, 128, 3)).astype("float32")
@@ -48,7 +48,7 @@ yt = rng.integers(0, 5, 16)
 print(json.dumps({
     "keras b1 img/s": rate(lambda: predictor.predict_arrays(x16[:1]), 1, 30),
     "keras b16 img/s": rate(lambda: predictor.predict_arrays(x16), 16, 5),
-    "heat maps/s": rate(lambda: explain(model, x16[:1], target="referable"), 1, 10),
+    "heat maps/s": rate(lambda: predictor.heatmap(photo), 1, 10),
     "train img/s": rate(lambda: train.train_on_batch(xt, yt), 16, 5),
 }))
 """
@@ -67,7 +67,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="processes per setting, taking turns")
     args = parser.parse_args()
-    avx512 = "avx512f" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else False
+    avx512 = (
+        "avx512f" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else False
+    )
     print(f"CPU has AVX-512: {avx512}; {os.cpu_count()} cores; {args.rounds} rounds")
     runs: dict[str, list[dict[str, float]]] = {"AVX2": [], "DEFAULT": []}
     for _ in range(args.rounds):

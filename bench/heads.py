@@ -85,19 +85,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def ensure_data(work: Path, size: int, limit: int | None) -> Path:
     """The benchmark in APTOS layout at ``size`` px (written once, reused afterwards)."""
+    from retinascreen.data.formats import BENCHMARK_MANIFEST
     from retinascreen.synthetic import write_benchmark
 
     suffix = f"{size}px" + (f"-limit{limit}" if limit else "")
     data = work / f"data-{suffix}"
-    if not (data / "manifest.json").is_file():
+    if not (data / BENCHMARK_MANIFEST).is_file():
         print(f"writing {BENCHMARK} at {size}px to {data} ...", flush=True)
         write_benchmark(BENCHMARK, data, size=size, limit=limit)
     return data
 
 
 def run_one(args: argparse.Namespace, data: Path, head: str, seed: int) -> dict:
-    from retinascreen.config import TrainConfig
-    from retinascreen.training import train
+    from retinascreen.training.config import TrainConfig
+    from retinascreen.training.loop import train
+    from retinascreen.training.run import BEST_MODEL_FILE, METRICS_FILE
 
     out = Path(args.work) / "runs" / f"{head}-s{seed}"
     config = TrainConfig(
@@ -120,20 +122,20 @@ def run_one(args: argparse.Namespace, data: Path, head: str, seed: int) -> dict:
     )
     started = time.perf_counter()
     train(config, log=lambda line: print(f"[{head} s{seed}] {line}", flush=True))
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / METRICS_FILE).read_text())
     return {
         "head": head,
         "seed": seed,
         "qwk": metrics["qwk"],
         "auc": metrics["referable"]["auc"],
         "seconds": time.perf_counter() - started,
-        "model": out / "best.keras",
+        "model": out / BEST_MODEL_FILE,
     }
 
 
 def model_cost(model_path: Path) -> tuple[int, int | None]:
-    from retinascreen.evaluation import load_keras_model
     from retinascreen.models.build import count_flops, count_params
+    from retinascreen.models.engines import load_keras_model
 
     model = load_keras_model(model_path)
     try:
@@ -192,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     data = Path(args.data) if args.data else ensure_data(work, args.size, args.limit)
-    data_name = json.loads((data / "manifest.json").read_text()).get("name", BENCHMARK)
+    from retinascreen.data.formats import BENCHMARK_MANIFEST
+
+    data_name = json.loads((data / BENCHMARK_MANIFEST).read_text()).get("name", BENCHMARK)
     results, costs = [], {}
     for head in heads:
         seeds = range(args.seeds if head in MULTI_SEED_HEADS else 1)

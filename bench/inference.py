@@ -58,7 +58,7 @@ def cpu_peak_gflops() -> tuple[float, str]:
 
 def write_images(folder: Path, n: int, size: int, first_seed: int = 7_000_000) -> list[Path]:
     """Synthetic fundus photos of every grade (JPEG), unseen by the demo model's training."""
-    from retinascreen.images import save_image
+    from retinascreen.data.images import save_image
     from retinascreen.synthetic import generate
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -101,9 +101,9 @@ def bench_model(name, keras_path, paths, calib_dir, check_dir, args) -> None:
     import keras
     import onnxruntime as ort
 
-    from retinascreen.export import export_model
-    from retinascreen.inference import Predictor
     from retinascreen.models.build import count_flops
+    from retinascreen.serving.export import export_model
+    from retinascreen.serving.predictor import Predictor
 
     model = keras.saving.load_model(keras_path, compile=False)
     size = int(model.input_shape[1])
@@ -128,7 +128,7 @@ def bench_model(name, keras_path, paths, calib_dir, check_dir, args) -> None:
     t = timed(lambda: seed_way(model, paths, size), 1)
     rows["(a) seed way"] = (n / t, None, t / n)
     keras_p = Predictor(keras_path, engine="keras")
-    x = np.stack([keras_p.prepare(p)[0] for p in paths])
+    x = np.stack([keras_p.prepare(p).pixels for p in paths])
     t1 = timed(lambda: [keras_p.predict_arrays(x[i : i + 1]) for i in range(n)], 1)
     t16 = timed(lambda: [keras_p.predict_arrays(x[i : i + 16]) for i in range(0, n, 16)], 1)
     tp = timed(lambda: keras_p.predict_batch(paths, batch_size=16), 1)
@@ -210,8 +210,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="mini models only (a smoke run)")
     parser.add_argument("--models", choices=("all", "xception", "demo"), default="all")
     args = parser.parse_args()
-    from retinascreen.inference import DEMO_DIR
     from retinascreen.models.build import build_model
+    from retinascreen.models.engines import DEMO_DIR
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-inference-"))
     paths = write_images(tmp / "images", args.n, 512)

@@ -38,8 +38,8 @@ def free_port() -> int:
 
 def tiny_model(folder: Path) -> Path:
     """A tiny untrained mini_xception at 64 px with a model card (for runs without a demo model)."""
-    from retinascreen.modelcard import ModelCard, write_card
     from retinascreen.models.build import build_model
+    from retinascreen.models.modelcard import ModelCard, write_card
 
     path = folder / "tiny.keras"
     build_model("mini_xception", "wise-srnet", size=64, widths=(8, 16)).save(path)

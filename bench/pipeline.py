@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from retinascreen._backend import ensure_backend
-from retinascreen.datasets import load_dataset
-from retinascreen.fundus import Preprocessing
-from retinascreen.pipeline import cache_crops, make_dataset
+from retinascreen.backend import ensure_backend
+from retinascreen.data.datasets import load_dataset
+from retinascreen.data.fundus import Preprocessing
+from retinascreen.data.pipeline import cache_crops, make_dataset
 
 
 def write_photos(out: Path, n: int, size: int) -> Path:

@@ -6,10 +6,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fundus_drawing import draw_fundus  # noqa: E402
-from retinascreen.fundus import assess_quality, crop_fundus, find_disc  # noqa: E402
+from tests.helpers.drawing import draw_fundus  # noqa: E402
+
+from retinascreen.data.fundus import assess_quality, crop_fundus, find_disc  # noqa: E402
 
 
 def main(repeats: int = 20) -> None:

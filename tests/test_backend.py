@@ -15,12 +15,12 @@ import sys
 
 import pytest
 
-from retinascreen._backend import ONEDNN_ISA_VARIABLE
+from retinascreen.backend import ONEDNN_ISA_VARIABLE
 from retinascreen.models.heads import HEADS
 
 HEATMAPS = """
 import numpy as np
-from retinascreen.explain import explain
+from retinascreen.serving.explain import explain
 from retinascreen.models.build import build_model
 
 x = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32")

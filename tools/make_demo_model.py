@@ -28,10 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from retinascreen import __version__
-    from retinascreen.config import load_config
-    from retinascreen.export import export_model
-    from retinascreen.modelcard import SYNTHETIC_INTENDED_USE, read_card, write_card
-    from retinascreen.training import train
+    from retinascreen.models.modelcard import SYNTHETIC_INTENDED_USE, read_card, write_card
+    from retinascreen.serving.export import export_model
+    from retinascreen.training.config import load_config
+    from retinascreen.training.loop import train
+    from retinascreen.training.run import BEST_MODEL_FILE
 
     run = Path(args.run)
     if not args.skip_training:
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     keras_path = DEMO_DIR / "demo.keras"
-    shutil.copyfile(run / "best.keras", keras_path)
+    shutil.copyfile(run / BEST_MODEL_FILE, keras_path)
     card = read_card(keras_path)
     card.name = "retinascreen-demo"
     card.version = __version__

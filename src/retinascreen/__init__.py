@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from retinascreen._backend import ensure_backend
+from retinascreen.backend import ensure_backend
 
 __version__ = "0.1.0"
 __all__ = ["Predictor", "build_model", "__version__"]
@@ -16,8 +16,8 @@ __all__ = ["Predictor", "build_model", "__version__"]
 ensure_backend()
 
 if TYPE_CHECKING:
-    from retinascreen.inference import Predictor
     from retinascreen.models.build import build_model
+    from retinascreen.serving.predictor import Predictor
 
 
 def __getattr__(name: str) -> Any:
@@ -26,7 +26,7 @@ def __getattr__(name: str) -> Any:
 
         return build_model
     if name == "Predictor":
-        from retinascreen.inference import Predictor
+        from retinascreen.serving.predictor import Predictor
 
         return Predictor
     raise AttributeError(f"module 'retinascreen' has no attribute {name!r}")

@@ -32,7 +32,6 @@ COMMAND_ORDER = (
     "serve",
     "demo",
     "admin",
-    "bench",
 )
 
 

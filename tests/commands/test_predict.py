@@ -10,7 +10,9 @@ import sys
 
 import pytest
 
-from inference_helpers import (
+from retinascreen.cli import main
+from retinascreen.data.images import load_image
+from tests.helpers.models import (
     SIZE,
     make_model,
     save_model,
@@ -18,8 +20,6 @@ from inference_helpers import (
     write_face,
     write_photos,
 )
-from retinascreen.cli import main
-from retinascreen.images import load_image
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,23 @@ def test_json_lines_and_cam_overlays(files, tmp_path, capsys):
     results = [json.loads(line) for line in lines]
     assert [r["path"] for r in results] == [str(p) for p in files["photos"]]
     assert all(len(r["probabilities"]) == 5 and "quality" in r and "model" in r for r in results)
+    from retinascreen.serving.predictor import Predictor
+
+    expected = Predictor(files["model"]).predict(files["photos"][0]).to_dict()
+    assert lines[0] == json.dumps({"path": str(files["photos"][0]), **expected})
+    assert list(results[0]) == [
+        "path",
+        "grade",
+        "label",
+        "probabilities",
+        "referable",
+        "referable_probability",
+        "gradable",
+        "quality",
+        "model",
+        "synthetic",
+        "warning",
+    ]
     for photo in files["photos"]:
         overlay = load_image(cams / f"{photo.stem}_cam.png")
         assert overlay.shape == (SIZE, SIZE, 3)
@@ -81,11 +98,11 @@ def test_every_bad_input_gets_an_error_line_and_the_rest_is_processed(files, tmp
 
 
 def test_model_is_optional_and_run_directories_work(files, tmp_path, capsys, monkeypatch):
-    import retinascreen.inference as inference
+    from retinascreen.models import engines
 
     demo = tmp_path / "demo_model"
     demo.mkdir()
-    monkeypatch.setattr(inference, "DEMO_DIR", demo)
+    monkeypatch.setattr(engines, "DEMO_DIR", demo)
     assert main(["predict", str(files["photos"][0])]) == 2
     assert "demo model is missing" in capsys.readouterr().err
     shutil.copy(files["model"], demo / "demo.keras")

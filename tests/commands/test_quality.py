@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from fundus_drawing import draw_face, draw_fundus
 from retinascreen.cli import main
-from retinascreen.images import load_image, save_image
+from retinascreen.data.images import load_image, save_image
+from tests.helpers.drawing import draw_face, draw_fundus
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from retinascreen.cli import main
-from tiny_fundus import make_tiny_aptos
+from tests.helpers.tiny_fundus import make_tiny_aptos
 
 
 @pytest.fixture(scope="module")

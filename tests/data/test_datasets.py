@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from layout_fixtures import (
+from retinascreen.data.datasets import (
+    FORMATS,
+    Record,
+    describe,
+    load_dataset,
+    read_table,
+    split_dataset,
+)
+from retinascreen.errors import DatasetError
+from tests.helpers.layouts import (
     IDRID_CSV,
     IDRID_IMAGES,
     fundus_image,
@@ -19,15 +28,6 @@ from layout_fixtures import (
     write_idrid,
     write_messidor2,
 )
-from retinascreen.datasets import (
-    FORMATS,
-    Record,
-    describe,
-    load_dataset,
-    read_table,
-    split_dataset,
-)
-from retinascreen.errors import DatasetError
 
 
 def test_formats_are_the_five_of_the_spec():
@@ -67,7 +67,7 @@ def test_eyepacs_patient_is_name_before_eye(tmp_path):
 
 def test_messidor2_excludes_ungradable_rows_and_reports_them(tmp_path, caplog):
     root = write_messidor2(tmp_path, n=8, ungradable=2)
-    with caplog.at_level(logging.INFO, logger="retinascreen.datasets"):
+    with caplog.at_level(logging.INFO, logger="retinascreen.data.datasets"):
         table = read_table(root, "messidor2")
     assert len(table.records) == 8
     assert table.excluded == {"ungradable": 2}

@@ -7,16 +7,16 @@ import time
 import numpy as np
 import pytest
 
-from fundus_drawing import draw_face, draw_fundus, draw_ruler, flat, noise
-from retinascreen.errors import ConfigError
-from retinascreen.fundus import (
+from retinascreen.data.fundus import (
     Disc,
     Preprocessing,
-    Quality,
     assess_quality,
     crop_fundus,
     find_disc,
 )
+from retinascreen.errors import ConfigError
+from retinascreen.result import Quality
+from tests.helpers.drawing import draw_face, draw_fundus, draw_ruler, flat, noise
 
 # --------------------------------------------------------------------------- find_disc
 
@@ -130,7 +130,7 @@ def test_preprocessing_round_trips_through_dict_and_applies():
 @pytest.mark.parametrize("size", [256, 2000])
 def test_well_exposed_fundus_is_gradable(size):
     quality = assess_quality(draw_fundus(size))
-    assert quality == Quality(True, quality.score, [])
+    assert quality == Quality(True, quality.score, ())
     assert quality.score >= 0.5
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from retinascreen.data.images import MAX_PIXELS, load_image, save_image
 from retinascreen.errors import (
     EmptyImageError,
     ImageError,
@@ -20,7 +21,6 @@ from retinascreen.errors import (
     TruncatedImageError,
     UnsupportedFormatError,
 )
-from retinascreen.images import MAX_PIXELS, load_image, save_image
 
 
 def gradient(height: int = 24, width: int = 32) -> np.ndarray:

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from layout_fixtures import write_aptos
-from retinascreen.datasets import Record, load_dataset
-from retinascreen.fundus import Preprocessing
-from retinascreen.pipeline import UnreadableImagesError, cache_crops, make_dataset
+from retinascreen.data.datasets import Record, load_dataset
+from retinascreen.data.fundus import Preprocessing
+from retinascreen.data.pipeline import UnreadableImagesError, cache_crops, make_dataset
+from tests.helpers.layouts import write_aptos
 
 SIZE = 32
 

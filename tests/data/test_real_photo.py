@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from retinascreen.fundus import assess_quality, crop_fundus, find_disc
+from retinascreen.data.fundus import assess_quality, crop_fundus, find_disc
 
 skdata = pytest.importorskip("skimage.data")
 
@@ -26,7 +26,7 @@ def test_real_fundus_photo_is_gradable_at_every_size(retina, size):
     photo = cv2.resize(retina, (size, size), interpolation=cv2.INTER_AREA)
     verdict = assess_quality(photo)
     assert verdict.gradable, verdict.reasons
-    assert verdict.reasons == []
+    assert verdict.reasons == ()
 
 
 def test_real_photo_clipped_top_and_bottom_like_eyepacs_is_found_and_padded(retina):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fundus_drawing import draw_face, draw_fundus
+from tests.helpers.drawing import draw_face, draw_fundus
 
 SIZE = 64
 
@@ -21,7 +21,7 @@ def make_model(seed: int = 0, *, near_ties: list[Path] | None = None, head: str 
     """
     import keras
 
-    from retinascreen.fundus import Preprocessing
+    from retinascreen.data.fundus import Preprocessing
     from retinascreen.models.build import build_model
 
     keras.utils.set_random_seed(seed)
@@ -38,7 +38,7 @@ def make_model(seed: int = 0, *, near_ties: list[Path] | None = None, head: str 
     kernel *= 3.0 / ((f - mean) @ kernel).std()  # logits spread ~3 across photographs
     bias = -(mean @ kernel)
     if near_ties:
-        from retinascreen.images import load_image
+        from retinascreen.data.images import load_image
 
         x = np.stack([pre.apply(load_image(p)) for p in near_ties]).astype(np.float32)
         kernel, bias = _near_tie_dense(np.asarray(features.predict(x, verbose=0)), rng)
@@ -81,7 +81,7 @@ def _near_tie_dense(feats: np.ndarray, rng: np.random.Generator) -> tuple[np.nda
 
 def save_model(model, path: Path, *, synthetic: bool = True, name: str = "tiny") -> Path:
     """Save ``model`` as .keras with a model card inside."""
-    from retinascreen.modelcard import ModelCard, write_card
+    from retinascreen.models.modelcard import ModelCard, write_card
 
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
@@ -100,7 +100,7 @@ def save_model(model, path: Path, *, synthetic: bool = True, name: str = "tiny")
 
 def write_photos(folder: Path, n: int, *, size: int = 96, start_seed: int = 0) -> list[Path]:
     """``n`` fundus-like PNG photographs with varied exposure."""
-    from retinascreen.images import save_image
+    from retinascreen.data.images import save_image
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -121,7 +121,7 @@ def photo_array(seed: int, size: int = 96) -> np.ndarray:
 
 
 def write_face(path: Path, size: int = 96) -> Path:
-    from retinascreen.images import save_image
+    from retinascreen.data.images import save_image
 
     return save_image(path, draw_face(size))
 
@@ -130,7 +130,7 @@ def write_bad_files(folder: Path) -> dict[str, Path]:
     """One file for each bad input of SPEC.md except the non-fundus photo."""
     folder.mkdir(parents=True, exist_ok=True)
     good = draw_fundus(96, seed=3)
-    from retinascreen.images import save_image
+    from retinascreen.data.images import save_image
 
     png = save_image(folder / "tmp_good.png", good).read_bytes()
     (folder / "tmp_good.png").unlink()

@@ -1,6 +1,6 @@
 """Fixtures for the web tests: a real tiny model, real photos, apps on SQLite and PostgreSQL.
 
-Import the fixtures a test file needs by name (``from web_fixtures import web_app, ...``).
+Import the fixtures a test file needs by name (``from tests.helpers.web import web_app, ...``).
 PostgreSQL comes from ``RETINASCREEN_TEST_POSTGRES_URL`` (default: the server .ci/services.sh
 starts); each app gets its own fresh schema. Without a server the PostgreSQL cases are skipped,
 unless ``CI`` is set: then they fail.
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fundus_drawing import draw_face, draw_fundus
+from tests.helpers.drawing import draw_face, draw_fundus
 
 POSTGRES_URL = os.environ.get(
     "RETINASCREEN_TEST_POSTGRES_URL",
@@ -91,8 +91,8 @@ def web_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny untrained mini_xception (64 px) saved as .keras with a synthetic model card."""
     import keras
 
-    from retinascreen.modelcard import ModelCard, write_card
     from retinascreen.models.build import build_model
+    from retinascreen.models.modelcard import ModelCard, write_card
 
     keras.utils.set_random_seed(0)
     model = build_model("mini_xception", "wise-srnet", size=64, widths=(8, 16))
@@ -118,7 +118,7 @@ def web_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def web_predictor(web_model_path: Path) -> Any:
-    from retinascreen.inference import Predictor
+    from retinascreen.serving.predictor import Predictor
 
     return Predictor(web_model_path)
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from retinascreen.metrics import (
+from retinascreen.models.metrics import (
     compute_metrics,
     plot_confusion,
     plot_curves,

@@ -13,13 +13,15 @@ import pytest
 from onnx import TensorProto, helper
 
 from retinascreen import build_model
+from retinascreen.data.fundus import Preprocessing
 from retinascreen.errors import ConfigError, ModelError
-from retinascreen.fundus import Preprocessing
-from retinascreen.modelcard import (
+from retinascreen.models.modelcard import (
     KERAS_ENTRY,
     SYNTHETIC_INTENDED_USE,
     ModelCard,
     file_sha256,
+    find_card,
+    preprocessing_for,
     read_card,
     write_card,
 )
@@ -140,3 +142,27 @@ def test_files_without_a_card_are_model_errors(keras_file, tmp_path):
 
 def test_file_sha256(keras_file):
     assert file_sha256(keras_file) == hashlib.sha256(keras_file.read_bytes()).hexdigest()
+
+
+def test_find_card_is_none_without_a_card_and_strict_with_a_damaged_one(keras_file, tmp_path):
+    assert find_card(keras_file) is None
+    assert find_card(tmp_path) is None  # a run directory without a card or best.keras
+    damaged = tmp_path / "damaged.keras"
+    damaged.write_bytes(keras_file.read_bytes())
+    with zipfile.ZipFile(damaged, "a") as zf:
+        zf.writestr(KERAS_ENTRY, "{not json")
+    with pytest.raises(ModelError, match="damaged.keras.*not valid JSON"):
+        find_card(damaged)
+    (tmp_path / "model_card.json").write_text('{"objective": "bogus"}')
+    with pytest.raises(ModelError, match="model_card.json.*invalid"):
+        find_card(tmp_path)
+
+
+def test_preprocessing_for_takes_the_card_at_the_model_size():
+    assert preprocessing_for(None, 64) == Preprocessing(size=64)
+    card = _card()
+    card.preprocessing = {"size": 299, "ben_graham": True, "clahe": False}
+    assert preprocessing_for(card, 128) == Preprocessing(size=128, ben_graham=True)
+    card.preprocessing = {"size": 128, "sharpen": True}
+    with pytest.raises(ModelError, match="invalid preprocessing"):
+        preprocessing_for(card, 128)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retinascreen import ordinal
-from retinascreen.metrics import quadratic_kappa
+from retinascreen.models import ordinal
+from retinascreen.models.metrics import quadratic_kappa
 
 
 def shifted_case(seed=0, n=400):

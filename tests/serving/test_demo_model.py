@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from retinascreen.fundus import find_disc
-from retinascreen.inference import DEMO_DIR, FUNDUS_LEVEL, Predictor
-from retinascreen.modelcard import read_card
+from retinascreen.data.fundus import find_disc
+from retinascreen.models.engines import DEMO_DIR
+from retinascreen.models.modelcard import read_card
+from retinascreen.serving.predictor import FUNDUS_LEVEL, Predictor
 from retinascreen.synthetic import generate
 
 UNSEEN_SEEDS = range(9_000_000, 9_000_030)
@@ -34,23 +35,23 @@ def test_demo_model_ships_as_keras_and_onnx_and_says_it_is_synthetic(predictor):
         assert "synthetic" in card.training_data.lower()
         assert (card.backbone, card.head) == ("mini_xception", "wise-srnet")
     result = predictor.predict(generate(1, 0, size=256).image)
-    assert result["model"]["name"] == "retinascreen-demo"
-    assert result["model"]["sha256"]
+    assert result.model.name == "retinascreen-demo"
+    assert result.model.sha256
 
 
 def test_demo_model_grades_unseen_synthetic_photos_far_better_than_chance(predictor):
     samples = [generate(seed, seed % 5, size=384) for seed in UNSEEN_SEEDS]
     results = predictor.predict_batch([s.image for s in samples])
     truth = [s.grade for s in samples]
-    graded = [r["grade"] for r in results]
+    graded = [r.grade for r in results]
     qwk = cohen_kappa_score(truth, graded, weights="quadratic")
     assert qwk > 0.6, (truth, graded)
-    referable = np.mean([r["referable"] == (t >= 2) for r, t in zip(results, truth, strict=True)])
+    referable = np.mean([r.referable == (t >= 2) for r, t in zip(results, truth, strict=True)])
     assert referable >= 0.8
 
 
 def _crop_like_the_model(image: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
-    from retinascreen.fundus import crop_fundus
+    from retinascreen.data.fundus import crop_fundus
 
     disc = find_disc(image)
     layers = np.repeat(mask.astype(np.uint8)[..., None] * 255, 3, axis=2)
@@ -62,7 +63,7 @@ def test_demo_model_heat_map_falls_on_the_lesions(predictor):
 
     Measured on these seeds: median about 3x chance (each photo between 1.6x and 10x).
     """
-    from retinascreen.explain import grad_cam
+    from retinascreen.serving.explain import grad_cam
 
     model = predictor._cam_model()
     size = predictor.input_size
@@ -85,7 +86,7 @@ def test_demo_model_heat_map_falls_on_the_lesions(predictor):
 
 
 def test_demo_model_heat_map_overlay_is_cleared_outside_the_fundus(predictor):
-    from retinascreen.explain import overlay
+    from retinascreen.serving.explain import overlay
 
     sample = generate(UNSEEN_SEEDS[0], 3, size=512)
     x = predictor.preprocess(sample.image)
@@ -99,11 +100,11 @@ def test_demo_model_heat_map_overlay_is_cleared_outside_the_fundus(predictor):
 
 def test_demo_model_heat_map_stays_cool_on_a_healthy_real_photo(predictor):
     """On a real healthy retina the model finds no referable evidence, and the map shows none."""
-    from retinascreen.explain import overlay
+    from retinascreen.serving.explain import overlay
 
     skdata = pytest.importorskip("skimage.data")
     photo = skdata.retina()
-    assert predictor.predict(photo)["referable"] is False
+    assert predictor.predict(photo).referable is False
     x = predictor.preprocess(photo)
     cold = overlay(x, np.zeros(x.shape[:2], np.float32))
     assert np.abs(predictor.heatmap(photo).astype(int) - cold).max() < 20

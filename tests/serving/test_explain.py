@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from retinascreen.explain import find_feature_layer, grad_cam, overlay
 from retinascreen.models.build import build_model
+from retinascreen.serving.explain import find_feature_layer, grad_cam, overlay
 
 SIZE = 64
 

@@ -9,12 +9,12 @@ import numpy as np
 import onnx
 import pytest
 
-from inference_helpers import make_model, save_model, write_photos
 from retinascreen.cli import main
 from retinascreen.errors import ConfigError, ExportAgreementError
-from retinascreen.export import EXPORT_METADATA_KEY, export_model
-from retinascreen.inference import Predictor
-from retinascreen.modelcard import read_card
+from retinascreen.models.modelcard import read_card
+from retinascreen.serving.export import EXPORT_METADATA_KEY, export_model
+from retinascreen.serving.predictor import Predictor
+from tests.helpers.models import make_model, save_model, write_photos
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +45,9 @@ def test_fp32_export_matches_keras_and_carries_the_card(setup, tmp_path):
     assert card.name == "tiny" and card.synthetic is True
     assert json.loads(_metadata(out)[EXPORT_METADATA_KEY])["precision"] == "fp32"
     keras_probs = [
-        r["probabilities"] for r in Predictor(setup["good"]).predict_batch(setup["photos"][:5])
+        r.probabilities for r in Predictor(setup["good"]).predict_batch(setup["photos"][:5])
     ]
-    onnx_probs = [r["probabilities"] for r in Predictor(out).predict_batch(setup["photos"][:5])]
+    onnx_probs = [r.probabilities for r in Predictor(out).predict_batch(setup["photos"][:5])]
     assert np.abs(np.array(keras_probs) - np.array(onnx_probs)).max() < 1e-4
 
 
@@ -81,8 +81,8 @@ def test_int8_export_from_the_cli_reports_the_measured_agreement(setup, tmp_path
     assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
     # The reported figure is what a user gets: the int8 file's grades vs the Keras model's.
     held = setup["photos"][4::5]
-    int8_grades = [r["grade"] for r in Predictor(out).predict_batch(held)]
-    keras_grades = [r["grade"] for r in Predictor(setup["good"]).predict_batch(held)]
+    int8_grades = [r.grade for r in Predictor(out).predict_batch(held)]
+    keras_grades = [r.grade for r in Predictor(setup["good"]).predict_batch(held)]
     agreement = np.mean(np.array(int8_grades) == np.array(keras_grades))
     assert float(reported.group(1)) == pytest.approx(100 * agreement, abs=0.05)
     assert info["grade_agreement"] == pytest.approx(agreement)

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from inference_helpers import make_model, save_model, write_bad_files, write_face, write_photos
 from retinascreen.cli import main
-from retinascreen.screening import COLUMNS, patient_and_eye, screen
+from retinascreen.serving.screening import COLUMNS, patient_and_eye, screen
+from tests.helpers.models import make_model, save_model, write_bad_files, write_face, write_photos
 
 
 @pytest.fixture(scope="module")

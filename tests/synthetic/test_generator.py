@@ -167,7 +167,7 @@ def test_acquisition_and_eye_do_not_depend_on_the_grade():
 
 # ----------------------------------------------------------------------------- ungradable
 def test_ungradable_photos_fail_the_quality_gate_and_normal_ones_pass():
-    from retinascreen.fundus import assess_quality
+    from retinascreen.data.fundus import assess_quality
 
     for seed in (1, 2):
         assert assess_quality(generate(seed, size=384).image).gradable
@@ -215,7 +215,7 @@ def _written_images(root: Path) -> list[Path]:
 
 
 def test_every_layout_is_written_as_designed_and_reads_back(tmp_path):
-    from retinascreen.datasets import load_dataset
+    from retinascreen.data.datasets import load_dataset
 
     n = 6
     expect = {
@@ -268,7 +268,7 @@ def test_every_layout_is_written_as_designed_and_reads_back(tmp_path):
     ],
 )
 def test_folders_layout_uses_kaggle_or_numeric_names(tmp_path, names, folders):
-    from retinascreen.datasets import load_dataset
+    from retinascreen.data.datasets import load_dataset
 
     out = write_dataset(
         tmp_path,
@@ -286,7 +286,7 @@ def test_folders_layout_uses_kaggle_or_numeric_names(tmp_path, names, folders):
 
 
 def test_messidor2_marks_ungradable_rows_and_the_reader_excludes_them(tmp_path):
-    from retinascreen.datasets import load_dataset
+    from retinascreen.data.datasets import load_dataset
 
     out = write_dataset(tmp_path, 8, size=64, seed=2, layout="messidor2", ungradable=0.5, workers=1)
     _, rows = read_csv(out / "messidor_data.csv")

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from retinascreen.config import TrainConfig, load_config, to_toml, write_config
 from retinascreen.errors import ConfigError, DatasetError
-from tiny_fundus import make_tiny_aptos
+from retinascreen.training.config import TrainConfig, load_config, to_toml, write_config
+from tests.helpers.tiny_fundus import make_tiny_aptos
 
 RUN_FILES = (
     "best.keras",
@@ -66,7 +66,7 @@ def test_config_toml_round_trip(tmp_path):
 
 
 def test_bad_data_is_reported_before_any_training(tmp_path, data):
-    from retinascreen.training import train
+    from retinascreen.training.loop import train
 
     broken = make_tiny_aptos(tmp_path / "broken", n=10)
     (broken / "train_images" / "img003.png").unlink()
@@ -78,7 +78,7 @@ def test_bad_data_is_reported_before_any_training(tmp_path, data):
 def test_interrupted_training_resumes_where_it_stopped(tmp_path, data):
     import keras
 
-    from retinascreen.training import train
+    from retinascreen.training.loop import train
 
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -107,7 +107,7 @@ def test_interrupted_training_resumes_where_it_stopped(tmp_path, data):
     card = json.loads((run / "model_card.json").read_text())
     assert card["backbone"] == "mini_xception" and card["head"] == "wise-srnet"
     assert card["metrics"]["qwk"] == metrics["qwk"]
-    from retinascreen.modelcard import read_card
+    from retinascreen.models.modelcard import read_card
 
     assert read_card(run / "best.keras").head == "wise-srnet"
 
@@ -115,8 +115,8 @@ def test_interrupted_training_resumes_where_it_stopped(tmp_path, data):
 def test_ordinal_fine_tuning_keeps_batchnorm_frozen_and_saves_probabilities(tmp_path, data):
     import keras
 
-    from retinascreen.evaluation import load_keras_model
-    from retinascreen.training import train
+    from retinascreen.models.engines import load_keras_model
+    from retinascreen.training.loop import train
 
     start = train(tiny_config(data, tmp_path / "start"))
     run = tmp_path / "ordinal"
@@ -154,7 +154,7 @@ def test_ordinal_fine_tuning_keeps_batchnorm_frozen_and_saves_probabilities(tmp_
 
 
 def test_mirrored_strategy_trains_on_cpu(tmp_path, data):
-    from retinascreen.training import train
+    from retinascreen.training.loop import train
 
     run = train(tiny_config(data, tmp_path / "mirrored", distribute="mirrored", size=32))
     assert history_epochs(run) == [0]
@@ -164,7 +164,7 @@ def test_mirrored_strategy_trains_on_cpu(tmp_path, data):
 def test_mixed_precision_model_outputs_float32():
     import keras
 
-    from retinascreen.training import _build
+    from retinascreen.training.loop import _build
 
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy("mixed_float16")
@@ -187,7 +187,7 @@ def test_mixed_precision_model_outputs_float32():
 
 
 def test_model_card_calls_synthetic_data_synthetic(tmp_path):
-    from retinascreen.training import describe_training_data
+    from retinascreen.training.data import describe_training_data
 
     (tmp_path / "manifest.json").write_text(
         json.dumps({"name": "synthetic-dr-v1", "generator": "retinascreen.synthetic"})

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from retinascreen.grading import LABELS
 from retinascreen.web.models import ApiToken, Screening
-from web_fixtures import (
+from tests.helpers.web import (
     api_token,
     api_upload,
     bad_inputs,
@@ -20,8 +20,6 @@ from web_fixtures import (
     register,
     stored_files,
 )
-
-pytest_plugins = ["web_fixtures"]
 
 RESULT_KEYS = {
     "grade",

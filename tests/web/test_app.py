@@ -9,8 +9,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from retinascreen.result import SYNTHETIC_WARNING, Prediction
 from retinascreen.web.models import AuditEvent, Screening, User
-from web_fixtures import (
+from tests.helpers.web import (
     PASSWORD,
     bad_inputs,
     dark_fundus_png,
@@ -24,9 +25,7 @@ from web_fixtures import (
     upload,
 )
 
-pytest_plugins = ["web_fixtures"]  # the fixtures: web_predictor, web_app, db_app, ...
-
-WARNING = "Demo model trained on synthetic images — not for clinical use"
+WARNING = "Model trained on synthetic data only: not for clinical use"
 
 
 def rows(app, model=Screening):
@@ -164,7 +163,7 @@ def test_upload_shows_result_photo_heatmap_history_and_report(web_app):
     for text in (
         result["label"],
         "PAT-001",
-        "Demo model trained on synthetic images",
+        WARNING,
         "tiny-web-test",
         stored.model_sha256,
         "mini_xception",
@@ -173,8 +172,44 @@ def test_upload_shows_result_photo_heatmap_history_and_report(web_app):
         assert text.encode() in report.data, text
 
 
+def test_stored_result_is_the_predictors_json_and_one_preprocessing_pass(
+    web_app, web_predictor, monkeypatch
+):
+    calls = []
+    preprocess = web_predictor.preprocess
+
+    def counting(rgb):
+        calls.append(rgb.shape)
+        return preprocess(rgb)
+
+    monkeypatch.setattr(web_predictor, "preprocess", counting)
+    client = signed_in(web_app)
+    sid = screening_id(upload(client, fundus_png(3), "photo.png"))
+    assert len(calls) == 1  # graded and heat-mapped from one crop
+    stored = rows(web_app)[0]
+    assert stored.id == sid and stored.heatmap_name
+    monkeypatch.undo()
+    expected = web_predictor.predict(_png_array(fundus_png(3)))
+    result = stored.result
+    card = result.pop("model_card")
+    assert result == expected.to_dict() and card["backbone"] == "mini_xception"
+    assert result["warning"] == SYNTHETIC_WARNING
+    assert stored.prediction == expected and isinstance(stored.prediction, Prediction)
+    assert (stored.grade, stored.gradable, stored.model_name) == (
+        expected.grade,
+        expected.gradable,
+        expected.model.name,
+    )
+
+
+def _png_array(data):
+    from retinascreen.data.images import load_image
+
+    return load_image(data)
+
+
 def test_jpeg_upload_keeps_jpeg(web_app):
-    from fundus_drawing import draw_fundus
+    from tests.helpers.drawing import draw_fundus
 
     client = signed_in(web_app)
     data = jpeg(draw_fundus(96, seed=2))

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from web_fixtures import PASSWORD, dark_fundus_png, face_png, fundus_png, make_app
+from tests.helpers.web import PASSWORD, dark_fundus_png, face_png, fundus_png, make_app
 
-pytest_plugins = ["web_fixtures"]
 pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("RETINASCREEN_CHROMIUM", "/usr/bin/chromium")
-OUT = Path(__file__).resolve().parent.parent / "test-output"
+OUT = Path(__file__).resolve().parents[2] / "test-output"
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -80,7 +79,7 @@ def test_register_upload_result_history_report(server, page, tmp_path):
     page.screenshot(path=OUT / "02-register.png", full_page=True)
     page.get_by_role("button", name="Create account").click()
     expect(page).to_have_url(re.compile(r"/screenings/new$"))
-    expect(page.get_by_role("alert").first).to_contain_text("synthetic images")
+    expect(page.get_by_role("alert").first).to_contain_text("synthetic data")
 
     page.get_by_label("Fundus photograph").set_input_files(str(photo))
     expect(page.locator("[data-file-name]")).to_contain_text("right-eye.png")
@@ -91,7 +90,7 @@ def test_register_upload_result_history_report(server, page, tmp_path):
     expect(page).to_have_url(re.compile(r"/screenings/\d+$"))
     expect(page.locator("[data-verdict]")).to_be_visible()
     expect(
-        page.get_by_text("Demo model trained on synthetic images — not for clinical use")
+        page.get_by_text("Model trained on synthetic data only: not for clinical use")
     ).to_be_visible()
     expect(page.locator("svg.bar")).to_have_count(5)
     assert page.locator("img.photo").evaluate("img => img.naturalWidth") > 0

@@ -16,11 +16,9 @@ import urllib.request
 
 import pytest
 
-from retinascreen import inference
 from retinascreen.cli import main
-from web_fixtures import PASSWORD, fundus_png, login, make_app
-
-pytest_plugins = ["web_fixtures"]
+from retinascreen.models import engines as inference
+from tests.helpers.web import PASSWORD, fundus_png, login, make_app
 
 
 def admin_create(monkeypatch, instance, username, password=PASSWORD):

@@ -7,7 +7,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from retinascreen.web import dispose
-from web_fixtures import (
+from tests.helpers.web import (
     api_token,
     api_upload,
     bearer,
@@ -18,8 +18,6 @@ from web_fixtures import (
     stored_files,
     upload,
 )
-
-pytest_plugins = ["web_fixtures"]
 
 
 def test_schema_comes_from_the_alembic_migration(db_app):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from retinascreen.data.images import SUPPORTED_SUFFIXES
 from retinascreen.errors import RetinascreenError
-from retinascreen.images import SUPPORTED_SUFFIXES
 
 
 def expand_images(arguments: Iterable[str]) -> list[Path]:

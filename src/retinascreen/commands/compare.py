@@ -57,7 +57,7 @@ def run_row(run_dir: str | Path) -> dict[str, str]:
     if (run / "model_card.json").is_file():
         info = json.loads((run / "model_card.json").read_text(encoding="utf-8"))
     elif (run / "config.toml").is_file():
-        from retinascreen.config import load_config
+        from retinascreen.training.config import load_config
 
         config = load_config(run / "config.toml")
         info = {

@@ -10,6 +10,7 @@ import urllib.request
 from typing import Any
 
 from retinascreen.commands.serve import add_server_arguments
+from retinascreen.result import SYNTHETIC_WARNING
 
 EPILOG = """examples:
   retinascreen demo                    # open the printed URL, sign in with the printed account
@@ -17,11 +18,11 @@ EPILOG = """examples:
   retinascreen demo --check            # start, grade one synthetic photo, fetch /healthz, exit
 """
 
-ABOUT = """\
+ABOUT = f"""\
 retinascreen grades colour fundus photographs for diabetic retinopathy on the ICDR scale
 (0 No DR .. 4 Proliferative DR), flags referable disease (grade >= 2), rejects photos too poor
 to grade, and shows a heat map of what drove each grade.
-WARNING: Demo model trained on synthetic images — not for clinical use."""
+WARNING: the demo {SYNTHETIC_WARNING}."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

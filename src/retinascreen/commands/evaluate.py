@@ -15,6 +15,9 @@ Writes metrics.json, confusion.png and roc.png to --out (default: eval-<split> b
 
 
 def register(subparsers: Any) -> None:
+    from retinascreen.data.datasets import EVALUATION_SPLITS
+    from retinascreen.data.formats import FORMATS
+
     p = subparsers.add_parser(
         "evaluate",
         help="QWK, accuracy, per-grade and referable-DR metrics of a model on a data set",
@@ -27,13 +30,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("model", metavar="MODEL", help=".keras, .onnx or a training run directory")
     p.add_argument("--data", required=True, metavar="PATH", help="data set folder")
-    p.add_argument(
-        "--format", required=True, choices=("aptos", "eyepacs", "messidor2", "idrid", "folders")
-    )
+    p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument(
         "--split",
         default="test",
-        choices=("test", "val", "train", "all"),
+        choices=EVALUATION_SPLITS,
         help="which images to evaluate on (default test)",
     )
     p.add_argument("--out", metavar="DIR", help="output folder")
@@ -50,8 +51,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retinascreen.evaluate_model import evaluate_model
-    from retinascreen.evaluation import summary
+    from retinascreen.training.evaluation import evaluate_model, summary
 
     metrics, out = evaluate_model(
         args.model,

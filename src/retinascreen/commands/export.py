@@ -16,6 +16,8 @@ image, or --check DIR) and refuses, writing nothing, below --min-agreement (98 %
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from retinascreen.serving.export import FORMATS as EXPORT_FORMATS
+
     parser = subparsers.add_parser(
         "export",
         help="export a model to ONNX (fp32 or int8) for fast CPU inference",
@@ -24,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", metavar="MODEL", help=".keras file or training run directory")
-    parser.add_argument("--format", dest="fmt", choices=("onnx",), default="onnx")
+    parser.add_argument("--format", dest="fmt", choices=EXPORT_FORMATS, default="onnx")
     parser.add_argument("--int8", action="store_true", help="static int8 quantisation")
     parser.add_argument("--calibration", type=Path, metavar="DIR", help="calibration photographs")
     parser.add_argument(
@@ -43,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retinascreen.export import export_model
+    from retinascreen.serving.export import export_model
 
     report = export_model(
         args.model,

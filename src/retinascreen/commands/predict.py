@@ -6,6 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from retinascreen.models.engines import MODEL_ENGINES
+
+if TYPE_CHECKING:
+    from retinascreen.result import Prediction, PreparedImage
+    from retinascreen.serving.predictor import Predictor
 
 EPILOG = """examples:
   retinascreen predict eye1.png eye2.jpg                  # the bundled demo model
@@ -39,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--engine",
-        choices=("auto", "keras", "onnx"),
+        choices=MODEL_ENGINES,
         default="auto",
         help="run the model with Keras or ONNX Runtime (default: ONNX when available)",
     )
@@ -48,41 +55,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def is_model_argument(arg: str) -> bool:
     """Whether a positional argument names a model rather than an image."""
-    path = Path(arg)
-    if path.suffix.lower() in (".keras", ".onnx"):
-        return True
-    return path.is_dir() and any(
-        (path / name).is_file() for name in ("best.keras", "model.onnx", "model.keras")
-    )
+    from retinascreen.models.engines import MODEL_SUFFIXES, is_run_directory
+
+    return Path(arg).suffix.lower() in MODEL_SUFFIXES or is_run_directory(arg)
 
 
-def format_human(path: str, result: dict, top: int) -> str:
+def format_human(path: str, result: Prediction, top: int) -> str:
     """The classify_image.py-style text block for one result."""
     from retinascreen.grading import label
 
+    probs = result.probabilities
     lines = [path]
-    ranked = sorted(range(len(result["probabilities"])), key=lambda g: -result["probabilities"][g])
+    ranked = sorted(range(len(probs)), key=lambda g: -probs[g])
     for rank, grade in enumerate(ranked[: max(1, top)], start=1):
-        lines.append(
-            f"  {rank}. grade {grade} {label(grade)}: {result['probabilities'][grade]:.2%}"
-        )
-    ref = "yes" if result["referable"] else "no"
-    lines.append(f"  referable: {ref} (p={result['referable_probability']:.2f})")
-    q = result["quality"]
-    if result["gradable"]:
-        lines.append(f"  quality: gradable (score {q['score']:.2f})")
+        lines.append(f"  {rank}. grade {grade} {label(grade)}: {probs[grade]:.2%}")
+    ref = "yes" if result.referable else "no"
+    lines.append(f"  referable: {ref} (p={result.referable_probability:.2f})")
+    q = result.quality
+    if result.gradable:
+        lines.append(f"  quality: gradable (score {q.score:.2f})")
     else:
         lines.append(
-            f"  quality: UNGRADABLE - retake the photograph ({', '.join(q['reasons'])}; score {q['score']:.2f})"
+            "  quality: UNGRADABLE - retake the photograph "
+            f"({', '.join(q.reasons)}; score {q.score:.2f})"
         )
-    if result.get("warning"):
-        lines.append(f"  warning: {result['warning']}")
+    if result.warning:
+        lines.append(f"  warning: {result.warning}")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     from retinascreen.errors import RetinascreenError
-    from retinascreen.inference import Predictor
+    from retinascreen.serving.predictor import Predictor
 
     paths = list(args.paths)
     model = paths.pop(0) if is_model_argument(paths[0]) else None
@@ -96,9 +100,10 @@ def run(args: argparse.Namespace) -> int:
     failures = 0
     for path in paths:
         try:
-            result = predictor.predict(path)
+            prepared = predictor.prepare(path)
+            result = predictor.predict_prepared(prepared)
             if args.cam:
-                _write_cam(predictor, path, args.cam)
+                _write_cam(predictor, prepared, Path(path), args.cam)
         except RetinascreenError as exc:
             failures += 1
             message = str(exc)
@@ -106,15 +111,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {message}" if named else f"error: {path}: {message}", file=sys.stderr)
             continue
         if args.json:
-            print(json.dumps({"path": path, **result}), flush=True)
+            print(json.dumps({"path": path, **result.to_dict()}), flush=True)
         else:
             print(format_human(path, result, args.top), flush=True)
     return 2 if failures else 0
 
 
-def _write_cam(predictor, path: str, folder: Path) -> Path:  # noqa: ANN001
-    from retinascreen.images import save_image
+def _write_cam(predictor: Predictor, prepared: PreparedImage, path: Path, folder: Path) -> Path:
+    from retinascreen.data.images import save_image
 
-    out = folder / f"{Path(path).stem}_cam.png"
-    save_image(out, predictor.heatmap(path))
+    out = folder / f"{path.stem}_cam.png"
+    save_image(out, predictor.heatmap(prepared))
     return out

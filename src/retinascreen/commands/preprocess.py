@@ -43,8 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retinascreen.fundus import Preprocessing, find_disc
-    from retinascreen.images import load_image, save_image
+    from retinascreen.data.fundus import Preprocessing, find_disc
+    from retinascreen.data.images import load_image, save_image
 
     if args.size < 8 or args.size > 8192:
         raise ConfigError(f"--size must be between 8 and 8192 pixels, got {args.size}")

@@ -33,8 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retinascreen.fundus import REASON_NO_DISC, assess_quality
-    from retinascreen.images import load_image
+    from retinascreen.data.fundus import REASON_NO_DISC, assess_quality
+    from retinascreen.data.images import load_image
 
     def judge(path: Path) -> None:
         verdict = assess_quality(load_image(path))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from retinascreen.serving.screening import SCREENING_ENGINES
+
 EPILOG = """examples:
   retinascreen screen clinic_photos/ --out results.csv
   retinascreen screen clinic_photos/ --model runs/xception --out results.csv --resume
@@ -32,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model", metavar="MODEL", help=".keras, .onnx or run directory (default: demo)"
     )
     parser.add_argument("--out", type=Path, required=True, metavar="CSV")
-    parser.add_argument("--engine", choices=("local", "ray"), default="local")
+    parser.add_argument("--engine", choices=SCREENING_ENGINES, default="local")
     parser.add_argument("--resume", action="store_true", help="skip images already in the CSV")
     parser.add_argument("--batch-size", type=int, default=16, metavar="N")
     parser.add_argument(
@@ -45,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retinascreen.screening import screen
+    from retinascreen.serving.screening import screen
 
     summary = screen(
         args.folder,

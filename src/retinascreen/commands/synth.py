@@ -18,7 +18,8 @@ compression vary independently of the grade. Masks go to OUT/masks/<id>_<lesion>
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from retinascreen.synthetic import BENCHMARKS, LAYOUTS
+    from retinascreen.data.formats import FORMATS
+    from retinascreen.synthetic import BENCHMARKS
 
     parser = subparsers.add_parser(
         "synth",
@@ -35,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
-        "--layout", choices=LAYOUTS, default="aptos", help="data-set layout (default aptos)"
+        "--layout", choices=FORMATS, default="aptos", help="data-set layout (default aptos)"
     )
     parser.add_argument(
         "--folder-names",
@@ -63,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from retinascreen.data.formats import BENCHMARK_MANIFEST, SYNTHETIC_MANIFEST
     from retinascreen.grading import LABELS
     from retinascreen.synthetic import write_benchmark, write_dataset
 
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         out = write_benchmark(
             args.benchmark, args.out, size=args.size, limit=args.limit, workers=args.workers
         )
-        manifest = json.loads((out / "manifest.json").read_text())
+        manifest = json.loads((out / BENCHMARK_MANIFEST).read_text())
         print(
             f"wrote benchmark {manifest['name']} to {out} (aptos layout, {manifest['size']} px, "
             f"split column in train.csv)"
@@ -99,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         folder_names=args.folder_names,
         workers=args.workers,
     )
-    manifest = json.loads((out / "synthetic.json").read_text())
+    manifest = json.loads((out / SYNTHETIC_MANIFEST).read_text())
     print(
         f"wrote {args.n} synthetic images to {out} ({args.layout} layout, {manifest['size']} px, seed {args.seed})"
     )

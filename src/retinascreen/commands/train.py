@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from retinascreen.training.config import TrainConfig
 
 EPILOG = """examples:
   retinascreen synth data/synth --n 300 --size 256
@@ -50,7 +53,8 @@ _FLAGS = (
 
 
 def register(subparsers: Any) -> None:
-    from retinascreen.config import OBJECTIVES, REGRESSION_LOSSES, STRATEGIES
+    from retinascreen.data.formats import FORMATS
+    from retinascreen.training.config import OBJECTIVES, REGRESSION_LOSSES, STRATEGIES
 
     p = subparsers.add_parser(
         "train",
@@ -67,7 +71,7 @@ def register(subparsers: Any) -> None:
     add("--data", metavar="PATH", help="data set folder (or CSV for idrid)")
     add(
         "--format",
-        choices=("aptos", "eyepacs", "messidor2", "idrid", "folders"),
+        choices=FORMATS,
         help="data set layout (default aptos)",
     )
     add("--out", metavar="RUN_DIR", help="run directory to write (required)")
@@ -133,9 +137,9 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig of ``--config`` (if any) with the given flags applied on top."""
-    from retinascreen.config import TrainConfig, from_dict, load_config
+    from retinascreen.training.config import TrainConfig, from_dict, load_config
 
     base = load_config(args.config) if args.config else TrainConfig()
     given = {name: getattr(args, name) for name in _FLAGS if getattr(args, name, None) is not None}
@@ -143,7 +147,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from retinascreen.training import train
+    from retinascreen.training.loop import train
 
     config = config_from_args(args)
     train(config, overwrite=args.overwrite)

@@ -1,9 +1,10 @@
 """Read the published DR data-set layouts into one table of :class:`Record` and split it.
 
-Five layouts (SPEC.md "Data set formats", docs/design.md "Data-set layouts"): ``aptos``,
-``eyepacs``, ``messidor2``, ``idrid`` and ``folders``. Every problem found while reading (missing
-files, unknown labels) is gathered and raised as one :class:`DatasetError` before any training
-starts, with counts and the first few names.
+Five layouts, defined in :mod:`retinascreen.data.formats` (SPEC.md "Data set formats",
+docs/design.md "Data-set layouts"): ``aptos``, ``eyepacs``, ``messidor2``, ``idrid`` and
+``folders``. Every problem found while reading (missing files, unknown labels) is gathered and
+raised as one :class:`DatasetError` before any training starts, with counts and the first few
+names.
 """
 
 from __future__ import annotations
@@ -14,34 +15,35 @@ import math
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from retinascreen.data.formats import (
+    APTOS,
+    EYE_COLUMN,
+    EYEPACS,
+    FOLDERS,
+    FORMATS,
+    IDRID,
+    IDRID_ROOT,
+    KAGGLE_FOLDER_NAMES,
+    MESSIDOR2,
+    PATIENT_COLUMN,
+    SPLIT_COLUMN,
+    DatasetFormat,
+)
+from retinascreen.data.images import SUPPORTED_SUFFIXES
 from retinascreen.errors import DatasetError
 from retinascreen.grading import GRADES, LABELS
 
 log = logging.getLogger(__name__)
 
-FORMATS: tuple[str, ...] = ("aptos", "eyepacs", "messidor2", "idrid", "folders")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-IMAGE_SUFFIXES: tuple[str, ...] = (
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".tif",
-    ".tiff",
-    ".bmp",
-    ".webp",
-    ".dcm",
-    ".dicom",
-)
+ALL_IMAGES = "all"  # not a split: every image of the data set (an external test set)
+EVALUATION_SPLITS: tuple[str, ...] = (*SPLITS, ALL_IMAGES)
 FOLDER_GRADE_NAMES: dict[str, int] = {
-    "no_dr": 0,
-    "mild": 1,
-    "moderate": 2,
-    "severe": 3,
-    "proliferate_dr": 4,
+    **{name.lower(): grade for grade, name in enumerate(KAGGLE_FOLDER_NAMES)},
     "proliferative_dr": 4,
 }
 _SPLIT_ALIASES = {
@@ -167,7 +169,7 @@ class _FileIndex:
                 continue
             files = folder.rglob("*") if recursive else folder.iterdir()
             for f in sorted(files):
-                if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
+                if f.suffix.lower() in SUPPORTED_SUFFIXES and f.is_file():
                     self.by_name[f.name.lower()].append(f)
                     self.by_stem[f.stem.lower()].append(f)
 
@@ -192,18 +194,24 @@ class _FileIndex:
         return candidates[0]
 
 
-def _resolve_csv(path: Path, default_names: Sequence[str], fmt: str, layout: str) -> Path:
-    """``path`` is the CSV itself or the data-set root holding one of ``default_names``."""
+def _resolve_csv(path: Path, fmt: DatasetFormat) -> Path:
+    """``path`` is the CSV itself or the data-set root holding one of ``fmt``'s CSV names."""
     if path.is_file():
         return path
-    for name in default_names:
+    for name in fmt.csv_names:
         candidate = path / name
         if candidate.is_file():
             return candidate
     raise DatasetError(
-        f"no {' or '.join(default_names)} in {path} (the {fmt} layout is {layout}; "
+        f"no {' or '.join(fmt.csv_names)} in {path} (the {fmt.name} layout is {fmt.layout}; "
         "--data may be the data-set folder or the CSV file)"
     )
+
+
+def _key(column: str | None) -> str:
+    """The normalised header of a format's column (see :func:`_read_csv`)."""
+    assert column is not None, "a CSV layout names its id and grade columns"
+    return _norm_header(column)
 
 
 class _Problems:
@@ -242,11 +250,8 @@ def _records_from_rows(
     csv_path: Path,
     rows: list[dict[str, str]],
     index: _FileIndex,
+    fmt: DatasetFormat,
     *,
-    name_column: str,
-    grade_column: str,
-    suffixes: Sequence[str],
-    listed_suffix: str = "",
     prefer: str | None = None,
 ) -> list[Record]:
     """The records of a label CSV's rows; missing files and unknown labels raised together.
@@ -254,6 +259,7 @@ def _records_from_rows(
     Patient and eye come from ``patient_id``/``eye`` columns when present, else from the image
     name (``<patient>_left``); a ``split`` column pre-assigns the split.
     """
+    name_column, grade_column = _key(fmt.id_column), _key(fmt.grade_column)
     problems = _Problems(csv_path.name, len(rows))
     records = []
     for i, row in enumerate(rows, start=2):
@@ -261,9 +267,9 @@ def _records_from_rows(
         if not name:
             continue
         grade = _parse_grade(row.get(grade_column))
-        file = index.find(name, suffixes, prefer=prefer)
+        file = index.find(name, fmt.read_suffixes, prefer=prefer)
         if file is None:
-            problems.missing.append(f"{name}{listed_suffix}")
+            problems.missing.append(f"{name}{fmt.image_suffix}")
         if grade is None:
             problems.unknown.append(f"{name} (line {i}: {row.get(grade_column, '')!r})")
         if file is None or grade is None:
@@ -273,9 +279,9 @@ def _records_from_rows(
             Record(
                 path=file,
                 grade=grade,
-                patient=row.get("patient_id") or patient,
-                eye=_parse_eye(row.get("eye")) or eye,
-                split=_parse_split(row.get("split"), f"{csv_path.name} line {i}"),
+                patient=row.get(PATIENT_COLUMN) or patient,
+                eye=_parse_eye(row.get(EYE_COLUMN)) or eye,
+                split=_parse_split(row.get(SPLIT_COLUMN), f"{csv_path.name} line {i}"),
             )
         )
     problems.raise_if_any()
@@ -285,102 +291,72 @@ def _records_from_rows(
 # --------------------------------------------------------------------------- readers
 
 
-def _read_aptos(path: Path) -> DatasetTable:
-    csv_path = _resolve_csv(
-        path, ("train.csv",), "aptos", "train.csv (id_code,diagnosis) + train_images/<id_code>.png"
-    )
-    root = csv_path.parent
+def _read_labels(csv_path: Path, fmt: DatasetFormat) -> list[dict[str, str]]:
+    """The rows of ``fmt``'s label CSV, which must have its id and grade columns."""
     rows, headers = _read_csv(csv_path)
-    _require_columns(csv_path, headers, "id_code", "diagnosis")
-    folders = [root / f"{csv_path.stem}_images", root / "train_images", root]
-    index = _FileIndex(dict.fromkeys(folders))  # dedupe, keep order
-    records = _records_from_rows(
-        csv_path,
-        rows,
-        index,
-        name_column="id_code",
-        grade_column="diagnosis",
-        suffixes=(".png", ".jpg", ".jpeg"),
-        listed_suffix=".png",
-    )
-    return DatasetTable(records, csv_path)
+    _require_columns(csv_path, headers, _key(fmt.id_column), _key(fmt.grade_column))
+    return rows
+
+
+def _image_folder(fmt: DatasetFormat) -> Path:
+    assert fmt.image_folder is not None, f"the {fmt.name} layout names its image folder"
+    return fmt.image_folder
+
+
+def _index_beside(csv_path: Path, *folders: str | Path) -> _FileIndex:
+    """The images in ``folders`` (relative to the CSV's folder, earlier ones win), then beside it."""
+    root = csv_path.parent
+    return _FileIndex(dict.fromkeys([*(root / f for f in folders), root]))  # dedupe, keep order
+
+
+def _read_aptos(path: Path) -> DatasetTable:
+    csv_path = _resolve_csv(path, APTOS)
+    rows = _read_labels(csv_path, APTOS)
+    # A CSV other than train.csv (test.csv) has its images in <stem>_images.
+    index = _index_beside(csv_path, f"{csv_path.stem}_images", _image_folder(APTOS))
+    return DatasetTable(_records_from_rows(csv_path, rows, index, APTOS), csv_path)
 
 
 def _read_eyepacs(path: Path) -> DatasetTable:
-    csv_path = _resolve_csv(
-        path,
-        ("trainLabels.csv", "trainlabels.csv"),
-        "eyepacs",
-        "trainLabels.csv (image,level) + train/<image>.jpeg",
-    )
-    root = csv_path.parent
-    rows, headers = _read_csv(csv_path)
-    _require_columns(csv_path, headers, "image", "level")
-    index = _FileIndex(
-        dict.fromkeys([root / "train", root / csv_path.stem.replace("Labels", ""), root])
-    )
-    records = _records_from_rows(
-        csv_path,
-        rows,
-        index,
-        name_column="image",
-        grade_column="level",
-        suffixes=(".jpeg", ".jpg", ".png"),
-        listed_suffix=".jpeg",
-    )
-    return DatasetTable(records, csv_path)
+    csv_path = _resolve_csv(path, EYEPACS)
+    rows = _read_labels(csv_path, EYEPACS)
+    index = _index_beside(csv_path, _image_folder(EYEPACS), csv_path.stem.replace("Labels", ""))
+    return DatasetTable(_records_from_rows(csv_path, rows, index, EYEPACS), csv_path)
 
 
 def _read_messidor2(path: Path) -> DatasetTable:
-    csv_path = _resolve_csv(
-        path,
-        ("messidor_data.csv",),
-        "messidor2",
-        "messidor_data.csv (image_id,adjudicated_dr_grade,adjudicated_gradable) + IMAGES/<image_id>",
-    )
-    root = csv_path.parent
-    rows, headers = _read_csv(csv_path)
-    _require_columns(csv_path, headers, "image_id", "adjudicated_dr_grade")
-    index = _FileIndex(dict.fromkeys([root / "IMAGES", root / "images", root]))
+    csv_path = _resolve_csv(path, MESSIDOR2)
+    rows = _read_labels(csv_path, MESSIDOR2)
+    index = _index_beside(csv_path, _image_folder(MESSIDOR2), "images")
+    gradable = _key(MESSIDOR2.gradable_column)
     gradable_rows = [
-        row
-        for row in rows
-        if not row.get("adjudicated_gradable") or _parse_grade(row["adjudicated_gradable"]) != 0
+        row for row in rows if not row.get(gradable) or _parse_grade(row[gradable]) != 0
     ]
     ungradable = len(rows) - len(gradable_rows)
-    records = _records_from_rows(
-        csv_path,
-        gradable_rows,
-        index,
-        name_column="image_id",
-        grade_column="adjudicated_dr_grade",
-        suffixes=(".png", ".jpg", ".JPG"),
-    )
+    records = _records_from_rows(csv_path, gradable_rows, index, MESSIDOR2)
     excluded = {"ungradable": ungradable} if ungradable else {}
     if ungradable:
-        log.info(
-            "%s: excluded %d ungradable rows (adjudicated_gradable=0)", csv_path.name, ungradable
-        )
+        log.info("%s: excluded %d ungradable rows (%s=0)", csv_path.name, ungradable, gradable)
     return DatasetTable(records, csv_path, excluded)
 
 
-_IDRID_CSV = Path("B. Disease Grading/2. Groundtruths/a. IDRiD_Training Set_Labels.csv")
-
-
 def _find_idrid_csv(root: Path) -> Path:
-    if (root / _IDRID_CSV).is_file():
-        return root / _IDRID_CSV
+    assert IDRID.labels_csv is not None
+    if (root / IDRID.labels_csv).is_file():
+        return root / IDRID.labels_csv
+    wanted = {_key(IDRID.id_column), _key(IDRID.grade_column)}
     for candidate in sorted(root.rglob("*.csv")):
         try:
             with candidate.open(newline="", encoding="utf-8-sig") as fh:
                 header = [_norm_header(h) for h in next(csv.reader(fh), [])]
         except (OSError, UnicodeDecodeError):
             continue
-        if "image name" in header and "retinopathy grade" in header:
+        if wanted <= set(header):
             return candidate
     raise DatasetError(
-        f"no IDRiD grading CSV under {root} (expected '{_IDRID_CSV}' with columns "
-        "'Image name,Retinopathy grade'; --data may be the data-set folder or the CSV file)"
+        f"no IDRiD grading CSV under {root} (expected '{IDRID.labels_csv}' with columns "
+        f"'{IDRID.id_column},{IDRID.grade_column}'; --data may be the data-set folder or the "
+        "CSV file)"
     )
 
 
@@ -389,7 +365,7 @@ def _read_idrid(path: Path) -> DatasetTable:
         csv_path = path
         # The CSV lives in 'B. Disease Grading/2. Groundtruths/'; images are under the root.
         root = next(
-            (p.parent for p in csv_path.parents if p.name.lower() == "b. disease grading"),
+            (p.parent for p in csv_path.parents if p.name.lower() == IDRID_ROOT.name.lower()),
             csv_path.parent.parent
             if csv_path.parent.name.lower().endswith("groundtruths")
             else csv_path.parent,
@@ -397,21 +373,11 @@ def _read_idrid(path: Path) -> DatasetTable:
     else:
         csv_path = _find_idrid_csv(path)
         root = path
-    rows, headers = _read_csv(csv_path)
-    _require_columns(csv_path, headers, "image name", "retinopathy grade")
+    rows = _read_labels(csv_path, IDRID)
     index = _FileIndex([root], recursive=True)
     lowered = csv_path.name.lower()
     prefer = "train" if "train" in lowered else "test" if "test" in lowered else None
-    records = _records_from_rows(
-        csv_path,
-        rows,
-        index,
-        name_column="image name",
-        grade_column="retinopathy grade",
-        suffixes=(".jpg", ".jpeg", ".png", ".tif"),
-        listed_suffix=".jpg",
-        prefer=prefer,
-    )
+    records = _records_from_rows(csv_path, rows, index, IDRID, prefer=prefer)
     return DatasetTable(records, csv_path)
 
 
@@ -439,12 +405,12 @@ def _read_folders(path: Path) -> DatasetTable:
     if not any(g is not None for _, g in graded):
         raise DatasetError(
             f"no grade folders in {path} (expected sub-folders 0..4 or "
-            "No_DR, Mild, Moderate, Severe, Proliferate_DR)"
+            f"{', '.join(KAGGLE_FOLDER_NAMES)})"
         )
     problems = _Problems(str(root), 0)
     records = []
     for folder, grade in graded:
-        files = [f for f in sorted(folder.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
+        files = [f for f in sorted(folder.rglob("*")) if f.suffix.lower() in SUPPORTED_SUFFIXES]
         if grade is None:
             if files and folder.name.lower() != "masks":
                 problems.unknown += [f"{folder.name}/{f.name}" for f in files]
@@ -456,12 +422,12 @@ def _read_folders(path: Path) -> DatasetTable:
     return DatasetTable(records, root)
 
 
-_READERS = {
-    "aptos": _read_aptos,
-    "eyepacs": _read_eyepacs,
-    "messidor2": _read_messidor2,
-    "idrid": _read_idrid,
-    "folders": _read_folders,
+_READERS: dict[str, Callable[[Path], DatasetTable]] = {
+    APTOS.name: _read_aptos,
+    EYEPACS.name: _read_eyepacs,
+    MESSIDOR2.name: _read_messidor2,
+    IDRID.name: _read_idrid,
+    FOLDERS.name: _read_folders,
 }
 
 

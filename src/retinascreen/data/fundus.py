@@ -9,7 +9,7 @@ normalisation and CLAHE; :func:`assess_quality` gives the gradable / ungradable 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from typing import Any
 
@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from retinascreen.errors import ConfigError
+from retinascreen.result import Quality
 
 # Disc detection runs on the image shrunk to this many pixels on its longest side.
 _FIND_SIZE = 256
@@ -296,22 +297,6 @@ class Preprocessing:
 # --------------------------------------------------------------------------- quality
 
 
-@dataclass
-class Quality:
-    """Gradability verdict: ``score`` 0..1 (>= 0.5 exactly when gradable) and the reasons."""
-
-    gradable: bool
-    score: float
-    reasons: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "gradable": self.gradable,
-            "score": round(self.score, 3),
-            "reasons": list(self.reasons),
-        }
-
-
 def _ramp(value: float, threshold: float, span: float) -> float:
     """0.5 at ``threshold``, 1 at ``threshold + span`` (span < 0 for 'lower is better')."""
     return float(np.clip(0.5 + 0.5 * (value - threshold) / span, 0.0, 1.0))
@@ -370,18 +355,18 @@ def assess_quality(rgb: np.ndarray, *, disc: Disc | None = None) -> Quality:
 
     The score is the worst of the per-criterion scores (each 0.5 at its threshold), so it is
     >= 0.5 exactly when the photo is gradable. Thresholds were set on hand-drawn and
-    synthetic fundus photos (see tests/test_fundus.py).
+    synthetic fundus photos (see tests/data/test_fundus.py).
     """
     rgb = _as_rgb(rgb)
     disc = disc or find_disc(rgb)
     measures = quality_measures(rgb, disc) if disc is not None else {}
-    if not measures:
+    if disc is None or not measures:
         reasons = [REASON_NO_DISC]
         step = max(1, max(rgb.shape[:2]) // _FIND_SIZE)
         small = _shrink(rgb, step)
         if np.percentile(np.maximum(small[:, :, 0], small[:, :, 1]), 99) < 50:
             reasons.append(REASON_DARK)  # maybe a fundus, but far too dark to see it
-        return Quality(False, 0.0, reasons)
+        return Quality(False, 0.0, tuple(reasons))
     m = measures
     exposure = {
         REASON_DARK: min(_ramp(m["brightness"], 50.0, 40.0), _ramp(m["shaded"], 0.25, -0.15)),
@@ -400,12 +385,12 @@ def assess_quality(rgb: np.ndarray, *, disc: Disc | None = None) -> Quality:
         # and detail anyway, and its exposure is what the photographer must fix first.
         components[REASON_LOW_CONTRAST] = _ramp(m["contrast_range"], 20.0, 30.0)
         # A small photo, upsampled to the working size, cannot show fine detail: ask less.
-        small = float(np.clip(2 * disc.radius / 256, 0.375, 1.0)) ** 2
+        detail = float(np.clip(2 * disc.radius / 256, 0.375, 1.0)) ** 2
         components[REASON_BLURRED] = _ramp(
-            np.log10(m["sharpness"] + 1e-6), np.log10(1.3 * small), 0.5
+            float(np.log10(m["sharpness"] + 1e-6)), float(np.log10(1.3 * detail)), 0.5
         )
     reasons = [name for name in _REASON_ORDER if components.get(name, 1.0) < 0.5]
-    return Quality(not reasons, min(components.values()), reasons)
+    return Quality(not reasons, min(components.values()), tuple(reasons))
 
 
 _REASON_ORDER = (

@@ -130,7 +130,7 @@ def _load_pil(data: bytes, label: str, max_pixels: int) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as exc:
             raise ImageTooLargeError(
                 f"{label}: over the pixel limit of {max_pixels / 1e6:.1f} megapixels ({exc})"

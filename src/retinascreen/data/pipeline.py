@@ -22,15 +22,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from retinascreen._backend import ensure_backend
-from retinascreen.datasets import Record
+from retinascreen.data.datasets import Record
 from retinascreen.errors import DatasetError, RetinascreenError
 
 if TYPE_CHECKING:
     import keras
     import tensorflow as tf
 
-    from retinascreen.fundus import Preprocessing
+    from retinascreen.data.fundus import Preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ def _settings_folder(cache_dir: Path, preprocessing: Preprocessing) -> Path:
 
 
 def _write_crop(source: Path, target: Path, preprocessing: Preprocessing) -> None:
-    from retinascreen.images import load_image
+    from retinascreen.data.images import load_image
 
     crop = preprocessing.apply(load_image(source))
     size = preprocessing.size
@@ -173,7 +172,6 @@ def augmenter(seed: int = 0) -> keras.Sequential:
     Fundus photos have no natural orientation, so any rotation and both flips are fair; the
     black surround is kept black (constant fill).
     """
-    ensure_backend()
     import keras
 
     return keras.Sequential(
@@ -210,7 +208,6 @@ def make_dataset(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     crops = cache_crops(records, preprocessing, cache_dir, workers=workers)
-    ensure_backend()
     import tensorflow as tf
 
     size = preprocessing.size

@@ -24,15 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retinascreen._backend import ensure_backend
+import keras
+from keras import layers
+
 from retinascreen.errors import ConfigError, ModelError, WeightsUnavailableError
-
-ensure_backend()
-
-import keras  # noqa: E402
-from keras import layers  # noqa: E402
-
-from retinascreen.models.layers import CaffePreprocess  # noqa: E402
+from retinascreen.models.layers import CaffePreprocess
 
 KERAS_APPS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 DOWNLOAD_TIMEOUT_S = 30.0

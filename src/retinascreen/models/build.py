@@ -9,15 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from retinascreen._backend import ensure_backend
+import keras
+from keras import layers
+
 from retinascreen.errors import ConfigError, ModelError
 from retinascreen.models.backbones import create_backbone, get_backbone_spec
 from retinascreen.models.heads import get_head
-
-ensure_backend()
-
-import keras  # noqa: E402
-from keras import layers  # noqa: E402
 
 FEATURE_MAP_LAYER = "feature_map"
 PHASES = ("head", "finetune", "full")
@@ -62,7 +59,7 @@ def build_model(
         raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
     full_file = _is_full_model_file(weights)
     named = weights is None or str(weights).lower() in ("none", "imagenet")
-    weights_path = None if named else Path(weights)
+    weights_path = None if named or weights is None else Path(weights)
     if weights_path is not None and not weights_path.is_file():
         raise ModelError(f"weights file not found: {weights_path}")
     is_weights_h5 = weights_path is not None and weights_path.name.endswith(".weights.h5")
@@ -80,7 +77,7 @@ def build_model(
     model = keras.Model(inputs, outputs, name=name or f"{backbone}-{head}")
     if full_file:
         copy_weights(keras.saving.load_model(str(weights_path), compile=False), model)
-    elif is_weights_h5:
+    elif is_weights_h5 and weights_path is not None:
         _load_weights_h5(model, features_model, weights_path)
     return model
 

@@ -14,13 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from retinascreen._backend import ensure_backend
+import keras
+from keras import layers
+
 from retinascreen.errors import ConfigError
-
-ensure_backend()
-
-import keras  # noqa: E402
-from keras import layers  # noqa: E402
 
 HeadBuilder = Callable[..., Any]
 HEADS: dict[str, HeadBuilder] = {}

@@ -6,12 +6,10 @@ exceptions and ``tf2onnx`` converts them to Gather/Sub nodes.
 
 from __future__ import annotations
 
-from retinascreen._backend import ensure_backend
+from typing import Any
 
-ensure_backend()
-
-import keras  # noqa: E402
-from keras import ops  # noqa: E402
+import keras
+from keras import ops
 
 IMAGENET_BGR_MEANS = (103.939, 116.779, 123.68)
 
@@ -23,17 +21,19 @@ class CaffePreprocess(keras.layers.Layer):
     Equals ``keras.applications.vgg16.preprocess_input`` (and resnet50's) on RGB 0..255 input.
     """
 
-    def __init__(self, means: tuple[float, float, float] = IMAGENET_BGR_MEANS, **kwargs):
+    def __init__(
+        self, means: tuple[float, float, float] = IMAGENET_BGR_MEANS, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.means = tuple(float(m) for m in means)
 
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         bgr = ops.take(inputs, [2, 1, 0], axis=-1)
         means = ops.cast(ops.convert_to_tensor(self.means), bgr.dtype)
         return bgr - means
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "means": list(self.means)}

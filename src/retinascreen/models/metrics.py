@@ -12,6 +12,7 @@ import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,9 @@ def referable_scores(probabilities: np.ndarray) -> np.ndarray:
     return np.asarray(probabilities, dtype=np.float64)[:, REFERABLE_MIN_GRADE:].sum(axis=1)
 
 
-def quadratic_kappa(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
+def quadratic_kappa(
+    y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray
+) -> float:
     """Quadratic weighted kappa on the fixed label set 0..4 (scikit-learn's implementation).
 
     Returns 0.0 instead of NaN when kappa is undefined (a single grade in truth and prediction).
@@ -63,7 +66,9 @@ def _none_if_nan(value: float) -> float | None:
 
 
 def referable_operating_point(
-    y_true: Sequence[int], p_referable: Sequence[float], threshold: float
+    y_true: Sequence[int] | np.ndarray,
+    p_referable: Sequence[float] | np.ndarray,
+    threshold: float,
 ) -> dict[str, Any]:
     """AUC, sensitivity and specificity for referable DR at ``threshold`` (p >= threshold)."""
     from sklearn.metrics import roc_auc_score
@@ -136,7 +141,9 @@ def compute_metrics(
 
 
 def threshold_for_sensitivity(
-    y_true: Sequence[int], p_referable: Sequence[float], target: float
+    y_true: Sequence[int] | np.ndarray,
+    p_referable: Sequence[float] | np.ndarray,
+    target: float,
 ) -> float:
     """The highest threshold whose referable sensitivity reaches ``target`` on these cases.
 
@@ -158,7 +165,7 @@ def threshold_for_sensitivity(
 # -- figures -------------------------------------------------------------------------------
 
 
-def _pyplot():
+def _pyplot() -> ModuleType:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -200,8 +207,8 @@ def plot_confusion(cm: Sequence[Sequence[int]] | np.ndarray, path: str | Path) -
 
 
 def plot_roc(
-    y_true: Sequence[int],
-    p_referable: Sequence[float],
+    y_true: Sequence[int] | np.ndarray,
+    p_referable: Sequence[float] | np.ndarray,
     path: str | Path,
     operating_point: dict[str, Any] | None = None,
 ) -> Path:

@@ -16,11 +16,15 @@ import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retinascreen import __version__
 from retinascreen.errors import ConfigError, ModelError
 from retinascreen.grading import LABELS
+from retinascreen.models.engines import RUN_BEST_KERAS
+
+if TYPE_CHECKING:
+    from retinascreen.data.fundus import Preprocessing
 
 KERAS_ENTRY = "retinascreen/model_card.json"
 ONNX_KEY = "retinascreen_model_card"
@@ -59,7 +63,7 @@ class ModelCard:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if hasattr(self.preprocessing, "to_dict"):  # a retinascreen.fundus.Preprocessing
+        if hasattr(self.preprocessing, "to_dict"):  # a retinascreen.data.fundus.Preprocessing
             self.preprocessing = self.preprocessing.to_dict()
         self.preprocessing = dict(self.preprocessing or {})
         self.preprocessing.setdefault("size", int(self.input_size))
@@ -104,9 +108,15 @@ def _kind(path: Path) -> str:
 
 def _parse(text: str | bytes, where: str) -> ModelCard:
     try:
-        return ModelCard.from_dict(json.loads(text))
+        data = json.loads(text)
     except (ValueError, TypeError) as exc:
         raise ModelError(f"{where}: the model card is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{where}: the model card is not a JSON object")
+    try:
+        return ModelCard.from_dict(data)
+    except (ValueError, TypeError, ConfigError) as exc:
+        raise ModelError(f"{where}: the model card is invalid ({exc})") from exc
 
 
 def write_card(path: str | Path, card: ModelCard) -> Path:
@@ -166,7 +176,18 @@ def _write_onnx(path: Path, text: str) -> None:
 
 
 def read_card(path: str | Path) -> ModelCard:
-    """The card stored in a ``.keras`` / ``.onnx`` / ``.json`` file or a run directory."""
+    """The card stored in a ``.keras`` / ``.onnx`` / ``.json`` file or a run directory.
+
+    Raises :class:`ModelError` when there is none, or when it cannot be read.
+    """
+    card = find_card(path)
+    if card is None:
+        raise ModelError(f"{path} has no model card")
+    return card
+
+
+def find_card(path: str | Path) -> ModelCard | None:
+    """Like :func:`read_card`, but None when the file holds no card (a damaged one still raises)."""
     path = Path(path)
     if not path.exists():
         raise ModelError(f"model file not found: {path}")
@@ -175,10 +196,11 @@ def read_card(path: str | Path) -> ModelCard:
         try:
             with zipfile.ZipFile(path) as zf:
                 if KERAS_ENTRY not in zf.namelist():
-                    raise ModelError(f"{path} has no model card")
-                return _parse(zf.read(KERAS_ENTRY), str(path))
+                    return None
+                text = zf.read(KERAS_ENTRY)
         except (zipfile.BadZipFile, OSError) as exc:
             raise ModelError(f"{path} is not a readable .keras file ({exc})") from exc
+        return _parse(text, str(path))
     if kind == "onnx":
         import onnx
 
@@ -189,15 +211,30 @@ def read_card(path: str | Path) -> ModelCard:
         for prop in model.metadata_props:
             if prop.key == ONNX_KEY:
                 return _parse(prop.value, str(path))
-        raise ModelError(f"{path} has no model card")
+        return None
     if kind == "dir":
         card_file = path / RUN_DIR_CARD
         if card_file.is_file():
             return _parse(card_file.read_text(encoding="utf-8"), str(card_file))
-        if (path / "best.keras").is_file():
-            return read_card(path / "best.keras")
-        raise ModelError(f"{path} has no {RUN_DIR_CARD} and no best.keras")
+        if (path / RUN_BEST_KERAS).is_file():
+            return find_card(path / RUN_BEST_KERAS)
+        return None
     return _parse(path.read_text(encoding="utf-8"), str(path))
+
+
+def preprocessing_for(card: ModelCard | None, size: int) -> Preprocessing:
+    """The pre-processing a model sees: the card's, at ``size`` px (defaults without a card).
+
+    Raises :class:`ModelError` when the card's ``preprocessing`` is not valid.
+    """
+    from retinascreen.data.fundus import Preprocessing
+
+    if card is None or not card.preprocessing:
+        return Preprocessing(size=size)
+    try:
+        return Preprocessing.from_dict({**card.preprocessing, "size": int(size)})
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise ModelError(f"model card {card.name!r}: invalid preprocessing ({exc})") from exc
 
 
 def file_sha256(path: str | Path) -> str:

@@ -12,15 +12,13 @@ objective.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import keras
 import numpy as np
 
-from retinascreen._backend import ensure_backend
 from retinascreen.grading import N_CLASSES
-from retinascreen.metrics import quadratic_kappa
-
-ensure_backend()
-import keras  # noqa: E402  (after the backend is chosen)
+from retinascreen.models.metrics import quadratic_kappa
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.5, 1.5, 2.5, 3.5)
 DEFAULT_TEMPERATURE = 0.25
@@ -48,7 +46,8 @@ def ordinal_probabilities(
 
 
 def scores_to_grades(
-    scores: Sequence[float] | np.ndarray, thresholds: Sequence[float] = DEFAULT_THRESHOLDS
+    scores: Sequence[float] | np.ndarray,
+    thresholds: Sequence[float] | np.ndarray = DEFAULT_THRESHOLDS,
 ) -> np.ndarray:
     """Grades as the number of thresholds each score exceeds."""
     y = np.asarray(scores, dtype=np.float64).reshape(-1, 1)
@@ -63,7 +62,7 @@ def _sorted_with_gap(thresholds: Sequence[float]) -> np.ndarray:
 
 
 def optimise_thresholds(
-    y_true: Sequence[int],
+    y_true: Sequence[int] | np.ndarray,
     scores: Sequence[float] | np.ndarray,
     initial: Sequence[float] = DEFAULT_THRESHOLDS,
     *,
@@ -103,7 +102,7 @@ def optimise_thresholds(
 
 
 def fit_temperature(
-    y_true: Sequence[int],
+    y_true: Sequence[int] | np.ndarray,
     scores: Sequence[float] | np.ndarray,
     thresholds: Sequence[float],
     *,
@@ -125,7 +124,7 @@ def fit_temperature(
 
 
 def fit_ordinal(
-    y_true: Sequence[int], scores: Sequence[float] | np.ndarray
+    y_true: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray
 ) -> tuple[tuple[float, ...], float]:
     """Thresholds tuned for QWK, then the temperature calibrated: ``(thresholds, temperature)``."""
     thresholds = optimise_thresholds(y_true, scores)
@@ -135,7 +134,7 @@ def fit_ordinal(
 # -- Keras side ----------------------------------------------------------------------------
 
 
-def regression_loss(name: str = "mse"):
+def regression_loss(name: str = "mse") -> keras.losses.Loss:
     """The regression loss against the grade: ``mse`` or ``smooth_l1`` (Huber, delta 1)."""
     if name == "mse":
         return keras.losses.MeanSquaredError()
@@ -148,11 +147,16 @@ def regression_loss(name: str = "mse"):
 class OrdinalProbabilities(keras.layers.Layer):
     """Five grade probabilities from one regression score (see the module docstring).
 
-    Importing :mod:`retinascreen.ordinal` registers this layer, so ``keras.saving.load_model``
+    Importing :mod:`retinascreen.models.ordinal` registers this layer, so ``keras.saving.load_model``
     can read models that end in it.
     """
 
-    def __init__(self, thresholds=DEFAULT_THRESHOLDS, temperature=DEFAULT_TEMPERATURE, **kwargs):
+    def __init__(
+        self,
+        thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+        temperature: float = DEFAULT_TEMPERATURE,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if len(thresholds) != N_CLASSES - 1:
@@ -160,7 +164,7 @@ class OrdinalProbabilities(keras.layers.Layer):
         self.thresholds = [float(t) for t in thresholds]
         self.temperature = float(temperature)
 
-    def call(self, scores):
+    def call(self, scores: Any) -> Any:
         from keras import ops
 
         y = ops.cast(ops.reshape(scores, (-1, 1)), "float32")
@@ -169,18 +173,20 @@ class OrdinalProbabilities(keras.layers.Layer):
         cumulative = ops.concatenate([ops.ones_like(y), at_least, ops.zeros_like(y)], axis=1)
         return ops.clip(cumulative[:, :-1] - cumulative[:, 1:], 0.0, 1.0)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, int]:
         return (input_shape[0], N_CLASSES)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(thresholds=self.thresholds, temperature=self.temperature)
         return config
 
 
 def with_probabilities(
-    regression_model, thresholds=DEFAULT_THRESHOLDS, temperature: float = DEFAULT_TEMPERATURE
-):
+    regression_model: keras.Model,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    temperature: float = DEFAULT_TEMPERATURE,
+) -> keras.Model:
     """A model sharing ``regression_model``'s layers that outputs five grade probabilities."""
     layer = OrdinalProbabilities(thresholds, temperature, name="ordinal_probabilities")
     return keras.Model(
@@ -188,7 +194,7 @@ def with_probabilities(
     )
 
 
-def scores_model(probability_model):
+def scores_model(probability_model: keras.Model) -> keras.Model:
     """The regression-score sub-model of a model that ends in ``OrdinalProbabilities``."""
     last = probability_model.layers[-1]
     if not isinstance(last, OrdinalProbabilities):
@@ -196,12 +202,12 @@ def scores_model(probability_model):
     return keras.Model(probability_model.inputs, last.input, name=probability_model.name)
 
 
-def is_ordinal(model) -> bool:
+def is_ordinal(model: keras.Model) -> bool:
     """Whether a Keras model ends in an ``OrdinalProbabilities`` layer."""
     return isinstance(model.layers[-1], OrdinalProbabilities)
 
 
-def ordinal_settings(model) -> tuple[tuple[float, ...], float] | None:
+def ordinal_settings(model: keras.Model) -> tuple[tuple[float, ...], float] | None:
     """``(thresholds, temperature)`` of an ordinal model, or None for a softmax model."""
     if not is_ordinal(model):
         return None

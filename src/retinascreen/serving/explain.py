@@ -15,7 +15,7 @@ The ReLU of the result, upsampled to the input size and scaled to 0..1, is the h
 The explained score is a grade's probability, or with ``target="referable"`` the probability of
 referable DR (grades 2-4): the evidence for referral, which is what the product shows. On
 synthetic photographs its mass falls on the lesion masks about 3x more than their share of
-the fundus (``tests/test_demo_model.py``), against about 1x for the final map.
+the fundus (``tests/serving/test_demo_model.py``), against about 1x for the final map.
 """
 
 from __future__ import annotations
@@ -25,11 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from retinascreen._backend import ensure_backend
 from retinascreen.errors import ModelError
 from retinascreen.grading import REFERABLE_MIN_GRADE
-
-ensure_backend()
 
 FEATURE_MAP_LAYER = "feature_map"  # the name build_model gives the backbone's output
 _HEAD_LAYER_TYPES = (
@@ -217,7 +214,7 @@ def overlay(rgb: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndar
     if rgb.dtype != np.uint8:
         rgb = np.clip(rgb, 0, 255).astype(np.uint8)
     h, w = rgb.shape[:2]
-    heat = np.clip(np.asarray(heatmap, dtype=np.float32), 0, 1)
+    heat: np.ndarray = np.clip(np.asarray(heatmap, dtype=np.float32), 0, 1)
     if heat.shape != (h, w):
         heat = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
     colour = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)

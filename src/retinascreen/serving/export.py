@@ -21,11 +21,14 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from retinascreen.errors import ConfigError, ExportAgreementError, ImageError, ModelError
+
+if TYPE_CHECKING:
+    from retinascreen.models.modelcard import ModelCard
 
 FORMATS = ("onnx",)
 DEFAULT_OPSET = 17
@@ -59,9 +62,7 @@ class ExportReport:
 
 def keras_to_onnx(model: Any, out_path: str | Path, *, opset: int = DEFAULT_OPSET) -> Path:
     """Convert a Keras model to an fp32 ONNX file with a dynamic batch dimension."""
-    from retinascreen._backend import ensure_backend
 
-    ensure_backend()
     import tensorflow as tf
 
     out_path = Path(out_path)
@@ -146,7 +147,7 @@ def load_images_for(
     paths: Sequence[Path], preprocess: Callable[[np.ndarray], np.ndarray]
 ) -> tuple[np.ndarray, list[Path]]:
     """Pre-processed float32 pixels of the readable images among ``paths`` (bad ones skipped)."""
-    from retinascreen.inference import to_rgb
+    from retinascreen.serving.predictor import to_rgb
 
     arrays, used = [], []
     for path in paths:
@@ -181,13 +182,10 @@ def export_model(
     log: Callable[[str], None] | None = None,
 ) -> ExportReport:
     """Export MODEL (a .keras file or run directory) to ``out``; see the module docstring."""
-    from retinascreen.inference import (
-        _KerasEngine,
-        _make_preprocessing,
-        load_card,
-        resolve_model_path,
-    )
-    from retinascreen.screening import find_images
+    from retinascreen.models.engines import load_keras_model, resolve_model_path
+    from retinascreen.models.modelcard import preprocessing_for
+    from retinascreen.serving.predictor import load_card
+    from retinascreen.serving.screening import find_images
 
     say = log or (lambda _msg: None)
     if fmt not in FORMATS:
@@ -200,10 +198,10 @@ def export_model(
     if out.suffix.lower() != ".onnx":
         raise ConfigError(f"{out.name}: the output of an ONNX export must end in .onnx")
     source = resolve_model_path(model, engine="keras")
-    keras_model = _KerasEngine(source).model
+    keras_model = load_keras_model(source)
     card = load_card(source)
     size = int(keras_model.input_shape[1])
-    pre = _make_preprocessing(card, size)
+    pre = preprocessing_for(card, size)
 
     calib_paths: list[Path] = []
     held_paths: list[Path] = []
@@ -247,6 +245,7 @@ def export_model(
                 say(f"  {name}: grade agreement {score:.1%}")
                 if best is None or score > best[0]:
                     best = (score, path, probs, name)
+            assert best is not None  # the loop above ran twice
             _, final, candidate, scheme = best
         else:
             candidate = _run_onnx(final, probe)
@@ -299,24 +298,20 @@ def _random_probe(size: int) -> np.ndarray:
 
 
 def _run_onnx(path: Path, batch: np.ndarray) -> np.ndarray:
-    from retinascreen.inference import _OnnxEngine
+    from retinascreen.models.engines import OnnxEngine
 
-    engine = _OnnxEngine(path)
+    engine = OnnxEngine(path)
     return np.concatenate([engine(batch[i : i + 16]) for i in range(0, len(batch), 16)])
 
 
-def _write_metadata(path: Path, card: Any | None, export_info: dict) -> None:
+def _write_metadata(path: Path, card: ModelCard | None, export_info: dict[str, Any]) -> None:
     """Copy the model card into the ONNX file, noting precision and agreement."""
     import onnx
 
     if card is not None:
-        try:
-            from retinascreen.modelcard import write_card
+        from retinascreen.models.modelcard import write_card
 
-            card = _with_export_note(card, export_info)
-            write_card(path, card)
-        except ImportError:
-            pass
+        write_card(path, _with_export_note(card, export_info))
     model = onnx.load(str(path))
     entries = {p.key: p for p in model.metadata_props}
     if EXPORT_METADATA_KEY in entries:
@@ -327,8 +322,6 @@ def _write_metadata(path: Path, card: Any | None, export_info: dict) -> None:
     onnx.save(model, str(path))
 
 
-def _with_export_note(card: Any, export_info: dict) -> Any:
+def _with_export_note(card: ModelCard, export_info: dict[str, Any]) -> ModelCard:
     """The card with the export (precision, quantisation, agreement) recorded in ``extra``."""
-    if dataclasses.is_dataclass(card) and "extra" in {f.name for f in dataclasses.fields(card)}:
-        return dataclasses.replace(card, extra={**(card.extra or {}), "export": export_info})
-    return card
+    return dataclasses.replace(card, extra={**card.extra, "export": export_info})

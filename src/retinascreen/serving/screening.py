@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from retinascreen.data.images import SUPPORTED_SUFFIXES
 from retinascreen.errors import ConfigError, DatasetError
+from retinascreen.result import Prediction, PredictionError
 
 COLUMNS = (
     "path",
@@ -58,7 +60,7 @@ PATIENT_COLUMNS = (
     "max_grade",
     "max_referable_probability",
 )
-ENGINES = ("local", "ray")
+SCREENING_ENGINES = ("local", "ray")
 _EYE_WORDS = {
     "left": "left",
     "right": "right",
@@ -70,25 +72,16 @@ _EYE_WORDS = {
 _EYE_SUFFIX = re.compile(r"^(?P<patient>.+?)[_\-. ](?P<eye>left|right|os|od|l|r)$", re.IGNORECASE)
 
 
-def supported_suffixes() -> tuple[str, ...]:
-    try:
-        from retinascreen.images import SUPPORTED_SUFFIXES
-    except ImportError:
-        return (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".dcm", ".dicom")
-    return tuple(SUPPORTED_SUFFIXES)
-
-
 def find_images(folder: str | os.PathLike) -> list[Path]:
     """Image files under ``folder`` (recursively, by suffix), sorted; hidden files skipped."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a folder")
-    suffixes = supported_suffixes()
     return sorted(
         p
         for p in folder.rglob("*")
         if p.is_file()
-        and p.suffix.lower() in suffixes
+        and p.suffix.lower() in SUPPORTED_SUFFIXES
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
 
@@ -113,25 +106,24 @@ def patient_and_eye(relative: str | os.PathLike) -> tuple[str, str]:
     return stem, ""
 
 
-def result_row(relative: str, result: dict) -> dict[str, str]:
-    """One CSV row from a Predictor result (or ``{"error": ...}``)."""
+def result_row(relative: str, result: Prediction | PredictionError) -> dict[str, str]:
+    """One CSV row from a Predictor result (or the error that stood in for it)."""
     patient, eye = patient_and_eye(relative)
     row = dict.fromkeys(COLUMNS, "")
     row.update(path=relative, patient=patient, eye=eye)
-    if "error" in result:
-        row["error"] = str(result["error"])
+    if isinstance(result, PredictionError):
+        row["error"] = result.error
         return row
-    probs = result["probabilities"]
     row.update(
-        grade=str(result["grade"]),
-        label=result["label"],
-        referable=_bool(result["referable"]),
-        referable_probability=f"{result['referable_probability']:.6f}",
-        gradable=_bool(result["gradable"]),
-        quality_score=f"{result['quality']['score']:.3f}",
-        quality_reasons="; ".join(result["quality"]["reasons"]),
+        grade=str(result.grade),
+        label=result.label,
+        referable=_bool(result.referable),
+        referable_probability=f"{result.referable_probability:.6f}",
+        gradable=_bool(result.gradable),
+        quality_score=f"{result.quality.score:.3f}",
+        quality_reasons="; ".join(result.quality.reasons),
     )
-    for i, p in enumerate(probs):
+    for i, p in enumerate(result.probabilities):
         row[f"p{i}"] = f"{p:.6f}"
     return row
 
@@ -207,22 +199,22 @@ def screen(
     ``on_batch(n_rows_written)`` is called after each batch is safely on disk.
     Without ``resume`` an existing ``out`` is started afresh.
     """
-    if engine not in ENGINES:
-        raise ConfigError(f"unknown engine {engine!r} (expected {' or '.join(ENGINES)})")
+    if engine not in SCREENING_ENGINES:
+        raise ConfigError(f"unknown engine {engine!r} (expected {' or '.join(SCREENING_ENGINES)})")
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     folder, out = Path(folder), Path(out)
     images = find_images(folder)
     if not images:
         raise DatasetError(
-            f"{folder}: no images found (looked for {', '.join(supported_suffixes())})"
+            f"{folder}: no images found (looked for {', '.join(SUPPORTED_SUFFIXES)})"
         )
     rel = [p.relative_to(folder).as_posix() for p in images]
     out.parent.mkdir(parents=True, exist_ok=True)
     done = read_done(out) if resume else set()
     todo = [r for r in rel if r not in done]
 
-    from retinascreen.inference import resolve_model_path
+    from retinascreen.models.engines import resolve_model_path
 
     model_path = resolve_model_path(model)
     if not resume or not out.exists() or out.stat().st_size == 0:
@@ -275,7 +267,7 @@ def _local_batches(
 ) -> Iterable[list[dict[str, str]]]:
     if not todo:
         return
-    from retinascreen.inference import Predictor
+    from retinascreen.serving.predictor import Predictor
 
     predictor = Predictor(model_path)
     for start in range(0, len(todo), batch_size):
@@ -290,7 +282,7 @@ class RayScreeningActor:
     """Ray Data UDF: one Predictor per actor, a batch of relative paths in, CSV fields out."""
 
     def __init__(self, folder: str, model_path: str) -> None:
-        from retinascreen.inference import Predictor
+        from retinascreen.serving.predictor import Predictor
 
         self.folder = Path(folder)
         self.predictor = Predictor(model_path)
@@ -342,7 +334,7 @@ def _ray_batches(
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = False
     workers = concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)) // 2)
-    ds = ray.data.from_items([{"path": r} for r in todo])
+    ds: Any = ray.data.from_items([{"path": r} for r in todo])
     ds = ds.map_batches(
         RayScreeningActor,
         fn_constructor_args=(str(folder.resolve()), str(model_path.resolve())),

@@ -253,7 +253,8 @@ def apply_acquisition(
         img *= fov[..., None]
     noise = _noise(rng, img.size).reshape(img.shape)
     img = cv2.scaleAdd(noise, float(acq["noise_sigma"] * ung.get("noise", 1.0) * 255), img)
-    linear = cv2.convertScaleAbs(cv2.max(img, 0.0))
+    # OpenCV takes a scalar second operand; its stubs only list arrays.
+    linear = cv2.convertScaleAbs(cv2.max(img, 0.0))  # type: ignore[call-overload]
     lut = np.clip(np.rint((np.arange(256) / 255) ** acq["gamma"] * 255), 0, 255).astype(np.uint8)
     return cv2.LUT(linear, lut)
 
@@ -265,4 +266,7 @@ def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
     )
     if not ok:  # pragma: no cover - OpenCV always encodes uint8 RGB
         raise RuntimeError("JPEG encoding failed")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if decoded is None:  # pragma: no cover - OpenCV decodes what it has just encoded
+        raise RuntimeError("JPEG decoding failed")
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)

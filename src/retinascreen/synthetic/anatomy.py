@@ -83,7 +83,16 @@ def smooth_noise(rng: np.random.Generator, cells: int, width: int, height: int) 
     return big[oy : oy + height, ox : ox + width]
 
 
-def _walk(rng, start, heading, length, curvature, curve_length, jitter, step):
+def _walk(
+    rng: np.random.Generator,
+    start: np.ndarray,
+    heading: float,
+    length: float,
+    curvature: float,
+    curve_length: float,
+    jitter: float,
+    step: float,
+) -> tuple[np.ndarray, np.ndarray]:
     n = max(2, int(length / step))
     turn = np.full(n, curvature * step)
     turn[int(curve_length / step) :] *= -0.15  # past the arc the vessel straightens, outwards
@@ -95,7 +104,12 @@ def _walk(rng, start, heading, length, curvature, curve_length, jitter, step):
 
 
 def _grow_tree(
-    rng: np.random.Generator, frame: Frame, disc_ab, fovea_ab, dfd, vein_w
+    rng: np.random.Generator,
+    frame: Frame,
+    disc_ab: np.ndarray,
+    fovea_ab: np.ndarray,
+    dfd: float,
+    vein_w: float,
 ) -> list[Vessel]:
     """Vessel arcades from the disc with recursive branching (retina frame, then pixels)."""
     step = 0.012
@@ -286,7 +300,13 @@ def _nerve_fibre_sheen(
     return (strength * 4 * glow).astype(np.float32)
 
 
-def _ellipse_alpha(shape, centre, axes, angle_deg, blur_px) -> np.ndarray:
+def _ellipse_alpha(
+    shape: tuple[int, ...],
+    centre: tuple[float, float],
+    axes: tuple[float, float],
+    angle_deg: float,
+    blur_px: float,
+) -> np.ndarray:
     canvas = np.zeros(shape, np.uint8)
     cv2.ellipse(
         canvas,
@@ -300,7 +320,7 @@ def _ellipse_alpha(shape, centre, axes, angle_deg, blur_px) -> np.ndarray:
         cv2.LINE_AA,
         SHIFT,
     )
-    out = canvas.astype(np.float32) * (1 / 255)
+    out: np.ndarray = canvas.astype(np.float32) * (1 / 255)
     if blur_px > 0.3:
         out = cv2.GaussianBlur(out, (0, 0), blur_px)
     return out
@@ -342,7 +362,7 @@ def render_background(anat: Anatomy) -> np.ndarray:
     lw = min(w, 256)
     lh = max(8, round(lw * h / w))
     s = lw / w
-    tex = (
+    tex: np.ndarray = (
         0.07 * smooth_noise(rng, 5, lw, lh)
         + 0.035 * smooth_noise(rng, 18, lw, lh)
         + 0.02 * smooth_noise(rng, 70, lw, lh)
@@ -361,7 +381,7 @@ def render_background(anat: Anatomy) -> np.ndarray:
     if lw != w:
         tex = cv2.resize(tex, (w, h), interpolation=cv2.INTER_LINEAR)
     weights = (0.55, 1.0, 0.92)
-    img = cv2.merge(
+    img: np.ndarray = cv2.merge(
         [tex * np.float32(base[c] * weights[c]) + np.float32(base[c]) for c in range(3)]
     )
     if p["foveal_reflex"]:
@@ -371,7 +391,7 @@ def render_background(anat: Anatomy) -> np.ndarray:
         xa, ya = max(0, int(fx) - m), max(0, int(fy) - m)
         xb, yb = min(w, int(fx) + m), min(h, int(fy) + m)
         if xa < xb and ya < yb:
-            spot = np.zeros((yb - ya, xb - xa), np.uint8)
+            spot: np.ndarray = np.zeros((yb - ya, xb - xa), np.uint8)
             cv2.circle(
                 spot,
                 (int((fx - xa) * SCALE), int((fy - ya) * SCALE)),

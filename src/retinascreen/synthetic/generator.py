@@ -55,7 +55,7 @@ def _streams(seed: int) -> dict[str, np.random.Generator]:
     return {name: np.random.default_rng(s) for name, s in zip(_STREAMS, children, strict=True)}
 
 
-def check_mix(grade_mix: Sequence[float]) -> np.ndarray:
+def check_mix(grade_mix: Sequence[float] | np.ndarray) -> np.ndarray:
     """Validate and normalise a grade mix of five non-negative weights."""
     mix = np.asarray(grade_mix, dtype=float)
     if mix.shape != (N_CLASSES,) or (mix < 0).any() or mix.sum() <= 0:
@@ -65,13 +65,15 @@ def check_mix(grade_mix: Sequence[float]) -> np.ndarray:
     return mix / mix.sum()
 
 
-def draw_grade(rng: np.random.Generator, grade_mix: Sequence[float] = APTOS_GRADE_MIX) -> int:
+def draw_grade(
+    rng: np.random.Generator, grade_mix: Sequence[float] | np.ndarray = APTOS_GRADE_MIX
+) -> int:
     """One grade from ``grade_mix``."""
     return int(rng.choice(N_CLASSES, p=check_mix(grade_mix)))
 
 
 def fellow_eye_grade(
-    rng: np.random.Generator, grade: int, grade_mix: Sequence[float] = APTOS_GRADE_MIX
+    rng: np.random.Generator, grade: int, grade_mix: Sequence[float] | np.ndarray = APTOS_GRADE_MIX
 ) -> int:
     """Grade of the fellow eye: usually the same, sometimes one step away.
 

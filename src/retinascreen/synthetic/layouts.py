@@ -23,6 +23,21 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from retinascreen.data.formats import (
+    APTOS,
+    BENCHMARK_MANIFEST,
+    DATASET_FORMATS,
+    EYE_COLUMN,
+    EYEPACS,
+    FOLDERS,
+    IDRID,
+    KAGGLE_FOLDER_NAMES,
+    MESSIDOR2,
+    PATIENT_COLUMN,
+    SPLIT_COLUMN,
+    SYNTHETIC_MANIFEST,
+)
+from retinascreen.data.formats import FORMATS as LAYOUTS
 from retinascreen.errors import ConfigError
 from retinascreen.synthetic.acquisition import UNGRADABLE_KINDS
 from retinascreen.synthetic.generator import (
@@ -36,10 +51,6 @@ from retinascreen.synthetic.generator import (
     render,
 )
 
-LAYOUTS: tuple[str, ...] = ("aptos", "eyepacs", "messidor2", "idrid", "folders")
-KAGGLE_FOLDER_NAMES: tuple[str, ...] = ("No_DR", "Mild", "Moderate", "Severe", "Proliferate_DR")
-IDRID_IMAGES = Path("B. Disease Grading") / "1. Original Images" / "a. Training Set"
-IDRID_CSV = Path("B. Disease Grading") / "2. Groundtruths" / "a. IDRiD_Training Set_Labels.csv"
 PARALLEL_FROM = 48  # images; below this one process is faster than starting workers
 
 BENCHMARKS: dict[str, dict] = {
@@ -118,26 +129,21 @@ def plan_dataset(
 
 
 def _image_id(layout: str, item: dict, seed: int) -> str:
-    if layout == "eyepacs":
+    if layout == EYEPACS.name:
         return f"{item['patient_number']}_{item['eye']}"
-    if layout == "messidor2":
+    if layout == MESSIDOR2.name:
         return f"IM{item['index'] + 1:06d}.png"
-    if layout == "idrid":
+    if layout == IDRID.name:
         return f"IDRiD_{item['index'] + 1:03d}"
     return hashlib.sha1(f"{seed}:{item['index']}".encode()).hexdigest()[:12]
 
 
 def _image_path(layout: str, image_id: str, grade: int, folder_names: str) -> Path:
-    if layout == "aptos":
-        return Path("train_images") / f"{image_id}.png"
-    if layout == "eyepacs":
-        return Path("train") / f"{image_id}.jpeg"
-    if layout == "messidor2":
-        return Path("IMAGES") / image_id
-    if layout == "idrid":
-        return IDRID_IMAGES / f"{image_id}.jpg"
+    fmt = DATASET_FORMATS[layout]
+    if fmt.image_folder is not None:
+        return fmt.image_folder / f"{image_id}{fmt.image_suffix}"
     folder = KAGGLE_FOLDER_NAMES[grade] if folder_names == "kaggle" else str(grade)
-    return Path(folder) / f"{image_id}.png"
+    return Path(folder) / f"{image_id}{FOLDERS.image_suffix}"
 
 
 # ----------------------------------------------------------------------------- writing
@@ -303,7 +309,7 @@ def write_dataset(
         "ungradable_counts": dict(Counter(t["ungradable"] for t in tasks if t["ungradable"])),
         "masks": "masks/<id>_<lesion>.png, only lesions present",
     }
-    write_atomic(out / "synthetic.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    write_atomic(out / SYNTHETIC_MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
     return out
 
 
@@ -313,11 +319,17 @@ def grade_counts(tasks: list[dict]) -> dict[str, int]:
     return {str(g): counts.get(g, 0) for g in range(5)}
 
 
+def _labels_path(out: Path, layout: str) -> Path:
+    labels_csv = DATASET_FORMATS[layout].labels_csv
+    assert labels_csv is not None, f"the {layout} layout has no label CSV"
+    return out / labels_csv
+
+
 def _write_labels(
     out: Path, layout: str, tasks: list[dict], results: list[dict], *, with_ungradable: bool
 ) -> None:
-    if layout == "aptos":
-        header = ["id_code", "diagnosis", "patient_id", "eye"] + (
+    if layout == APTOS.name:
+        header = [*APTOS.columns, PATIENT_COLUMN, EYE_COLUMN] + (
             ["ungradable"] if with_ungradable else []
         )
         rows = [
@@ -325,13 +337,13 @@ def _write_labels(
             + ([t["ungradable"] or ""] if with_ungradable else [])
             for t in tasks
         ]
-        write_atomic(out / "train.csv", _csv_bytes(header, rows))
-    elif layout == "eyepacs":
+        write_atomic(_labels_path(out, layout), _csv_bytes(header, rows))
+    elif layout == EYEPACS.name:
         write_atomic(
-            out / "trainLabels.csv",
-            _csv_bytes(["image", "level"], [[t["id"], t["grade"]] for t in tasks]),
+            _labels_path(out, layout),
+            _csv_bytes(list(EYEPACS.columns), [[t["id"], t["grade"]] for t in tasks]),
         )
-    elif layout == "messidor2":
+    elif layout == MESSIDOR2.name:
         rows = []
         for t, r in zip(tasks, results, strict=True):
             if t["ungradable"]:
@@ -340,22 +352,15 @@ def _write_labels(
                 rows.append(
                     [t["id"], t["grade"], int(r["dme_risk"] == 2), 1, t["patient"], t["eye"]]
                 )
-        header = [
-            "image_id",
-            "adjudicated_dr_grade",
-            "adjudicated_dme",
-            "adjudicated_gradable",
-            "patient_id",
-            "eye",
-        ]
-        write_atomic(out / "messidor_data.csv", _csv_bytes(header, rows))
-    elif layout == "idrid":
+        header = [*MESSIDOR2.columns, PATIENT_COLUMN, EYE_COLUMN]
+        write_atomic(_labels_path(out, layout), _csv_bytes(header, rows))
+    elif layout == IDRID.name:
         rows = [
             [t["id"], t["grade"], r["dme_risk"], t["patient"], t["eye"]]
             for t, r in zip(tasks, results, strict=True)
         ]
-        header = ["Image name", "Retinopathy grade", "Risk of macular edema ", "patient_id", "eye"]
-        write_atomic(out / IDRID_CSV, _csv_bytes(header, rows))
+        header = [*IDRID.columns, PATIENT_COLUMN, EYE_COLUMN]
+        write_atomic(_labels_path(out, layout), _csv_bytes(header, rows))
     # folders: the folder is the label
 
 
@@ -393,7 +398,7 @@ def write_benchmark(
         )
         split_tasks = []
         for item in plan:
-            image_id = _image_id("aptos", item, s["seed"])
+            image_id = _image_id(APTOS.name, item, s["seed"])
             split_tasks.append(
                 {
                     **item,
@@ -401,7 +406,7 @@ def write_benchmark(
                     "stem": image_id,
                     "split": split,
                     "out": str(out),
-                    "path": str(_image_path("aptos", image_id, item["grade"], "kaggle")),
+                    "path": str(_image_path(APTOS.name, image_id, item["grade"], "kaggle")),
                     "size": size,
                 }
             )
@@ -409,14 +414,13 @@ def write_benchmark(
         tasks += split_tasks
     _run_tasks(tasks, workers, progress, variant)
     rows = [[t["id"], t["grade"], t["patient"], t["eye"], t["split"]] for t in tasks]
-    write_atomic(
-        out / "train.csv", _csv_bytes(["id_code", "diagnosis", "patient_id", "eye", "split"], rows)
-    )
+    header = [*APTOS.columns, PATIENT_COLUMN, EYE_COLUMN, SPLIT_COLUMN]
+    write_atomic(_labels_path(out, APTOS.name), _csv_bytes(header, rows))
     manifest = {
         "name": variant,
         "benchmark": name,
         "version": spec["version"],
-        "layout": "aptos",
+        "layout": APTOS.name,
         "size": size,
         "limit": limit,
         "counts": counts,
@@ -425,5 +429,5 @@ def write_benchmark(
         "generator": "retinascreen.synthetic",
         "generator_sha256": generator_sha256(),
     }
-    write_atomic(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    write_atomic(out / BENCHMARK_MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
     return out

@@ -19,6 +19,7 @@ those canvases inside the field of view.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import cv2
 import numpy as np
@@ -136,7 +137,7 @@ class _Sampler:
         n: int,
         *,
         quadrant: int | None = None,
-        around=None,
+        around: np.ndarray | None = None,
         spread: float = 0.0,
         pole: float = 0.5,
         avoid_disc: float = 1.4,
@@ -177,8 +178,10 @@ class _Sampler:
 
 def _vessel_points(
     anat: Anatomy, *, max_depth: int, kind: str | None = None, min_width: float = 0.0
-):
-    pts, widths, owner = [], [], []
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    pts: list[np.ndarray] = []
+    widths: list[np.ndarray] = []
+    owner: list[np.ndarray] = []
     for i, v in enumerate(anat.vessels):
         if v.depth <= max_depth and (kind is None or v.kind == kind):
             keep = v.widths >= min_width
@@ -201,7 +204,15 @@ def _visible(anat: Anatomy, pts: np.ndarray, margin: float = 0.95) -> np.ndarray
     )
 
 
-def _tangle(rng, canvas, centre, extent, loops, width, R) -> None:
+def _tangle(
+    rng: np.random.Generator,
+    canvas: np.ndarray,
+    centre: np.ndarray,
+    extent: float,
+    loops: int,
+    width: float,
+    R: float,
+) -> None:
     """Fine tangled new vessels: loops of high curvature within ``extent`` of ``centre``."""
     for _ in range(loops):
         start = np.asarray(centre) + rng.normal(0, 0.5 * extent, 2)
@@ -362,7 +373,9 @@ def draw_lesions(
     return canvases, info
 
 
-def _haemorrhage(rng, c, x, y, R, disc) -> None:
+def _haemorrhage(
+    rng: np.random.Generator, c: np.ndarray, x: float, y: float, R: float, disc: np.ndarray
+) -> None:
     value = int(rng.integers(110, 230))
     u = rng.random()
     if u < 0.4:  # dot: round, darker core
@@ -409,7 +422,7 @@ def _haemorrhage(rng, c, x, y, R, disc) -> None:
             )
 
 
-def _exudate_cluster(rng, c, centre, R) -> None:
+def _exudate_cluster(rng: np.random.Generator, c: np.ndarray, centre: np.ndarray, R: float) -> None:
     if rng.random() < 0.35:  # circinate ring around a leaking point
         ring = rng.uniform(0.04, 0.11) * R
         n = int(rng.integers(8, 31))
@@ -436,7 +449,7 @@ def _exudate_cluster(rng, c, centre, R) -> None:
         )
 
 
-def _irma(rng, c, start, R) -> None:
+def _irma(rng: np.random.Generator, c: np.ndarray, start: np.ndarray, R: float) -> None:
     width = max(0.6, 0.0028 * R)
     step = max(0.5, 0.004 * R)
     for _ in range(int(rng.integers(2, 5))):
@@ -450,7 +463,7 @@ def _irma(rng, c, start, R) -> None:
         draw_vessel(c, pts, np.full(n, width), width, contrast=rng.uniform(0.8, 1.0))
 
 
-def _boat(rng, c, centre, R) -> None:
+def _boat(rng: np.random.Generator, c: np.ndarray, centre: np.ndarray, R: float) -> None:
     """Boat-shaped pre-retinal haemorrhage: an ellipse with a flat (fluid-level) top."""
     a = rng.uniform(0.05, 0.12) * R
     b = a * rng.uniform(0.5, 0.8)
@@ -480,7 +493,9 @@ def _boat(rng, c, centre, R) -> None:
         np.maximum(region, tile[ya - y0 : yb - y0, xa - x0 : xb - x0], out=region)
 
 
-def _venous_beading(rng, c, anat: Anatomy, meta: dict, quadrants: list[int]) -> list[str]:
+def _venous_beading(
+    rng: np.random.Generator, c: np.ndarray, anat: Anatomy, meta: dict, quadrants: list[int]
+) -> list[str]:
     """Bead stretches of veins (sausage-like calibre changes) in the given quadrants."""
     R = anat.frame.radius
     pts, widths, owner = _vessel_points(
@@ -489,7 +504,7 @@ def _venous_beading(rng, c, anat: Anatomy, meta: dict, quadrants: list[int]) -> 
     keep = _visible(anat, pts, 0.9) & (np.hypot(*(pts - anat.disc).T) > 1.8 * anat.disc_radius)
     pts, widths, owner = pts[keep], widths[keep], owner[keep]
     quad = quadrant_of(pts, meta) if len(pts) else np.zeros(0, int)
-    done = []
+    done: list[str] = []
     wanted = list(quadrants) + [q for q in rng.permutation(4) if q not in quadrants]
     for q in wanted:
         if len(done) >= max(2, len(quadrants)):
@@ -545,7 +560,9 @@ def _soft(canvas: np.ndarray, sigma_px: float) -> np.ndarray:
     return cv2.GaussianBlur(canvas, (0, 0), max(0.35, sigma_px)) if sigma_px > 0 else canvas
 
 
-def composite_bright(img: np.ndarray, canvases: dict, anat: Anatomy, names) -> None:
+def composite_bright(
+    img: np.ndarray, canvases: dict[str, np.ndarray], anat: Anatomy, names: Iterable[str]
+) -> None:
     """Blend yellow-white lesions (exudates, cotton-wool spots) over ``img`` in place."""
     scale = anat.frame.radius / 250
     for name in names:
@@ -558,7 +575,9 @@ def composite_bright(img: np.ndarray, canvases: dict, anat: Anatomy, names) -> N
         img[ys, xs] = img[ys, xs] * (1 - a) + a * colour
 
 
-def composite_red(img: np.ndarray, canvases: dict, anat: Anatomy, names) -> None:
+def composite_red(
+    img: np.ndarray, canvases: dict[str, np.ndarray], anat: Anatomy, names: Iterable[str]
+) -> None:
     """Darken ``img`` where red lesions (haemorrhages, microaneurysms, IRMA, NV) are."""
     sigma = max(0.4, 0.002 * anat.frame.radius)
     for name in names:

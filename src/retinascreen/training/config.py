@@ -154,7 +154,7 @@ def from_dict(data: dict[str, Any], base: TrainConfig | None = None) -> TrainCon
         raise ConfigError(
             f"unknown config key(s): {', '.join(unknown)}; known keys: {', '.join(_FIELDS)}"
         )
-    values = {k: (None if v is None else _coerce(k, v)) for k, v in data.items()}
+    values: dict[str, Any] = {k: (None if v is None else _coerce(k, v)) for k, v in data.items()}
     return dataclasses.replace(base or TrainConfig(), **values)
 
 

@@ -1,7 +1,7 @@
 """The retinascreen web application: accounts, uploads, results, history, reports and REST API.
 
 ``create_app(config=None, *, predictor=None)`` builds a Flask app; the predictor (anything with
-``predict``/``heatmap``/``card`` like :class:`retinascreen.inference.Predictor`) is loaded
+``predict``/``heatmap``/``card`` like :class:`retinascreen.serving.predictor.Predictor`) is loaded
 lazily from ``config["MODEL"]`` unless one is passed.
 """
 

@@ -6,7 +6,7 @@ import re
 import secrets
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from retinascreen.errors import ConfigError
@@ -26,6 +26,14 @@ def _session(db_url: str | None, instance: Path | None) -> tuple[Session, Path]:
     return Session(engine), instance
 
 
+def _close(db: Session) -> None:
+    """Close the session and dispose of the engine it was opened on."""
+    engine = db.get_bind()
+    db.close()
+    if isinstance(engine, Engine):
+        engine.dispose()
+
+
 def create_admin(
     username: str, password: str, *, database_url: str | None = None, instance: Path | None = None
 ) -> None:
@@ -39,9 +47,7 @@ def create_admin(
         create_user(db, username, password, is_admin=True)
         db.commit()
     finally:
-        engine = db.get_bind()
-        db.close()
-        engine.dispose()
+        _close(db)
 
 
 def ensure_demo_user(
@@ -67,6 +73,4 @@ def ensure_demo_user(
         db.commit()
         return password
     finally:
-        engine = db.get_bind()
-        db.close()
-        engine.dispose()
+        _close(db)

@@ -64,7 +64,7 @@ def defaults() -> dict[str, Any]:
     return {
         "MODEL": os.environ.get("RETINASCREEN_MODEL") or None,
         "MAX_CONTENT_LENGTH": DEFAULT_MAX_UPLOAD_BYTES,
-        "MAX_IMAGE_PIXELS": None,  # None = retinascreen.images.MAX_PIXELS
+        "MAX_IMAGE_PIXELS": None,  # None = retinascreen.data.images.MAX_PIXELS
         "AUTO_MIGRATE": True,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

@@ -17,6 +17,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from retinascreen.result import Prediction
+
 
 def utcnow() -> datetime:
     """Timezone-aware now in UTC (stored as UTC)."""
@@ -88,10 +90,56 @@ class Screening(Base):
 
     user: Mapped[User] = relationship(back_populates="screenings")
 
+    @classmethod
+    def from_prediction(
+        cls,
+        prediction: Prediction,
+        *,
+        user_id: int,
+        patient_id: str | None,
+        eye: str | None,
+        photo_name: str,
+        heatmap_name: str | None,
+        model_card: dict[str, Any] | None = None,
+    ) -> Screening:
+        """The row of a graded photograph: the SPEC result JSON (plus the card summary, if any)
+        and the columns the history pages filter on."""
+        result = prediction.to_dict()
+        if model_card:
+            result["model_card"] = model_card
+        model = prediction.model
+        return cls(
+            user_id=user_id,
+            patient_id=patient_id,
+            eye=eye,
+            grade=prediction.grade,
+            referable=prediction.referable,
+            referable_probability=prediction.referable_probability,
+            gradable=prediction.gradable,
+            synthetic=prediction.synthetic,
+            result_json=json.dumps(result),
+            photo_name=photo_name,
+            heatmap_name=heatmap_name,
+            model_name=model.name[:128],
+            model_version=model.version[:64],
+            model_sha256=model.sha256[:64],
+        )
+
     @property
     def result(self) -> dict[str, Any]:
         """The prediction result as the predictor returned it (SPEC "Prediction result")."""
         return json.loads(self.result_json)
+
+    @property
+    def prediction(self) -> Prediction:
+        """The stored result as a typed :class:`~retinascreen.result.Prediction`."""
+        return Prediction.from_dict(self.result)
+
+    @property
+    def model_card(self) -> dict[str, Any]:
+        """The model-card summary frozen with the screening (empty when the model had none)."""
+        card = self.result.get("model_card")
+        return dict(card) if isinstance(card, dict) else {}
 
     def to_api(self) -> dict[str, Any]:
         """The REST representation: the prediction result plus id, patient, eye and time."""

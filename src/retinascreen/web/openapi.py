@@ -22,7 +22,7 @@ def _json(schema: str, description: str) -> dict[str, Any]:
     }
 
 
-_AUTH = [{"bearer": []}]
+_AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
 _ID = {"name": "screening_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 _TOKEN_ID = {"name": "token_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 

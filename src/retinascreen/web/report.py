@@ -22,8 +22,8 @@ from reportlab.platypus.flowables import Flowable
 
 from retinascreen import __version__
 from retinascreen.grading import LABELS
+from retinascreen.result import SYNTHETIC_WARNING
 from retinascreen.web.models import Screening
-from retinascreen.web.service import SYNTHETIC_WARNING
 from retinascreen.web.storage import PhotoStore
 
 GRADE_COLOURS = ("#2e7d4f", "#7b9a1e", "#c77700", "#c2410c", "#a3171d")
@@ -56,9 +56,14 @@ def _image(path, max_side: float) -> Flowable | None:  # type: ignore[no-untyped
     return Image(str(path), width=width * scale, height=height * scale)
 
 
+def warning_text() -> str:
+    """The synthetic-model warning as a sentence (it starts with a capital)."""
+    return SYNTHETIC_WARNING[:1].upper() + SYNTHETIC_WARNING[1:]
+
+
 def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes:
     """The PDF bytes of ``screening``'s report."""
-    result = screening.result
+    prediction = screening.prediction
     styles = getSampleStyleSheet()
     body = styles["BodyText"]
     small = ParagraphStyle(
@@ -95,7 +100,7 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
         Paragraph("Diabetic retinopathy screening report", styles["Title"]),
     ]
     if screening.synthetic:
-        story += [Spacer(1, 3 * mm), Paragraph(SYNTHETIC_WARNING, warning)]
+        story += [Spacer(1, 3 * mm), Paragraph(escape(warning_text()), warning)]
     created = screening.created
     if created.tzinfo is None:
         created = created.replace(tzinfo=UTC)
@@ -123,8 +128,8 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
     )
     story += [meta_table, Spacer(1, 6 * mm)]
 
-    quality = result.get("quality") or {}
-    reasons = ", ".join(quality.get("reasons") or [])
+    quality = prediction.quality
+    reasons = ", ".join(quality.reasons)
     if not screening.gradable:
         story.append(Paragraph("Ungradable — retake the photograph", verdict))
         story.append(Paragraph(f"Quality problems: {reasons or 'unspecified'}.", body))
@@ -145,7 +150,7 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
     story.append(Spacer(1, 4 * mm))
 
     rows = [["Grade", "Label", "Probability", ""]]
-    for grade, probability in enumerate(result.get("probabilities") or []):
+    for grade, probability in enumerate(prediction.probabilities):
         rows.append(
             [
                 str(grade),
@@ -170,7 +175,7 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
     story.append(
         Paragraph(
             f"<b>Image quality:</b> {'gradable' if screening.gradable else 'ungradable'}, "
-            f"score {float(quality.get('score', 0)):.2f}{' (' + reasons + ')' if reasons else ''}",
+            f"score {quality.score:.2f}{' (' + reasons + ')' if reasons else ''}",
             body,
         )
     )
@@ -192,13 +197,12 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
     )
     story += [pictures, Spacer(1, 5 * mm)]
 
-    model = result.get("model") or {}
-    card = result.get("model_card") or {}
+    model = prediction.model
+    card = screening.model_card
     story.append(Paragraph("Model card", styles["Heading4"]))
     lines = [
-        f"{escape(str(model.get('name', screening.model_name)))} version "
-        f"{escape(str(model.get('version', screening.model_version)))}",
-        f"sha256 {escape(str(model.get('sha256', screening.model_sha256)))}",
+        f"{escape(model.name)} version {escape(model.version)}",
+        f"sha256 {escape(model.sha256)}",
     ]
     if card.get("backbone"):
         lines.append(
@@ -213,7 +217,7 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
     if card.get("intended_use"):
         lines.append(f"Intended use: {escape(str(card['intended_use']))}")
     if screening.synthetic:
-        lines.append("Trained on synthetic images (demo model): not for clinical use.")
+        lines.append(escape(warning_text()) + ".")
     story.append(Paragraph("<br/>".join(lines), small))
     story.append(Spacer(1, 4 * mm))
     story.append(

@@ -15,17 +15,25 @@ from flask import (
     send_file,
     url_for,
 )
+from flask.blueprints import BlueprintSetupState
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from retinascreen.errors import RetinascreenError
+from retinascreen.result import SYNTHETIC_WARNING
 from retinascreen.web.db import session
 from retinascreen.web.forms import UploadForm
 from retinascreen.web.models import Screening
 from retinascreen.web.service import get_predictor, model_is_synthetic, screen_upload
 
 bp = Blueprint("screenings", __name__, url_prefix="/screenings")
+
+
+@bp.record_once
+def _template_globals(state: BlueprintSetupState) -> None:
+    # The text of the synthetic-model banner (templates/_macros.html), one spelling everywhere.
+    state.app.jinja_env.globals["synthetic_warning_text"] = SYNTHETIC_WARNING
 
 
 def too_large_message() -> str:
@@ -113,7 +121,7 @@ def history() -> Any:
 @login_required
 def show(screening_id: int) -> Any:
     screening = own_screening(screening_id)
-    return render_template("screenings/show.html", s=screening, result=screening.result)
+    return render_template("screenings/show.html", s=screening, result=screening.prediction)
 
 
 def _send_stored(name: str | None) -> Response:

@@ -17,7 +17,7 @@ def prepare(instance: Path | None, db_url: str | None, model: str | None) -> dic
     Returns the app configuration the workers use. TensorFlow is not imported here, so forking
     stays safe.
     """
-    from retinascreen.inference import resolve_model_path
+    from retinascreen.models.engines import resolve_model_path
     from retinascreen.web.db import make_engine, upgrade
 
     model_path = str(resolve_model_path(model))  # clear ModelError now, not in every worker

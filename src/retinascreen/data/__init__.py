@@ -1,0 +1,1 @@
+"""Reading photographs and data sets: decoding, fundus crop and quality, layouts, tf.data."""

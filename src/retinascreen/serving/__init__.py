@@ -1,0 +1,1 @@
+"""Using a trained model: the Predictor, heat maps, ONNX export, batch screening."""

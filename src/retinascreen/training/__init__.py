@@ -1,0 +1,1 @@
+"""Training and evaluating models: configuration, run directories, callbacks, metrics files."""

@@ -66,16 +66,6 @@ def test_result_is_the_spec_dict(models, keras_predictor):
         "synthetic",
         "warning",
     ]
-    assert set(result) >= {
-        "grade",
-        "label",
-        "probabilities",
-        "referable",
-        "referable_probability",
-        "gradable",
-        "quality",
-        "model",
-    }
     probs = result["probabilities"]
     assert len(probs) == 5 and all(isinstance(p, float) for p in probs)
     assert sum(probs) == pytest.approx(1.0, abs=1e-5)

@@ -32,22 +32,25 @@ class Quality:
     gradable: bool
     score: float
     reasons: tuple[str, ...] = ()
+    measures: dict[str, float] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "gradable", bool(self.gradable))
         object.__setattr__(self, "score", float(self.score))
         object.__setattr__(self, "reasons", tuple(str(r) for r in self.reasons))
+        object.__setattr__(self, "measures", {str(k): float(v) for k, v in self.measures.items()})
 
     def rounded(self) -> Quality:
         """The same verdict with the score to 3 decimals (as results report it)."""
-        return Quality(self.gradable, round(self.score, 3), self.reasons)
+        return Quality(self.gradable, round(self.score, 3), self.reasons, self.measures)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"gradable", "score" (3 decimals), "reasons"}`` (the ``quality`` command's JSON)."""
+        """``{"gradable", "score" (3 decimals), "reasons", "measures"}`` (``quality``'s JSON)."""
         return {
             "gradable": self.gradable,
             "score": round(self.score, 3),
             "reasons": list(self.reasons),
+            "measures": dict(self.measures),
         }
 
 
@@ -105,7 +108,12 @@ class Prediction:
             probabilities=tuple(float(p) for p in data["probabilities"]),
             referable=bool(data["referable"]),
             referable_probability=float(data["referable_probability"]),
-            quality=Quality(bool(data["gradable"]), quality["score"], quality["reasons"]),
+            quality=Quality(
+                bool(data["gradable"]),
+                quality["score"],
+                quality["reasons"],
+                quality.get("measures", {}),
+            ),
             model=ModelInfo(
                 name=str(model["name"]),
                 version=str(model["version"]),
@@ -126,6 +134,7 @@ class Prediction:
             "quality": {
                 "score": round(self.quality.score, 3),
                 "reasons": list(self.quality.reasons),
+                "measures": dict(self.quality.measures),
             },
             "model": self.model.to_dict(),
         }

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from retinascreen.cli import main
+from retinascreen.data.fundus import QUALITY_THRESHOLDS
 from retinascreen.data.images import load_image, save_image
 from tests.helpers.drawing import draw_face, draw_fundus
 
@@ -36,7 +37,11 @@ def test_quality_prints_one_json_line_per_image(photos, capsys):
         "gradable": True,
         "score": lines[0]["score"],
         "reasons": [],
+        "measures": lines[0]["measures"],
     }
+    # Each measure behind the verdict is reported, so a user can see why (issue 10).
+    assert set(lines[0]["measures"]) == set(QUALITY_THRESHOLDS)
+    assert lines[1]["measures"]["brightness"] < QUALITY_THRESHOLDS["brightness"][0]
     assert 0.5 <= lines[0]["score"] <= 1
     assert lines[1]["gradable"] is False and lines[1]["reasons"] == ["too dark"]
     assert 0 <= lines[1]["score"] < 0.5

@@ -48,14 +48,13 @@ def test_find_disc_on_large_photo():
     "picture",
     [
         draw_face(128),
-        draw_face(128, dark_background=True),
         draw_ruler(128),
         flat(128, 255),
         flat(128, 128),
         flat(128, 0),
         noise(128),
     ],
-    ids=["face", "face-on-dark", "ruler", "white", "grey", "black", "noise"],
+    ids=["face", "ruler", "white", "grey", "black", "noise"],
 )
 def test_find_disc_rejects_pictures_without_a_fundus_field(picture):
     assert find_disc(picture) is None
@@ -168,13 +167,12 @@ def test_low_contrast_fundus_is_ungradable():
     "picture",
     [
         draw_face(256),
-        draw_face(256, dark_background=True),
         draw_ruler(256),
         flat(256, 255),
         flat(256, 128),
         noise(256),
     ],
-    ids=["face", "face-on-dark", "ruler", "white", "grey", "noise"],
+    ids=["face", "ruler", "white", "grey", "noise"],
 )
 def test_pictures_that_are_not_a_fundus_are_ungradable(picture):
     quality = assess_quality(picture)
@@ -182,7 +180,15 @@ def test_pictures_that_are_not_a_fundus_are_ungradable(picture):
         "gradable": False,
         "score": 0.0,
         "reasons": ["no fundus disc found"],
+        "measures": {},
     }
+
+
+def test_a_round_face_on_black_is_still_ungradable():
+    # Geometrically a disc on a dark backdrop (the field finder accepts fields cut by the
+    # frame, which a face oval resembles), but it shows no vessels: rejected all the same.
+    quality = assess_quality(draw_face(256, dark_background=True))
+    assert not quality.gradable and quality.reasons
 
 
 def test_grey_disc_on_black_is_not_a_colour_fundus():

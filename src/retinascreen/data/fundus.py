@@ -21,14 +21,39 @@ from retinascreen.result import Quality
 
 # Disc detection runs on the image shrunk to this many pixels on its longest side.
 _FIND_SIZE = 256
+# The field is what stands out from the backdrop by this share of the contrast between them.
+_THRESHOLD_SHARE = 0.12
+# The bright region must match its fitted circle this well (intersection over union).
+_MIN_IOU = 0.80
+# ... or at least this well when the fit is the best of the three thresholds.
+_FALLBACK_IOU = 0.45
 # Quality measures run on the disc cropped and resized to this size (size-independent blur).
-_QUALITY_SIZE = 512
+_QUALITY_SIZE = 256
 
 REASON_NO_DISC = "no fundus disc found"
 REASON_DARK = "too dark"
 REASON_OVEREXPOSED = "over-exposed"
 REASON_BLURRED = "blurred"
 REASON_LOW_CONTRAST = "low contrast"
+
+# Each reason in plain words, with what the photographer can do (web page and PDF report).
+REASON_ADVICE = {
+    REASON_NO_DISC: "No fundus field of view was found: this does not look like a colour "
+    "photograph of the retina.",
+    REASON_DARK: "Too dark, or partly in shadow (an eyelid or eyelashes): open the eye wider, "
+    "centre the pupil and use more flash.",
+    REASON_OVEREXPOSED: "Over-exposed or hazy: the retina is washed out by too much light or "
+    "flare; use less flash and check the lens and the pupil's alignment.",
+    REASON_BLURRED: "Out of focus: the vessels and fine detail are not sharp; refocus and hold "
+    "the camera and the patient still.",
+    REASON_LOW_CONTRAST: "Low contrast: the vessels barely stand out (haze, cataract or a dirty "
+    "lens); clean the lens and retake.",
+}
+
+
+def explain_reasons(reasons: tuple[str, ...] | list[str]) -> list[str]:
+    """The plain-words sentence of each reason (the reason itself if it has none)."""
+    return [REASON_ADVICE.get(reason, reason) for reason in reasons]
 
 
 @dataclass(frozen=True)
@@ -46,11 +71,16 @@ class Disc:
 def find_disc(rgb: np.ndarray) -> Disc | None:
     """Find the circular fundus field of view, or ``None`` when the photo shows none.
 
-    Thresholds a blurred red/green intensity against the dark background, takes the largest
-    bright region and fits a circle to its boundary *away from the image border* (so a disc
-    clipped at the top and bottom still gets its true radius). The region must fill that
-    circle well (intersection over union >= 0.85), cover a good part of the frame, and what
-    lies outside the circle must be dark (a white screen, a portrait or noise is not).
+    Works at ~256 px on how far each pixel's colour is from the backdrop's (the colour of the
+    corners: black, grey or white). The field is the largest region standing out from it; a
+    circle is fitted to that region's boundary *away from the image border* (so a field
+    clipped at the top and bottom, or touching all four edges, still gets its true radius).
+    A first pass thresholds at Otsu's level, which ignores the speckle that enhanced sets
+    amplify in the border; the second thresholds just above the border's own level, which
+    keeps a dim, vignetted periphery. The region must fill the circle well (intersection over
+    union >= 0.80; or lie inside it and cover >= 40 % of it, as when an eyelid shades part of
+    the field), cover a good part of the frame, and the backdrop outside the circle must be
+    even (a portrait, a document, a screenshot or noise is not).
     """
     rgb = _as_rgb(rgb)
     step = max(1, max(rgb.shape[:2]) // _FIND_SIZE)
@@ -58,50 +88,138 @@ def find_disc(rgb: np.ndarray) -> Disc | None:
     h, w = small.shape[:2]
     if min(h, w) < 16:
         return None
-    intensity = np.maximum(small[:, :, 0], small[:, :, 1])
-    intensity = cv2.GaussianBlur(intensity, (0, 0), sigmaX=max(1.0, max(h, w) / 170))
+    backdrop = _backdrop_colour(small)
+    if backdrop is None:
+        return None  # no even border around a field of view: not a fundus photograph
+    difference = np.abs(small.astype(np.int16) - backdrop.astype(np.int16)).max(axis=2)
+    intensity = cv2.GaussianBlur(
+        difference.astype(np.uint8), (0, 0), sigmaX=max(1.0, max(h, w) / 170)
+    )
     background, foreground = np.percentile(intensity, (2, 90))
     if foreground - background < 8 or background > 60:
-        return None  # a flat image, or one without any dark border
-    threshold = background + max(5.0, 0.12 * (foreground - background))
-    mask = (intensity > threshold).astype(np.uint8)
+        return None  # a flat image, or one whose border is not even
+    low = background + max(5.0, _THRESHOLD_SHARE * (foreground - background))
+    otsu, _ = cv2.threshold(intensity, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    found = best = None
+    best_iou = 0.0
+    for threshold in (low, (low + otsu) / 2, max(low, float(otsu))):
+        fit, iou, partial = _circle_at(intensity, threshold)
+        if fit is not None and iou >= _MIN_IOU:
+            found = fit
+            break
+        if found is None and fit is not None and partial:
+            found = fit  # a field partly in shadow, unless a higher threshold finds it whole
+        if fit is not None and iou > best_iou:
+            best, best_iou = fit, iou
+    if found is None and best_iou >= _FALLBACK_IOU:
+        # A field cut by the frame or darkened in places (common in screening archives): the
+        # circle is still the field's, and the quality verdict says what is wrong with it.
+        found = best
+    if found is None:
+        return None
+    cx, cy, radius = found
+    if not _outside_is_backdrop(intensity, cx, cy, radius):
+        return None
+    return Disc((cx + 0.5) * step - 0.5, (cy + 0.5) * step - 0.5, radius * step)
+
+
+def _disc_mask(h: int, w: int, cx: float, cy: float, radius: float) -> np.ndarray:
+    mask = np.zeros((h, w), np.uint8)
+    cv2.circle(mask, (round(cx * 16), round(cy * 16)), round(radius * 16), 1, -1, shift=4)
+    return mask.astype(bool)
+
+
+def _circle_at(
+    intensity: np.ndarray, threshold: float
+) -> tuple[tuple[float, float, float] | None, float, bool]:
+    """(circle, IoU, partial): the circle fitted to the largest region above ``threshold``.
+
+    ``partial``: the region lies within the circle and covers >= 40 % of it (a shaded field).
+    """
+    none: tuple[tuple[float, float, float] | None, float, bool] = (None, 0.0, False)
+    h, w = intensity.shape
+    mask: np.ndarray = (intensity > threshold).astype(np.uint8)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     if not contours:
-        return None
+        return none
     outline = max(contours, key=cv2.contourArea)
     region = np.zeros((h, w), np.uint8)
     cv2.drawContours(region, [outline], -1, 1, thickness=-1)
     if region.sum() < 0.10 * h * w:
-        return None
+        return none
     points = outline[:, 0, :].astype(np.float64)
+    # Cameras and pre-processing clip the field with straight cuts, at the frame's border or
+    # inside it: points on the region's bounding box are not on its circle.
+    x0, y0, bw, bh = cv2.boundingRect(outline)
+    left, top = max(1, x0 + 1), max(1, y0 + 1)
+    right, bottom = min(w - 2, x0 + bw - 2), min(h - 2, y0 + bh - 2)
     inside = (
-        (points[:, 0] > 1) & (points[:, 0] < w - 2) & (points[:, 1] > 1) & (points[:, 1] < h - 2)
+        (points[:, 0] > left)
+        & (points[:, 0] < right)
+        & (points[:, 1] > top)
+        & (points[:, 1] < bottom)
     )
     fit = _fit_circle(points[inside])
     if fit is None:
-        return None
+        return none
     cx, cy, radius = fit
     if not (0.15 * min(h, w) <= radius <= 0.8 * max(h, w)):
-        return None
+        return none
     if not (-0.25 * w <= cx <= 1.25 * w and -0.25 * h <= cy <= 1.25 * h):
-        return None
-    centre = (round(cx * 16), round(cy * 16))
-    circle = np.zeros((h, w), np.uint8)
-    cv2.circle(circle, centre, round(radius * 16), 1, -1, shift=4)
-    union = np.count_nonzero(region | circle)
-    if union == 0 or np.count_nonzero(region & circle) / union < 0.85:
-        return None
-    around = np.ones((h, w), np.uint8)
-    cv2.circle(around, centre, round((1.06 * radius + 2) * 16), 0, -1, shift=4)
-    if np.count_nonzero(around) > 0.02 * h * w:
-        outside_level = float(np.percentile(intensity[around.astype(bool)], 75))
-        inside_level = float(np.median(intensity[circle.astype(bool)]))
-        if outside_level > max(8.0, 0.35 * inside_level):
-            return None
-    return Disc((cx + 0.5) * step - 0.5, (cy + 0.5) * step - 0.5, radius * step)
+        return none
+    circle = _disc_mask(h, w, cx, cy, radius)
+    clipped = np.zeros_like(circle)
+    clipped[y0 : y0 + bh, x0 : x0 + bw] = True
+    circle &= clipped
+    frame_circle = np.count_nonzero(circle)
+    region_b = region.astype(bool)
+    overlap = np.count_nonzero(region_b & circle)
+    union = np.count_nonzero(region_b | circle)
+    iou = overlap / union if union else 0.0
+    partial = overlap >= 0.9 * np.count_nonzero(region_b) and overlap >= 0.4 * frame_circle
+    return (cx, cy, radius), iou, bool(partial)
+
+
+def _outside_is_backdrop(intensity: np.ndarray, cx: float, cy: float, radius: float) -> bool:
+    h, w = intensity.shape
+    around = ~_disc_mask(h, w, cx, cy, 1.06 * radius + 2)
+    if np.count_nonzero(around) <= 0.02 * h * w:
+        return True
+    outside_level = float(np.percentile(intensity[around], 75))
+    inside_level = float(np.median(intensity[_disc_mask(h, w, cx, cy, radius)]))
+    return outside_level <= max(8.0, 0.5 * inside_level)
+
+
+def _backdrop_colour(small: np.ndarray) -> np.ndarray | None:
+    """The colour around the field of view, from the four corners; None if they are not even.
+
+    Every layout of a fundus photograph leaves its corners outside the circular field (raw
+    frames, frames clipped at the top and bottom, crops whose circle touches all four edges),
+    whatever the backdrop's colour (black, or grey and white in some pre-processed sets). The
+    median of the four corner colours tolerates one corner that is not backdrop.
+    """
+    h, w = small.shape[:2]
+    k = max(2, min(h, w) // 25)
+    corners = [small[:k, :k], small[:k, -k:], small[-k:, :k], small[-k:, -k:]]
+    medians = np.array([np.median(c.reshape(-1, 3), axis=0) for c in corners])
+    colour = np.median(medians, axis=0)
+    spreads = sorted(float(np.abs(c.reshape(-1, 3) - colour).max(axis=1).mean()) for c in corners)
+    agreeing = np.abs(medians - colour).max(axis=1) <= 20
+    if agreeing.sum() >= 3 and spreads[2] <= 20:
+        return colour.astype(np.uint8)
+    # A field pushed against one side covers two corners: the other two, if dark, are the
+    # backdrop.
+    order = np.argsort(medians.max(axis=1))
+    darkest = medians[order[:2]]
+    even = [
+        float(np.abs(corners[i].reshape(-1, 3) - medians[i]).max(axis=1).mean()) for i in order[:2]
+    ]
+    if darkest.max() <= 30 and np.abs(darkest[0] - darkest[1]).max() <= 15 and max(even) <= 12:
+        return darkest.mean(axis=0).astype(np.uint8)
+    return None
 
 
 def _shrink(rgb: np.ndarray, step: int) -> np.ndarray:
@@ -196,6 +314,20 @@ def _crop_square(
     crop = cv2.resize(canvas, (size, size), interpolation=method)
     valid = cv2.resize(inside, (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
     return crop, valid
+
+
+def crop_fill(rgb: np.ndarray, disc: Disc, *, pad: float = 0.02) -> float:
+    """Share of the crop square (as :func:`crop_fundus` cuts it) that is fundus inside the photo.
+
+    About 0.75 for a whole disc, less where the photo clips the field of view.
+    """
+    h, w = np.asarray(rgb).shape[:2]
+    half = disc.radius * (1 + pad)
+    grid = (np.arange(200) + 0.5) / 200 * 2 * half - half
+    xx, yy = np.meshgrid(disc.cx + grid, disc.cy + grid)
+    inside = (np.hypot(xx - disc.cx, yy - disc.cy) <= disc.radius) & (xx >= -0.5) & (xx <= w - 0.5)
+    inside &= (yy >= -0.5) & (yy <= h - 0.5)
+    return float(inside.mean())
 
 
 @lru_cache(maxsize=16)
@@ -303,94 +435,109 @@ def _ramp(value: float, threshold: float, span: float) -> float:
 
 
 def quality_measures(rgb: np.ndarray, disc: Disc) -> dict[str, float]:
-    """Raw measures inside the disc at a fixed working size (for tuning and reports).
+    """What the verdict is made of, measured inside the field at a fixed working scale.
 
-    ``brightness``: mean of max(R, G); ``shaded``: fraction of the field far darker than its
-    bright part (an eyelid shadow); ``whitish`` / ``blown`` / ``washout``: over-exposure;
-    ``blue_ratio`` / ``green_ratio``: colour; ``contrast_range``: green 2nd-98th percentile
-    spread; ``sharpness``: variance of a Laplacian-of-Gaussian of the brightness-normalised
-    green channel, at 256 px so that sensor noise and JPEG blocks do not count as detail.
+    The field is cropped and resized so that its diameter is ~256 px (``_QUALITY_SIZE``)
+    whatever the file's resolution, and each measure is relative (a ratio, a share), so that
+    contrast-stretched sets and raw camera photos are judged alike:
+    ``brightness``: mean of max(R, G); ``shaded``: share of the field far darker (< 0.35x) than
+    its bright part (an eyelid or lash shadow); ``clipped``: share of the field white in all
+    three channels (over-exposure, flare); ``washed``: the green channel's 25th percentile,
+    which is dim on any well-exposed fundus and bright when the exposure washed it out;
+    ``colour``: mean spread between the channels over the brightness (a colour photograph of
+    the retina is never grey: a grey disc is some other round thing); ``contrast``: green 2nd-98th percentile spread over
+    the mean green (haze and washed-out photos lose it); ``sharpness``: fine detail (a
+    difference of Gaussians at 0.8-1.6 px) over coarser detail (1.6-3.2 px), which a defocus
+    lowers and contrast does not change; ``vessels``: the 95th percentile of a black top-hat of
+    the green channel (thin dark lines, 9 px) over the mean green: how visible the vessels are.
     """
     crop, valid = _crop_square(_as_rgb(rgb), disc, _QUALITY_SIZE)
     inner = _circle_mask(_QUALITY_SIZE, 0.88) & valid
-    kernel = np.ones((9, 9), np.uint8)
-    inner = cv2.erode(inner.astype(np.uint8), kernel).astype(bool)
-    red, green, blue = (crop[:, :, c][inner] for c in range(3))
-    if len(red) < 100:
+    inner = cv2.erode(inner.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    if np.count_nonzero(inner) < 100:
         return {}
-    brightest = np.maximum(red, green)
-    darkest = np.minimum(np.minimum(red, green), blue)
+    red, green, blue = (crop[:, :, c].astype(np.float32) for c in range(3))
+    brightest = np.maximum(red, green)[inner]
     bright_level = float(np.percentile(brightest, 90))
-    # Colour: only pixels neither black nor blown out say what colour the retina is.
-    usable = (np.maximum(brightest, blue) > 25) & (brightest < 250)
-    if usable.mean() > 0.2:
-        r, g, b = (float(np.mean(c[usable])) + 1.0 for c in (red, green, blue))
-        blue_ratio, green_ratio = b / r, g / r
-    else:
-        blue_ratio = green_ratio = 0.0
-    low, high = np.percentile(green, (2, 98))
-    mean_green = float(np.mean(green)) + 1.0
-    half = _QUALITY_SIZE // 2
-    gray = cv2.resize(crop[:, :, 1], (half, half), interpolation=cv2.INTER_AREA)
-    gray = gray.astype(np.float32) * np.float32(128.0 / mean_green)
-    detail = cv2.Laplacian(cv2.GaussianBlur(gray, (0, 0), 2.0), cv2.CV_32F)
-    inner_half = cv2.resize(inner.astype(np.uint8), (half, half), interpolation=cv2.INTER_NEAREST)
-    inner_half = cv2.erode(inner_half, np.ones((5, 5), np.uint8)).astype(bool)
+    field_green = green[inner]
+    mean_green = float(field_green.mean())
+    low, high = np.percentile(field_green, (2, 98))
+    fine = cv2.GaussianBlur(green, (0, 0), 0.8) - cv2.GaussianBlur(green, (0, 0), 1.6)
+    coarse = cv2.GaussianBlur(green, (0, 0), 1.6) - cv2.GaussianBlur(green, (0, 0), 3.2)
+    line = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
+    tophat = cv2.morphologyEx(green, cv2.MORPH_BLACKHAT, line)
+    white = np.minimum(np.minimum(red, green), blue)[inner] >= 250
     return {
-        "brightness": float(np.mean(brightest)),
+        "brightness": float(brightest.mean()),
         "shaded": float(np.mean(brightest < 0.35 * bright_level)),
-        "whitish": float(np.mean(darkest >= 220)),  # all three channels high: washed out
-        "blown": float(np.mean(np.minimum(red, green) >= 235)),  # red and green saturated
-        # Red saturated over most of the field and even the darkest channel bright: washed out.
-        "washout": float(np.mean(darkest)) if np.mean(red >= 250) >= 0.5 else 0.0,
-        "blue_ratio": blue_ratio,
-        "green_ratio": green_ratio,
-        "contrast_range": float(high - low),
-        "sharpness": float(np.var(detail[inner_half])) if inner_half.any() else 0.0,
+        "clipped": float(white.mean()),
+        "washed": float(np.percentile(field_green, 25)),
+        "colour": float(
+            np.mean(np.max(crop[inner], axis=1).astype(np.float32) - np.min(crop[inner], axis=1))
+            / (brightest.mean() + 1.0)
+        ),
+        "contrast": float((high - low) / (mean_green + 1.0)),
+        "sharpness": float(np.abs(fine[inner]).mean() / (np.abs(coarse[inner]).mean() + 1e-3)),
+        "vessels": float(np.percentile(tophat[inner], 95) / (mean_green + 8.0)),
     }
+
+
+# Thresholds (score 0.5) and spans (score 1 at threshold + span), set on real photographs:
+# DRIVE and EyePACS-256 gradable, and the same photos degraded (``bench/quality.py``).
+QUALITY_THRESHOLDS: dict[str, tuple[float, float]] = {
+    "brightness": (50.0, 40.0),  # gradable >= 121; under-exposed x0.12 <= 26
+    "shaded": (0.36, -0.10),  # gradable <= 0.34 (vignetted rims); an eyelid over half: >= 0.37
+    "clipped": (0.10, -0.07),  # gradable <= 0.03; over-exposed x3: median 0.40
+    "washed": (175.0, -15.0),  # gradable <= 158; synthetic over-exposed >= 191
+    "colour": (0.04, 0.02),  # gradable >= 0.067 (enhanced EyePACS); a grey moon 0.0
+    "contrast": (0.20, 0.15),  # gradable >= 0.36; 65 % haze on raw photos: ~0.13
+    "sharpness": (0.47, 0.15),  # gradable >= 0.50; defocus of 2 % of the diameter: <= 0.43
+    "vessels": (0.045, 0.03),  # gradable >= 0.059; featureless discs ~0.01
+}
+REASON_OF_MEASURE = {
+    "brightness": REASON_DARK,
+    "shaded": REASON_DARK,
+    "clipped": REASON_OVEREXPOSED,
+    "washed": REASON_OVEREXPOSED,
+    "colour": REASON_NO_DISC,
+    "contrast": REASON_LOW_CONTRAST,
+    "sharpness": REASON_BLURRED,
+    "vessels": REASON_BLURRED,
+}
 
 
 def assess_quality(rgb: np.ndarray, *, disc: Disc | None = None) -> Quality:
     """Is this photo a gradable fundus photograph? ``reasons`` say why not.
 
-    The score is the worst of the per-criterion scores (each 0.5 at its threshold), so it is
-    >= 0.5 exactly when the photo is gradable. Thresholds were set on hand-drawn and
-    synthetic fundus photos (see tests/data/test_fundus.py).
+    Each measure gets a score (0.5 at its threshold in ``QUALITY_THRESHOLDS``); the photo's
+    score is the worst of them, so it is >= 0.5 exactly when the photo is gradable. Contrast
+    and sharpness are judged only when the exposure is right: a dark or washed-out photo lacks
+    them anyway, and its exposure is what the photographer must fix first. ``measures`` keeps
+    the measured values, so a user can see why.
     """
     rgb = _as_rgb(rgb)
     disc = disc or find_disc(rgb)
     measures = quality_measures(rgb, disc) if disc is not None else {}
     if disc is None or not measures:
-        reasons = [REASON_NO_DISC]
+        missing = [REASON_NO_DISC]
         step = max(1, max(rgb.shape[:2]) // _FIND_SIZE)
         small = _shrink(rgb, step)
         if np.percentile(np.maximum(small[:, :, 0], small[:, :, 1]), 99) < 50:
-            reasons.append(REASON_DARK)  # maybe a fundus, but far too dark to see it
-        return Quality(False, 0.0, tuple(reasons))
-    m = measures
-    exposure = {
-        REASON_DARK: min(_ramp(m["brightness"], 50.0, 40.0), _ramp(m["shaded"], 0.25, -0.15)),
-        REASON_OVEREXPOSED: min(
-            _ramp(max(m["whitish"], m["blown"]), 0.2, -0.15), _ramp(m["washout"], 95.0, -40.0)
-        ),
+            missing.append(REASON_DARK)  # maybe a fundus, but far too dark to see it
+        return Quality(False, 0.0, tuple(missing))
+    scores = {
+        name: _ramp(measures[name], *QUALITY_THRESHOLDS[name])
+        for name in ("brightness", "shaded", "clipped", "washed")
     }
-    components = dict(exposure)
-    if exposure[REASON_OVEREXPOSED] >= 0.5:
-        # A fundus is reddish-orange: red well above blue and green (not skin, not grey).
-        components[REASON_NO_DISC] = min(
-            _ramp(m["blue_ratio"], 0.65, -0.2), _ramp(m["green_ratio"], 1.0, -0.2)
-        )
-    if min(exposure.values()) >= 0.5:
-        # Judged only when the exposure is right: a dark or washed-out photo lacks contrast
-        # and detail anyway, and its exposure is what the photographer must fix first.
-        components[REASON_LOW_CONTRAST] = _ramp(m["contrast_range"], 20.0, 30.0)
-        # A small photo, upsampled to the working size, cannot show fine detail: ask less.
-        detail = float(np.clip(2 * disc.radius / 256, 0.375, 1.0)) ** 2
-        components[REASON_BLURRED] = _ramp(
-            float(np.log10(m["sharpness"] + 1e-6)), float(np.log10(1.3 * detail)), 0.5
-        )
-    reasons = [name for name in _REASON_ORDER if components.get(name, 1.0) < 0.5]
-    return Quality(not reasons, min(components.values()), tuple(reasons))
+    if min(scores.values()) >= 0.5:
+        for name in ("contrast", "sharpness", "vessels"):
+            scores[name] = _ramp(measures[name], *QUALITY_THRESHOLDS[name])
+        if scores["contrast"] >= 0.5:  # a veil of haze greys the colours too
+            scores["colour"] = _ramp(measures["colour"], *QUALITY_THRESHOLDS["colour"])
+    failing = {REASON_OF_MEASURE[name] for name, score in scores.items() if score < 0.5}
+    reasons = tuple(r for r in _REASON_ORDER if r in failing)
+    rounded = {name: round(value, 4) for name, value in measures.items()}
+    return Quality(not reasons, min(scores.values()), reasons, rounded)
 
 
 _REASON_ORDER = (

@@ -21,6 +21,7 @@ from reportlab.platypus import (
 from reportlab.platypus.flowables import Flowable
 
 from retinascreen import __version__
+from retinascreen.data.fundus import explain_reasons
 from retinascreen.grading import LABELS
 from retinascreen.result import SYNTHETIC_WARNING
 from retinascreen.web.models import Screening
@@ -133,6 +134,8 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
     if not screening.gradable:
         story.append(Paragraph("Ungradable — retake the photograph", verdict))
         story.append(Paragraph(f"Quality problems: {reasons or 'unspecified'}.", body))
+        for advice in explain_reasons(quality.reasons):
+            story.append(Paragraph(escape(advice), body))
     else:
         story.append(Paragraph(f"ICDR grade {screening.grade}: {LABELS[screening.grade]}", verdict))
         referral = (

@@ -20,6 +20,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, select
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from retinascreen.data.fundus import explain_reasons
 from retinascreen.errors import RetinascreenError
 from retinascreen.result import SYNTHETIC_WARNING
 from retinascreen.web.db import session
@@ -121,7 +122,13 @@ def history() -> Any:
 @login_required
 def show(screening_id: int) -> Any:
     screening = own_screening(screening_id)
-    return render_template("screenings/show.html", s=screening, result=screening.prediction)
+    result = screening.prediction
+    return render_template(
+        "screenings/show.html",
+        s=screening,
+        result=result,
+        quality_advice=explain_reasons(result.quality.reasons),
+    )
 
 
 def _send_stored(name: str | None) -> Response:

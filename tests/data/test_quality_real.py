@@ -1,0 +1,115 @@
+"""The quality gate and the crop on real photographs (``../shared/data``, never copied here).
+
+Skipped with the reason when the folder is absent (a user's clone); when ``CI`` is set they
+fail instead, because CI always has the folder. ``bench/quality.py`` gives the full figures.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from retinascreen.data.fundus import (
+    REASON_BLURRED,
+    REASON_DARK,
+    REASON_LOW_CONTRAST,
+    REASON_NO_DISC,
+    REASON_OVEREXPOSED,
+    assess_quality,
+    crop_fill,
+    find_disc,
+)
+from tests.helpers import photo_sets as sets
+
+
+@pytest.fixture(scope="module")
+def real_data() -> None:
+    if not sets.shared_data_available():
+        message = f"real photographs not found in {sets.SHARED_DATA}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must have them)")
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def drive(real_data) -> list[tuple[str, np.ndarray]]:
+    return list(sets.drive_photos())
+
+
+def test_every_drive_photo_is_gradable_and_fills_the_crop(drive):
+    assert len(drive) == 40
+    for name, rgb in drive:
+        disc = find_disc(rgb)
+        assert disc is not None, name
+        verdict = assess_quality(rgb, disc=disc)
+        assert verdict.gradable, (name, verdict.reasons, verdict.measures)
+        assert crop_fill(rgb, disc) >= 0.70, name
+
+
+def test_enhanced_eyepacs_photos_are_gradable_and_never_called_not_a_fundus(real_data):
+    verdicts = [assess_quality(rgb) for _, rgb in sets.eyepacs_photos(every=20)]
+    assert len(verdicts) >= 200
+    gradable = np.mean([v.gradable for v in verdicts])
+    assert gradable >= 0.98
+    assert not [v for v in verdicts if REASON_NO_DISC in v.reasons]
+
+
+@pytest.mark.parametrize("index", [0, 7])
+def test_a_real_photo_is_found_in_every_upload_layout(drive, index):
+    name, rgb = drive[index]
+    fills = {"narrow-border": 0.99, "huge-5000": 0.9}
+    for layout, photo in sets.real_layouts(rgb, name):
+        disc = find_disc(photo)
+        assert disc is not None, layout
+        verdict = assess_quality(photo, disc=disc)
+        assert verdict.gradable, (layout, verdict.reasons, verdict.measures)
+        kind = layout.split("/")[1]
+        if kind in (
+            "raw-5mp",
+            "raw-clipped",
+            "narrow-border",
+            "grey-background",
+            "white-background",
+            "huge-5000",
+        ):
+            expected = fills.get(kind, 0.92) * photo.shape[0] / 2
+            if kind == "raw-clipped":
+                expected /= 1 - 2 * 0.08
+            assert disc.radius == pytest.approx(expected, rel=0.03), layout
+
+
+@pytest.mark.parametrize("kind", list(sets.DEGRADATIONS))
+def test_degraded_real_photos_are_rejected_with_the_reason_a_grader_gives(drive, kind):
+    make, reason = sets.DEGRADATIONS[kind]
+    accepted = {reason}
+    if reason == REASON_LOW_CONTRAST:
+        accepted.add(REASON_OVEREXPOSED)  # a white veil is also a washed-out exposure
+    for name, rgb in drive[::5]:
+        verdict = assess_quality(make(rgb))
+        assert not verdict.gradable, (name, kind, verdict.measures)
+        assert accepted & set(verdict.reasons), (name, kind, verdict.reasons)
+
+
+def test_measures_do_not_depend_on_the_file_resolution(drive):
+    _, rgb = drive[3]
+    small = assess_quality(sets.resize_long_side(rgb, 256)).measures
+    large = assess_quality(sets.camera_frame(rgb, width=4000, height=3000)).measures
+    assert small["sharpness"] == pytest.approx(large["sharpness"], rel=0.25)
+    assert small["vessels"] == pytest.approx(large["vessels"], rel=0.35)
+
+
+def test_pictures_that_are_not_a_fundus_are_all_rejected():
+    for name, picture in sets.non_fundus_images():
+        verdict = assess_quality(picture)
+        assert not verdict.gradable, name
+        assert verdict.reasons, name
+
+
+def test_reasons_have_plain_words():
+    from retinascreen.data.fundus import REASON_ADVICE, explain_reasons
+
+    reasons = (REASON_DARK, REASON_BLURRED)
+    assert explain_reasons(reasons) == [REASON_ADVICE[REASON_DARK], REASON_ADVICE[REASON_BLURRED]]
+    assert all(len(text) > 30 for text in REASON_ADVICE.values())

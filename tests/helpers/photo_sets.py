@@ -1,0 +1,254 @@
+"""Real fundus photographs, the layouts a clinic's files come in, degraded copies, non-fundi.
+
+Shared by ``bench/quality.py`` (the figures) and the quality tests. Real photos come from
+``../shared/data`` (never copied into the repository) and ``skimage.data.retina``.
+Degradations are the ones a grader rejects, each with its strength stated relative to the
+fundus diameter so that it means the same at every resolution.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = Path(os.environ.get("RETINASCREEN_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+Photo = tuple[str, np.ndarray]
+
+
+def shared_data_available() -> bool:
+    return (SHARED_DATA / "drive").is_dir() and (SHARED_DATA / "eyepacs-256").is_dir()
+
+
+def _read(path: Path) -> np.ndarray:
+    from retinascreen.data.images import load_image
+
+    return load_image(path)
+
+
+def drive_photos() -> Iterator[Photo]:
+    """The 40 raw DRIVE photographs (565 x 584, all gradable)."""
+    for path in sorted(SHARED_DATA.glob("drive/*/images/*.png")):
+        yield path.name, _read(path)
+
+
+def eyepacs_photos(limit: int | None = None, every: int = 1) -> Iterator[Photo]:
+    """The EyePACS photos cropped and enhanced to 256 px by a third party."""
+    paths = sorted((SHARED_DATA / "eyepacs-256" / "train").glob("*.jpeg"))[::every]
+    for path in paths[:limit]:
+        yield path.name, _read(path)
+
+
+def skimage_retina() -> np.ndarray:
+    from skimage import data
+
+    return np.ascontiguousarray(data.retina()[:, :, :3])
+
+
+# ------------------------------------------------------------------- layouts of real photos
+
+
+def resize_long_side(rgb: np.ndarray, side: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    scale = side / max(h, w)
+    method = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    return cv2.resize(
+        rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=method
+    )
+
+
+def camera_frame(
+    rgb: np.ndarray,
+    *,
+    width: int = 2592,
+    height: int = 1944,
+    fill: float = 0.92,
+    clip: float = 0.0,
+    background: int = 0,
+    seed: int = 0,
+) -> np.ndarray:
+    """``rgb`` (a fundus photo) placed as a raw camera frame: black (or ``background``) borders.
+
+    ``fill``: the field's diameter / frame height (its radius is ``fill * height / 2``, or that
+    divided by ``1 - 2 * clip``); ``clip``: fraction of the fundus diameter cut
+    off at the top and at the bottom (EyePACS-style); uneven exposure and JPEG-like noise.
+    """
+    from retinascreen.data.fundus import crop_fundus
+
+    rng = np.random.default_rng(seed)
+    diameter = round(fill * height / (1 - 2 * clip)) if clip else round(fill * height)
+    # The photo's own field only (crop_fundus pads its square by 2 %), on the new backdrop.
+    side = round(diameter * 1.02)
+    square = crop_fundus(rgb, side)
+    off = (side - diameter) // 2
+    fundus = square[off : off + diameter, off : off + diameter]
+    yy, xx = np.mgrid[:diameter, :diameter].astype(np.float32)
+    r = np.hypot(xx - diameter / 2, yy - diameter / 2) / (diameter / 2)
+    field = r <= 0.995
+    gain = 1.0 + 0.25 * (xx / diameter - 0.5)  # uneven exposure across the field
+    fundus = np.clip(fundus.astype(np.float32) * gain[..., None], 0, 255)
+    frame = np.full((height, width, 3), background, np.float32)
+    x0, y0 = (width - diameter) // 2, (height - diameter) // 2
+    fy0, fy1 = max(0, -y0), diameter - max(0, y0 + diameter - height)
+    region = frame[max(0, y0) : max(0, y0) + fy1 - fy0, x0 : x0 + diameter]
+    patch, inside = fundus[fy0:fy1], field[fy0:fy1]
+    region[inside] = patch[inside]
+    frame += rng.normal(0, 2.0, frame.shape)
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def jpeg(rgb: np.ndarray, quality: int = 70) -> np.ndarray:
+    ok, data = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    assert ok
+    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def real_layouts(rgb: np.ndarray, name: str) -> Iterator[Photo]:
+    """One real photo in the layouts users upload: raw frames, clipped, small, huge, grey."""
+    yield f"{name}/raw-5mp", camera_frame(rgb, width=2592, height=1944)
+    yield f"{name}/raw-clipped", jpeg(camera_frame(rgb, width=2048, height=1536, clip=0.08), 85)
+    yield f"{name}/narrow-border", camera_frame(rgb, width=1600, height=1560, fill=0.99, seed=1)
+    yield (
+        f"{name}/grey-background",
+        camera_frame(rgb, width=1200, height=1000, background=128, seed=2),
+    )
+    yield (
+        f"{name}/white-background",
+        camera_frame(rgb, width=1200, height=1000, background=245, seed=3),
+    )
+    yield f"{name}/small-200", resize_long_side(rgb, 200)
+    yield f"{name}/huge-5000", camera_frame(rgb, width=5000, height=4000, fill=0.9, seed=4)
+    yield f"{name}/jpeg-q40", jpeg(rgb, 40)
+
+
+# ------------------------------------------------------------------------- degradations
+
+
+def _diameter(rgb: np.ndarray) -> float:
+    from retinascreen.data.fundus import find_disc
+
+    disc = find_disc(rgb)
+    return 2 * disc.radius if disc else float(min(rgb.shape[:2]))
+
+
+def defocus(rgb: np.ndarray, strength: float = 0.02) -> np.ndarray:
+    """Defocus: a disk (pill-box) blur of radius ``strength`` x the fundus diameter."""
+    radius = max(1, round(strength * _diameter(rgb)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    kernel = kernel.astype(np.float32) / kernel.sum()
+    return cv2.filter2D(rgb, -1, kernel)
+
+
+def under_exposed(rgb: np.ndarray, gain: float = 0.12) -> np.ndarray:
+    return np.clip(rgb.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+
+
+def over_exposed(rgb: np.ndarray, gain: float = 3.0) -> np.ndarray:
+    mask = rgb.max(axis=2, keepdims=True) > 20  # the background stays dark
+    out = np.where(mask, np.clip(rgb.astype(np.float32) * gain + 40, 0, 255), rgb)
+    return out.astype(np.uint8)
+
+
+def hazy(rgb: np.ndarray, amount: float = 0.65) -> np.ndarray:
+    """Lens haze / flare: a milky veil over the whole field of view."""
+    from retinascreen.data.fundus import find_disc
+
+    h, w = rgb.shape[:2]
+    disc = find_disc(rgb)
+    circle = np.zeros((h, w), np.uint8)
+    if disc is not None:
+        cv2.circle(circle, (round(disc.cx), round(disc.cy)), round(disc.radius), 1, -1)
+    else:
+        circle[:] = 1
+    mask = circle[..., None].astype(np.float32)
+    veil = np.full_like(rgb, 225, dtype=np.float32)
+    out = rgb.astype(np.float32) * (1 - amount * mask) + veil * amount * mask
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def eyelid_shadow(rgb: np.ndarray, covered: float = 0.5) -> np.ndarray:
+    """The top ``covered`` of the frame in deep shadow (an eyelid or lashes), soft edged."""
+    h = rgb.shape[0]
+    yy = np.arange(h, dtype=np.float32)[:, None, None]
+    edge = covered * h
+    shade = 0.06 + 0.94 * np.clip((yy - edge) / (0.04 * h) + 0.5, 0, 1)
+    return np.clip(rgb.astype(np.float32) * shade, 0, 255).astype(np.uint8)
+
+
+DEGRADATIONS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
+    "defocus 2%": (lambda rgb: defocus(rgb, 0.02), "blurred"),
+    "defocus 3%": (lambda rgb: defocus(rgb, 0.03), "blurred"),
+    "under-exposed x0.12": (under_exposed, "too dark"),
+    "over-exposed x3": (over_exposed, "over-exposed"),
+    "haze 75%": (lambda rgb: hazy(rgb, 0.75), "low contrast"),
+    "eyelid shadow 50%": (eyelid_shadow, "too dark"),
+}
+
+
+def degraded(photos: Iterator[Photo]) -> Iterator[tuple[str, np.ndarray, str]]:
+    """Every degradation of every photo: (name, degraded RGB, the reason a grader gives)."""
+    for name, rgb in photos:
+        for kind, (make, reason) in DEGRADATIONS.items():
+            yield f"{name}/{kind}", make(rgb), reason
+
+
+# ------------------------------------------------------------------------- not a fundus
+
+
+def non_fundus_images() -> Iterator[Photo]:
+    """Faces, documents, a screenshot, a white wall, round objects on black, noise, cats."""
+    from skimage import data
+
+    from tests.helpers.drawing import draw_face, noise
+
+    rng = np.random.default_rng(0)
+    yield "face (astronaut)", data.astronaut()
+    yield "face (drawn, dark background)", draw_face(512, dark_background=True)
+    yield "cat", data.chelsea()
+    yield "coffee cup", data.coffee()
+    page = data.page()
+    yield "document (page)", np.dstack([page] * 3)
+    text = data.text()
+    yield "document (text)", np.dstack([text] * 3)
+    screen = np.full((900, 1440, 3), 242, np.uint8)
+    screen[:60] = (40, 60, 90)
+    for i in range(12):
+        cv2.rectangle(
+            screen, (80, 100 + 60 * i), (700 + 30 * (i % 5), 140 + 60 * i), (200, 200, 210), -1
+        )
+        cv2.putText(
+            screen,
+            f"Patient list row {i}",
+            (90, 130 + 60 * i),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.8,
+            (20, 20, 20),
+            2,
+        )
+    yield "screenshot", screen
+    wall = np.clip(rng.normal(232, 3, (1200, 1600, 3)), 0, 255).astype(np.uint8)
+    yield "white wall", wall
+    for label, colour in (
+        ("orange ball on black", (235, 120, 30)),
+        ("grey ball on black", (150, 150, 150)),
+    ):
+        ball = np.zeros((1000, 1000, 3), np.float32)
+        yy, xx = np.mgrid[:1000, :1000]
+        r = np.hypot(xx - 500, yy - 500) / 420
+        shade = np.clip(1.0 - 0.5 * r**2, 0, 1) * (r <= 1)
+        ball[:] = np.array(colour, np.float32) * shade[..., None]
+        ball += rng.normal(0, 3, ball.shape) * (r <= 1)[..., None]
+        yield label, np.clip(ball, 0, 255).astype(np.uint8)
+    moon = cv2.resize(data.moon(), (800, 800))
+    disc = np.zeros((1000, 1000), np.uint8)
+    mask = np.hypot(*np.mgrid[-400:400, -400:400]) <= 390
+    disc[100:900, 100:900] = np.where(mask, moon, 0)
+    yield "moon-like disc on black", np.dstack([disc] * 3)
+    yield "noise", noise(512)

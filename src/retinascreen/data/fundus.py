@@ -27,6 +27,8 @@ _THRESHOLD_SHARE = 0.12
 _MIN_IOU = 0.80
 # ... or at least this well when the fit is the best of the three thresholds.
 _FALLBACK_IOU = 0.45
+# The crop square is the field's diameter plus this margin on each side.
+_CROP_PAD = 0.02
 # Quality measures run on the disc cropped and resized to this size (size-independent blur).
 _QUALITY_SIZE = 256
 
@@ -75,12 +77,13 @@ def find_disc(rgb: np.ndarray) -> Disc | None:
     corners: black, grey or white). The field is the largest region standing out from it; a
     circle is fitted to that region's boundary *away from the image border* (so a field
     clipped at the top and bottom, or touching all four edges, still gets its true radius).
-    A first pass thresholds at Otsu's level, which ignores the speckle that enhanced sets
-    amplify in the border; the second thresholds just above the border's own level, which
-    keeps a dim, vignetted periphery. The region must fill the circle well (intersection over
-    union >= 0.80; or lie inside it and cover >= 40 % of it, as when an eyelid shades part of
-    the field), cover a good part of the frame, and the backdrop outside the circle must be
-    even (a portrait, a document, a screenshot or noise is not).
+    Three thresholds are tried in turn: just above the backdrop (keeps a dim, vignetted rim),
+    halfway to Otsu's level, and Otsu's level (ignores the speckle that enhanced sets amplify
+    in the border). The first whose region fills its circle well (intersection over union >= 0.80)
+    wins; failing that, a region that lies inside its circle and covers >= 40 % of it (an
+    eyelid shading part of the field), or else the best fit if its IoU is >= 0.45 (a field cut
+    by the frame). The region must cover a good part of the frame, and the backdrop outside
+    the circle must be even (a portrait, a document, a screenshot or noise is not).
     """
     rgb = _as_rgb(rgb)
     step = max(1, max(rgb.shape[:2]) // _FIND_SIZE)
@@ -206,7 +209,7 @@ def _backdrop_colour(small: np.ndarray) -> np.ndarray | None:
     corners = [small[:k, :k], small[:k, -k:], small[-k:, :k], small[-k:, -k:]]
     medians = np.array([np.median(c.reshape(-1, 3), axis=0) for c in corners])
     colour = np.median(medians, axis=0)
-    spreads = sorted(float(np.abs(c.reshape(-1, 3) - colour).max(axis=1).mean()) for c in corners)
+    spreads = sorted(_unevenness(c, colour) for c in corners)
     agreeing = np.abs(medians - colour).max(axis=1) <= 20
     if agreeing.sum() >= 3 and spreads[2] <= 20:
         return colour.astype(np.uint8)
@@ -214,12 +217,15 @@ def _backdrop_colour(small: np.ndarray) -> np.ndarray | None:
     # backdrop.
     order = np.argsort(medians.max(axis=1))
     darkest = medians[order[:2]]
-    even = [
-        float(np.abs(corners[i].reshape(-1, 3) - medians[i]).max(axis=1).mean()) for i in order[:2]
-    ]
-    if darkest.max() <= 30 and np.abs(darkest[0] - darkest[1]).max() <= 15 and max(even) <= 12:
+    even = max(_unevenness(corners[i], medians[i]) for i in order[:2])
+    if darkest.max() <= 30 and np.abs(darkest[0] - darkest[1]).max() <= 15 and even <= 12:
         return darkest.mean(axis=0).astype(np.uint8)
     return None
+
+
+def _unevenness(patch: np.ndarray, colour: np.ndarray) -> float:
+    """Mean largest-channel distance of a patch's pixels from ``colour``."""
+    return float(np.abs(patch.reshape(-1, 3) - colour).max(axis=1).mean())
 
 
 def _shrink(rgb: np.ndarray, step: int) -> np.ndarray:
@@ -284,7 +290,7 @@ def _whole_frame(rgb: np.ndarray) -> Disc:
 
 
 def _crop_square(
-    rgb: np.ndarray, disc: Disc, size: int, *, pad: float = 0.02
+    rgb: np.ndarray, disc: Disc, size: int, *, pad: float = _CROP_PAD
 ) -> tuple[np.ndarray, np.ndarray]:
     """Square crop centred on the disc (black where it leaves the frame), resized to ``size``.
 
@@ -316,7 +322,7 @@ def _crop_square(
     return crop, valid
 
 
-def crop_fill(rgb: np.ndarray, disc: Disc, *, pad: float = 0.02) -> float:
+def crop_fill(rgb: np.ndarray, disc: Disc, *, pad: float = _CROP_PAD) -> float:
     """Share of the crop square (as :func:`crop_fundus` cuts it) that is fundus inside the photo.
 
     About 0.75 for a whole disc, less where the photo clips the field of view.
@@ -445,8 +451,9 @@ def quality_measures(rgb: np.ndarray, disc: Disc) -> dict[str, float]:
     three channels (over-exposure, flare); ``washed``: the green channel's 25th percentile,
     which is dim on any well-exposed fundus and bright when the exposure washed it out;
     ``colour``: mean spread between the channels over the brightness (a colour photograph of
-    the retina is never grey: a grey disc is some other round thing); ``contrast``: green 2nd-98th percentile spread over
-    the mean green (haze and washed-out photos lose it); ``sharpness``: fine detail (a
+    the retina is never grey: a grey disc is some other round thing); ``contrast``: green
+    2nd-98th percentile spread over the mean green (haze and washed-out photos lose it);
+    ``sharpness``: fine detail (a
     difference of Gaussians at 0.8-1.6 px) over coarser detail (1.6-3.2 px), which a defocus
     lowers and contrast does not change; ``vessels``: the 95th percentile of a black top-hat of
     the green channel (thin dark lines, 9 px) over the mean green: how visible the vessels are.
@@ -456,26 +463,25 @@ def quality_measures(rgb: np.ndarray, disc: Disc) -> dict[str, float]:
     inner = cv2.erode(inner.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     if np.count_nonzero(inner) < 100:
         return {}
-    red, green, blue = (crop[:, :, c].astype(np.float32) for c in range(3))
-    brightest = np.maximum(red, green)[inner]
+    green = crop[:, :, 1].astype(np.float32)
+    pixels = crop[inner].astype(np.float32)  # (N, 3) RGB inside the field
+    brightest = np.maximum(pixels[:, 0], pixels[:, 1])
+    brightness = float(brightest.mean())
     bright_level = float(np.percentile(brightest, 90))
-    field_green = green[inner]
+    darkest, most = pixels.min(axis=1), pixels.max(axis=1)
+    field_green = pixels[:, 1]
     mean_green = float(field_green.mean())
     low, high = np.percentile(field_green, (2, 98))
-    fine = cv2.GaussianBlur(green, (0, 0), 0.8) - cv2.GaussianBlur(green, (0, 0), 1.6)
-    coarse = cv2.GaussianBlur(green, (0, 0), 1.6) - cv2.GaussianBlur(green, (0, 0), 3.2)
+    blur_1, blur_2, blur_3 = (cv2.GaussianBlur(green, (0, 0), sigma) for sigma in (0.8, 1.6, 3.2))
+    fine, coarse = blur_1 - blur_2, blur_2 - blur_3
     line = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
     tophat = cv2.morphologyEx(green, cv2.MORPH_BLACKHAT, line)
-    white = np.minimum(np.minimum(red, green), blue)[inner] >= 250
     return {
-        "brightness": float(brightest.mean()),
+        "brightness": brightness,
         "shaded": float(np.mean(brightest < 0.35 * bright_level)),
-        "clipped": float(white.mean()),
+        "clipped": float(np.mean(darkest >= 250)),
         "washed": float(np.percentile(field_green, 25)),
-        "colour": float(
-            np.mean(np.max(crop[inner], axis=1).astype(np.float32) - np.min(crop[inner], axis=1))
-            / (brightest.mean() + 1.0)
-        ),
+        "colour": float(np.mean(most - darkest) / (brightness + 1.0)),
         "contrast": float((high - low) / (mean_green + 1.0)),
         "sharpness": float(np.abs(fine[inner]).mean() / (np.abs(coarse[inner]).mean() + 1e-3)),
         "vessels": float(np.percentile(tophat[inner], 95) / (mean_green + 8.0)),
@@ -490,7 +496,7 @@ QUALITY_THRESHOLDS: dict[str, tuple[float, float]] = {
     "clipped": (0.10, -0.07),  # gradable <= 0.03; over-exposed x3: median 0.40
     "washed": (175.0, -15.0),  # gradable <= 158; synthetic over-exposed >= 191
     "colour": (0.04, 0.02),  # gradable >= 0.067 (enhanced EyePACS); a grey moon 0.0
-    "contrast": (0.20, 0.15),  # gradable >= 0.36; 65 % haze on raw photos: ~0.13
+    "contrast": (0.20, 0.15),  # gradable >= 0.36; 75 % haze on raw photos: <= 0.13
     "sharpness": (0.47, 0.15),  # gradable >= 0.50; defocus of 2 % of the diameter: <= 0.43
     "vessels": (0.045, 0.03),  # gradable >= 0.059; featureless discs ~0.01
 }
@@ -510,10 +516,11 @@ def assess_quality(rgb: np.ndarray, *, disc: Disc | None = None) -> Quality:
     """Is this photo a gradable fundus photograph? ``reasons`` say why not.
 
     Each measure gets a score (0.5 at its threshold in ``QUALITY_THRESHOLDS``); the photo's
-    score is the worst of them, so it is >= 0.5 exactly when the photo is gradable. Contrast
-    and sharpness are judged only when the exposure is right: a dark or washed-out photo lacks
-    them anyway, and its exposure is what the photographer must fix first. ``measures`` keeps
-    the measured values, so a user can see why.
+    score is the worst of them, so it is >= 0.5 exactly when the photo is gradable. Contrast,
+    sharpness and vessels are judged only when the exposure is right (a dark or washed-out
+    photo lacks them anyway, and its exposure is what the photographer must fix first), and
+    colour only when the contrast is right (a veil of haze greys the colours too).
+    ``measures`` keeps the measured values, so a user can see why.
     """
     rgb = _as_rgb(rgb)
     disc = disc or find_disc(rgb)
@@ -532,7 +539,7 @@ def assess_quality(rgb: np.ndarray, *, disc: Disc | None = None) -> Quality:
     if min(scores.values()) >= 0.5:
         for name in ("contrast", "sharpness", "vessels"):
             scores[name] = _ramp(measures[name], *QUALITY_THRESHOLDS[name])
-        if scores["contrast"] >= 0.5:  # a veil of haze greys the colours too
+        if scores["contrast"] >= 0.5:
             scores["colour"] = _ramp(measures["colour"], *QUALITY_THRESHOLDS["colour"])
     failing = {REASON_OF_MEASURE[name] for name, score in scores.items() if score < 0.5}
     reasons = tuple(r for r in _REASON_ORDER if r in failing)

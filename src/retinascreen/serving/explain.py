@@ -163,7 +163,8 @@ def _traced_cam(model: Any, layer_name: str, target: str, method: str) -> Any:
     not need: the backward pass computes gradients for the feature map only, never for the
     kernels. Eager ``GradientTape`` would run each convolution's filter gradient as well, and
     oneDNN's AVX-512 1x1 backward-weights kernel (TensorFlow 2.20-2.21) corrupts the heap for
-    strided 1x1 convolutions at batch 1 (``docs/design.md``, "Heat maps and oneDNN").
+    strided 1x1 convolutions at odd batch sizes, a heat map's batch of 1 among them
+    (``docs/design.md``, "oneDNN and AVX-512").
     """
     import keras
     import tensorflow as tf
@@ -174,6 +175,7 @@ def _traced_cam(model: Any, layer_name: str, target: str, method: str) -> Any:
         return per_model[key]
     grad_model = keras.Model(model.inputs, [model.get_layer(layer_name).output, model.output])
     size = model.input_shape[1:]
+    model_name = model.name  # the closure must not hold the model: it is the cache's weak key
 
     @tf.function(
         input_signature=[
@@ -195,7 +197,7 @@ def _traced_cam(model: Any, layer_name: str, target: str, method: str) -> Any:
                 probability = score = tf.gather(preds, chosen, axis=1)
         grads = tape.gradient(score, features)
         if grads is None:
-            raise ModelError(f"{model.name}: no gradient reaches layer {layer_name!r}")
+            raise ModelError(f"{model_name}: no gradient reaches layer {layer_name!r}")
         if method == "hirescam":
             weighted = features * grads
         else:

@@ -59,24 +59,14 @@ def test_enhanced_eyepacs_photos_are_gradable_and_never_called_not_a_fundus(real
 @pytest.mark.parametrize("index", [0, 7])
 def test_a_real_photo_is_found_in_every_upload_layout(drive, index):
     name, rgb = drive[index]
-    fills = {"narrow-border": 0.99, "huge-5000": 0.9}
     for layout, photo in sets.real_layouts(rgb, name):
         disc = find_disc(photo)
         assert disc is not None, layout
         verdict = assess_quality(photo, disc=disc)
         assert verdict.gradable, (layout, verdict.reasons, verdict.measures)
         kind = layout.split("/")[1]
-        if kind in (
-            "raw-5mp",
-            "raw-clipped",
-            "narrow-border",
-            "grey-background",
-            "white-background",
-            "huge-5000",
-        ):
-            expected = fills.get(kind, 0.92) * photo.shape[0] / 2
-            if kind == "raw-clipped":
-                expected /= 1 - 2 * 0.08
+        if kind in sets.FRAME_LAYOUTS:
+            expected = sets.frame_field_radius(kind)
             assert disc.radius == pytest.approx(expected, rel=0.03), layout
 
 

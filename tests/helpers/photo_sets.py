@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -110,21 +111,29 @@ def jpeg(rgb: np.ndarray, quality: int = 70) -> np.ndarray:
     return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
+# The raw-frame layouts: camera_frame's arguments, and the JPEG quality they are saved at.
+FRAME_LAYOUTS: dict[str, tuple[dict[str, Any], int | None]] = {
+    "raw-5mp": ({"width": 2592, "height": 1944}, None),
+    "raw-clipped": ({"width": 2048, "height": 1536, "clip": 0.08}, 85),
+    "narrow-border": ({"width": 1600, "height": 1560, "fill": 0.99, "seed": 1}, None),
+    "grey-background": ({"width": 1200, "height": 1000, "background": 128, "seed": 2}, None),
+    "white-background": ({"width": 1200, "height": 1000, "background": 245, "seed": 3}, None),
+    "huge-5000": ({"width": 5000, "height": 4000, "fill": 0.9, "seed": 4}, None),
+}
+
+
+def frame_field_radius(layout: str) -> float:
+    """The radius in pixels of the field that :data:`FRAME_LAYOUTS` ``layout`` draws."""
+    args = FRAME_LAYOUTS[layout][0]
+    return args.get("fill", 0.92) * args["height"] / 2 / (1 - 2 * args.get("clip", 0.0))
+
+
 def real_layouts(rgb: np.ndarray, name: str) -> Iterator[Photo]:
     """One real photo in the layouts users upload: raw frames, clipped, small, huge, grey."""
-    yield f"{name}/raw-5mp", camera_frame(rgb, width=2592, height=1944)
-    yield f"{name}/raw-clipped", jpeg(camera_frame(rgb, width=2048, height=1536, clip=0.08), 85)
-    yield f"{name}/narrow-border", camera_frame(rgb, width=1600, height=1560, fill=0.99, seed=1)
-    yield (
-        f"{name}/grey-background",
-        camera_frame(rgb, width=1200, height=1000, background=128, seed=2),
-    )
-    yield (
-        f"{name}/white-background",
-        camera_frame(rgb, width=1200, height=1000, background=245, seed=3),
-    )
+    for layout, (args, quality) in FRAME_LAYOUTS.items():
+        frame = camera_frame(rgb, **args)
+        yield f"{name}/{layout}", jpeg(frame, quality) if quality else frame
     yield f"{name}/small-200", resize_long_side(rgb, 200)
-    yield f"{name}/huge-5000", camera_frame(rgb, width=5000, height=4000, fill=0.9, seed=4)
     yield f"{name}/jpeg-q40", jpeg(rgb, 40)
 
 

@@ -11,6 +11,7 @@ from retinascreen.data.fundus import (
     Disc,
     Preprocessing,
     assess_quality,
+    crop_fill,
     crop_fundus,
     find_disc,
 )
@@ -85,6 +86,26 @@ def test_clipped_disc_is_padded_with_black_top_and_bottom():
     # Left and right edges of the disc touch the sides of the square.
     middle = out[50].max(axis=1)
     assert middle[3] > 30 and middle[-4] > 30
+
+
+def test_a_field_clipped_to_a_band_fills_the_crop_instead_of_black_bands():
+    photo = draw_fundus(180, 400, radius=165, centre=(200, 90))  # band 180 tall of a 330 disc
+    disc = find_disc(photo)
+    assert disc is not None and abs(disc.radius - 165) < 8
+    assert crop_fill(photo, disc) >= 0.70
+    out = crop_fundus(photo, 100, disc=disc)
+    # The crop spans the band's height (a few rows of black at most), trimming its sides.
+    assert out[8:92, 40:60].min(axis=(1, 2)).max() > 0 and out[8:92, 45:55].mean() > 80
+    assert out[50, :4].max() > 30 and out[50, -4:].max() > 30
+
+
+def test_a_field_cut_straight_on_three_sides_is_still_a_fundus():
+    photo = draw_fundus(256, 256, radius=190, centre=(150, 90))
+    photo[:, :50] = 0  # cut at the left, the right, and by the frame at the top and bottom
+    photo[:, 210:] = 0
+    disc = find_disc(photo)
+    assert disc is not None
+    assert crop_fill(photo, disc) >= 0.70
 
 
 def test_photo_without_a_disc_is_padded_to_a_centred_square():

@@ -56,6 +56,24 @@ def test_enhanced_eyepacs_photos_are_gradable_and_never_called_not_a_fundus(real
     assert not [v for v in verdicts if REASON_NO_DISC in v.reasons]
 
 
+@pytest.mark.parametrize(
+    "name,radius",
+    [
+        ("13770_right", 86),  # a small field in a rectangle of green speckle
+        ("1399_right", 81),  # the same, grey speckle
+        ("11648_left", None),  # a strip of the field cut straight at the left and right
+        ("10996_left", None),  # a sliver at the frame's edge
+    ],
+)
+def test_hard_eyepacs_layouts_get_their_field_and_a_full_crop(real_data, name, radius):
+    rgb = sets.eyepacs_photo(name)
+    disc = find_disc(rgb)
+    assert disc is not None
+    if radius is not None:
+        assert disc.radius == pytest.approx(radius, rel=0.06)
+    assert crop_fill(rgb, disc) >= 0.70
+
+
 @pytest.mark.parametrize("index", [0, 7])
 def test_a_real_photo_is_found_in_every_upload_layout(drive, index):
     name, rgb = drive[index]

@@ -45,6 +45,11 @@ def eyepacs_photos(limit: int | None = None, every: int = 1) -> Iterator[Photo]:
         yield path.name, _read(path)
 
 
+def eyepacs_photo(stem: str) -> np.ndarray:
+    """One photo of the EyePACS 256 px set by its name (``10007_left``)."""
+    return _read(SHARED_DATA / "eyepacs-256" / "train" / f"{stem}.jpeg")
+
+
 def skimage_retina() -> np.ndarray:
     from skimage import data
 

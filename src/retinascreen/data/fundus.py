@@ -2,9 +2,10 @@
 
 A fundus photograph is a bright, roughly circular, reddish-orange field on a dark background,
 often clipped at the top and bottom (as on many EyePACS photos). :func:`find_disc` finds that
-circle at a small working resolution; :class:`Preprocessing` crops a square centred on it
-(padding where it is clipped), resizes it and optionally applies Ben Graham's local-colour
-normalisation and CLAHE; :func:`assess_quality` gives the gradable / ungradable verdict.
+circle at a small working resolution; :class:`Preprocessing` crops the square around the
+visible field (:func:`crop_box`: padded with black where the frame clips it, tightened where
+that would leave more black than retina), resizes it and optionally applies Ben Graham's
+local-colour normalisation and CLAHE; :func:`assess_quality` gives the gradable / ungradable verdict.
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ _THRESHOLD_SHARE = 0.12
 _MIN_IOU = 0.80
 # ... or at least this well when the fit is the best of the three thresholds.
 _FALLBACK_IOU = 0.45
+# Fits within this IoU of the best count as equally good (the lower threshold wins).
+_IOU_TIE = 0.03
 # The crop square is the field's diameter plus this margin on each side.
 _CROP_PAD = 0.02
+# ... tightened, where the photo clips the field, until the field fills this share of it.
+_MIN_FILL = 0.72
 # Quality measures run on the disc cropped and resized to this size (size-independent blur).
 _QUALITY_SIZE = 256
 
@@ -79,11 +84,13 @@ def find_disc(rgb: np.ndarray) -> Disc | None:
     clipped at the top and bottom, or touching all four edges, still gets its true radius).
     Three thresholds are tried in turn: just above the backdrop (keeps a dim, vignetted rim),
     halfway to Otsu's level, and Otsu's level (ignores the speckle that enhanced sets amplify
-    in the border). The first whose region fills its circle well (intersection over union >= 0.80)
-    wins; failing that, a region that lies inside its circle and covers >= 40 % of it (an
-    eyelid shading part of the field), or else the best fit if its IoU is >= 0.45 (a field cut
-    by the frame). The region must cover a good part of the frame, and the backdrop outside
-    the circle must be even (a portrait, a document, a screenshot or noise is not).
+    in the border). The lowest whose region fills its circle well (intersection over union
+    >= 0.80) and nearly as well as the best wins (a speckled border fits worse); failing that,
+    a region that lies inside its circle and covers >= 40 % of it (an eyelid shading part of
+    the field), or else the best fit if its IoU is >= 0.45 (a field cut by the frame), or else
+    a strip of the field cut straight on three or four sides. The region must cover a good part
+    of the frame, and the backdrop outside the circle must be even (a portrait, a document, a
+    screenshot or noise is not).
     """
     rgb = _as_rgb(rgb)
     step = max(1, max(rgb.shape[:2]) // _FIND_SIZE)
@@ -103,26 +110,27 @@ def find_disc(rgb: np.ndarray) -> Disc | None:
         return None  # a flat image, or one whose border is not even
     low = background + max(5.0, _THRESHOLD_SHARE * (foreground - background))
     otsu, _ = cv2.threshold(intensity, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    found = best = None
-    best_iou = 0.0
-    for threshold in (low, (low + otsu) / 2, max(low, float(otsu))):
-        fit, iou, partial = _circle_at(intensity, threshold)
-        if fit is not None and iou >= _MIN_IOU:
-            found = fit
-            break
-        if found is None and fit is not None and partial:
-            found = fit  # a field partly in shadow, unless a higher threshold finds it whole
-        if fit is not None and iou > best_iou:
-            best, best_iou = fit, iou
+    tries = [_circle_at(intensity, t) for t in (low, (low + otsu) / 2, max(low, float(otsu)))]
+    fits = [(fit, iou, partial) for fit, iou, partial in tries if fit is not None]
+    best_iou = max((iou for _, iou, _ in fits), default=0.0)
+    best = next((fit for fit, iou, _ in fits if iou == best_iou), None)
+    # The lowest threshold whose circle fits (nearly) as well as the best one: a low threshold
+    # keeps a dim rim, but on a speckled border it takes in the speckle and fits it worse.
+    found = next(
+        (fit for fit, iou, _ in fits if iou >= _MIN_IOU and iou >= best_iou - _IOU_TIE), None
+    )
+    if found is None:
+        # A field partly in shadow, unless a threshold finds it whole.
+        found = next((fit for fit, _, partial in fits if partial), None)
     if found is None and best_iou >= _FALLBACK_IOU:
         # A field cut by the frame or darkened in places (common in screening archives): the
         # circle is still the field's, and the quality verdict says what is wrong with it.
         found = best
-    if found is None:
-        return None
+    if found is None or not _outside_is_backdrop(intensity, *found):
+        found = _cut_field(intensity, low)
+        if found is None or not _outside_is_backdrop(intensity, *found):
+            return None
     cx, cy, radius = found
-    if not _outside_is_backdrop(intensity, cx, cy, radius):
-        return None
     return Disc((cx + 0.5) * step - 0.5, (cy + 0.5) * step - 0.5, radius * step)
 
 
@@ -184,6 +192,27 @@ def _circle_at(
     iou = overlap / union if union else 0.0
     partial = overlap >= 0.9 * np.count_nonzero(region_b) and overlap >= 0.4 * frame_circle
     return (cx, cy, radius), iou, bool(partial)
+
+
+def _cut_field(intensity: np.ndarray, threshold: float) -> tuple[float, float, float] | None:
+    """The circle around a field cut to a rectangle (a strip of the fundus, frame-high or wide).
+
+    Some archive photos keep only a band of the field, cut straight on three or four sides,
+    with too little of the circle left to fit. The band fills its bounding box and runs the
+    frame's full height or width; the circle returned is the one through its corners.
+    """
+    h, w = intensity.shape
+    mask = (intensity > threshold).astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return None
+    outline = max(contours, key=cv2.contourArea)
+    x0, y0, bw, bh = cv2.boundingRect(outline)
+    if not (bh >= 0.95 * h or bw >= 0.95 * w) or min(bw, bh) < 0.4 * max(h, w):
+        return None
+    if cv2.contourArea(outline) < 0.85 * bw * bh:
+        return None
+    return x0 + bw / 2 - 0.5, y0 + bh / 2 - 0.5, float(np.hypot(bw, bh) / 2)
 
 
 def _outside_is_backdrop(intensity: np.ndarray, cx: float, cy: float, radius: float) -> bool:
@@ -289,20 +318,74 @@ def _whole_frame(rgb: np.ndarray) -> Disc:
     return Disc(w / 2, h / 2, max(h, w) / 2)
 
 
-def _crop_square(
-    rgb: np.ndarray, disc: Disc, size: int, *, pad: float = _CROP_PAD
-) -> tuple[np.ndarray, np.ndarray]:
-    """Square crop centred on the disc (black where it leaves the frame), resized to ``size``.
+@dataclass(frozen=True)
+class CropBox:
+    """The square a crop cuts: centre and half its side, in pixels of the original photo."""
+
+    cx: float
+    cy: float
+    half: float
+
+
+def _disc_square(disc: Disc, pad: float = _CROP_PAD) -> CropBox:
+    return CropBox(disc.cx, disc.cy, disc.radius * (1 + pad))
+
+
+def _visible_field(shape: tuple[int, ...], disc: Disc, cells: int = 160) -> np.ndarray:
+    """(N, 2) centres of the grid cells over the disc's square that lie in the disc and photo."""
+    h, w = shape[:2]
+    grid = (np.arange(cells) + 0.5) / cells * 2 * disc.radius - disc.radius
+    xx, yy = np.meshgrid(disc.cx + grid, disc.cy + grid)
+    inside = np.hypot(xx - disc.cx, yy - disc.cy) <= disc.radius
+    inside &= (xx >= -0.5) & (xx <= w - 0.5) & (yy >= -0.5) & (yy <= h - 0.5)
+    return np.column_stack([xx[inside], yy[inside]])
+
+
+def _fill_of(points: np.ndarray, cell_area: float, box: CropBox) -> float:
+    inside = (np.abs(points[:, 0] - box.cx) <= box.half) & (
+        np.abs(points[:, 1] - box.cy) <= box.half
+    )
+    return float(np.count_nonzero(inside) * cell_area / (2 * box.half) ** 2)
+
+
+def crop_box(shape: tuple[int, ...], disc: Disc, *, pad: float = _CROP_PAD) -> CropBox:
+    """The square :func:`crop_fundus` cuts: the visible field's bounding square, tightened.
+
+    A whole disc gets the disc's square plus ``pad`` on each side (the field fills ~73 % of
+    it). Where the photo clips the field (pre-cropped sets, fields cut at the top and bottom
+    or at one side) the square is centred on the visible part and shrunk until the field fills
+    at least ``_MIN_FILL`` of it, never below the visible part's shorter side: the model sees
+    retina, not black bands, at the cost of a little periphery.
+    """
+    cells = 160
+    points = _visible_field(shape, disc, cells)
+    if len(points) == 0:
+        return _disc_square(disc, pad)
+    cell_area = (2 * disc.radius / cells) ** 2
+    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    longest = max(x1 - x0, y1 - y0) / 2 + disc.radius * pad
+    shortest = min(x1 - x0, y1 - y0) / 2
+    box = CropBox(cx, cy, longest)
+    for half in np.linspace(longest, max(shortest, 1.0), 24):
+        box = CropBox(cx, cy, float(half))
+        if _fill_of(points, cell_area, box) >= _MIN_FILL:
+            break
+    return box
+
+
+def _crop_square(rgb: np.ndarray, box: CropBox, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The square ``box`` (black where it leaves the frame), resized to ``size``.
 
     Also returns a boolean mask of the output pixels that came from inside the photo. Large
     photos are first area-averaged by an integer factor over the crop only (fast and
     alias-free), so a 2000 px photo costs a few milliseconds.
     """
     h, w = rgb.shape[:2]
-    half = disc.radius * (1 + pad)
+    half = box.half
     step = max(1, int(2 * half // size))
     side = max(step, int(np.ceil(2 * half / step)) * step)
-    x0, y0 = round(disc.cx - side / 2), round(disc.cy - side / 2)
+    x0, y0 = round(box.cx - side / 2), round(box.cy - side / 2)
     # The part of the square inside the photo, aligned to the step grid anchored at (x0, y0).
     ix0 = x0 + max(0, -(-(0 - x0) // step)) * step if x0 < 0 else x0
     iy0 = y0 + max(0, -(-(0 - y0) // step)) * step if y0 < 0 else y0
@@ -325,15 +408,20 @@ def _crop_square(
 def crop_fill(rgb: np.ndarray, disc: Disc, *, pad: float = _CROP_PAD) -> float:
     """Share of the crop square (as :func:`crop_fundus` cuts it) that is fundus inside the photo.
 
-    About 0.75 for a whole disc, less where the photo clips the field of view.
+    About 0.73 for a whole disc, and at least ``_MIN_FILL`` where the photo clips the field.
     """
-    h, w = np.asarray(rgb).shape[:2]
-    half = disc.radius * (1 + pad)
-    grid = (np.arange(200) + 0.5) / 200 * 2 * half - half
-    xx, yy = np.meshgrid(disc.cx + grid, disc.cy + grid)
-    inside = (np.hypot(xx - disc.cx, yy - disc.cy) <= disc.radius) & (xx >= -0.5) & (xx <= w - 0.5)
-    inside &= (yy >= -0.5) & (yy <= h - 0.5)
-    return float(inside.mean())
+    shape = np.asarray(rgb).shape
+    points = _visible_field(shape, disc)
+    cell_area = (2 * disc.radius / 160) ** 2
+    return _fill_of(points, cell_area, crop_box(shape, disc, pad=pad))
+
+
+def _field_in_crop(box: CropBox, disc: Disc, size: int, shrink: float) -> np.ndarray:
+    """The disc (radius times ``shrink``) drawn in the output square of ``box``."""
+    scale = size / (2 * box.half)
+    cx = (disc.cx - box.cx) * scale + (size - 1) / 2
+    cy = (disc.cy - box.cy) * scale + (size - 1) / 2
+    return _disc_mask(size, size, cx, cy, shrink * disc.radius * scale)
 
 
 @lru_cache(maxsize=16)
@@ -347,16 +435,18 @@ def _circle_mask(size: int, radius_fraction: float) -> np.ndarray:
     return mask
 
 
-def apply_ben_graham(rgb: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+def apply_ben_graham(
+    rgb: np.ndarray, valid: np.ndarray | None = None, field: np.ndarray | None = None
+) -> np.ndarray:
     """Ben Graham's local-colour normalisation: 4*img - 4*blur(img, size/30) + 128.
 
-    Pixels outside 92% of the disc radius (and outside ``valid``) become neutral grey 128,
-    hiding the bright halo the filter leaves at the disc's edge.
+    Pixels outside ``field`` (default: 92% of a disc filling the square) and outside ``valid``
+    become neutral grey 128, hiding the bright halo the filter leaves at the disc's edge.
     """
     size = rgb.shape[0]
     blurred = cv2.GaussianBlur(rgb, (0, 0), sigmaX=size / 30)
     out = cv2.addWeighted(rgb, 4.0, blurred, -4.0, 128.0)
-    keep = _circle_mask(size, 0.92).copy()
+    keep = (_circle_mask(size, 0.92) if field is None else field).copy()
     if valid is not None:
         margin = max(1, size // 30)
         kernel = np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)
@@ -390,14 +480,17 @@ def crop_fundus(
     if size < 8:
         raise ValueError(f"size must be at least 8 pixels, got {size}")
     disc = disc or find_disc(rgb)
+    field = None
     if disc is None:
-        crop, valid = _crop_square(rgb, _whole_frame(rgb), size, pad=0.0)
+        crop, valid = _crop_square(rgb, _disc_square(_whole_frame(rgb), pad=0.0), size)
     else:
-        crop, valid = _crop_square(rgb, disc, size)
+        box = crop_box(rgb.shape, disc)
+        crop, valid = _crop_square(rgb, box, size)
+        field = _field_in_crop(box, disc, size, 0.92)
     if clahe:
         crop = apply_clahe(crop)
     if ben_graham:
-        crop = apply_ben_graham(crop, valid)
+        crop = apply_ben_graham(crop, valid, field)
     return crop
 
 
@@ -458,7 +551,7 @@ def quality_measures(rgb: np.ndarray, disc: Disc) -> dict[str, float]:
     lowers and contrast does not change; ``vessels``: the 95th percentile of a black top-hat of
     the green channel (thin dark lines, 9 px) over the mean green: how visible the vessels are.
     """
-    crop, valid = _crop_square(_as_rgb(rgb), disc, _QUALITY_SIZE)
+    crop, valid = _crop_square(_as_rgb(rgb), _disc_square(disc), _QUALITY_SIZE)
     inner = _circle_mask(_QUALITY_SIZE, 0.88) & valid
     inner = cv2.erode(inner.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     if np.count_nonzero(inner) < 100:

@@ -91,3 +91,44 @@ def test_plots_write_png_files(tmp_path):
         plot_curves(history, tmp_path / "curves.png"),
     ):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_calibration_error_is_zero_when_confidence_matches_accuracy_and_large_when_not():
+    from retinascreen.models.metrics import expected_calibration_error
+
+    y = np.array([0] * 8 + [1] * 2)
+    honest = np.tile([0.8, 0.2, 0.0, 0.0, 0.0], (10, 1))  # 80 % sure, right 8 times in 10
+    assert expected_calibration_error(y, honest) == pytest.approx(0.0)
+    overconfident = np.tile([1.0, 0.0, 0.0, 0.0, 0.0], (10, 1))
+    assert expected_calibration_error(y, overconfident) == pytest.approx(0.2)
+
+
+def test_bootstrap_intervals_contain_the_estimate_and_narrow_with_more_cases():
+    from retinascreen.models.metrics import bootstrap_intervals, compute_metrics
+
+    rng = np.random.default_rng(0)
+
+    def cases(n):
+        y = rng.integers(0, 5, n)
+        noisy = np.clip(y + rng.normal(0, 0.8, n), 0, 4).round().astype(int)
+        return y, np.eye(5)[noisy] * 0.9 + 0.02
+
+    y, p = cases(200)
+    ci = bootstrap_intervals(y, p, threshold=0.5, n=200)
+    point = compute_metrics(y, p, referable_threshold=0.5)
+    assert ci["qwk"][0] <= point["qwk"] <= ci["qwk"][1]
+    assert ci["auc"][0] <= point["referable"]["auc"] <= ci["auc"][1]
+    y_big, p_big = cases(2000)
+    wide = ci["qwk"][1] - ci["qwk"][0]
+    narrow = np.subtract(*bootstrap_intervals(y_big, p_big, threshold=0.5, n=200)["qwk"][::-1])
+    assert narrow < wide
+
+
+def test_bootstrap_over_patients_keeps_both_eyes_together():
+    from retinascreen.models.metrics import bootstrap_intervals
+
+    y = np.array([0, 0, 3, 3, 0, 2])
+    p = np.eye(5)[[0, 0, 3, 3, 1, 2]]
+    # Two patients whose eyes agree perfectly: every resample is perfect.
+    ci = bootstrap_intervals(y[:4], p[:4], threshold=0.5, groups=["a", "a", "b", "b"], n=50)
+    assert ci["sensitivity"] == [1.0, 1.0] and ci["specificity"] == [1.0, 1.0]

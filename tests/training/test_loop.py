@@ -104,7 +104,11 @@ def test_interrupted_training_resumes_where_it_stopped(tmp_path, data):
     assert metrics["split"] == "test"
     assert metrics["n"] == np.sum(metrics["confusion_matrix"]) > 0
     assert len(metrics["confusion_matrix"]) == 5
+    low, high = metrics["intervals"]["qwk"]
+    assert low <= metrics["qwk"] <= high
+    assert 0 <= metrics["calibration"]["ece"] <= 1 and metrics["val"]["n"] > 0
     card = json.loads((run / "model_card.json").read_text())
+    assert card["metrics"]["intervals"] == metrics["intervals"]
     assert card["backbone"] == "mini_xception" and card["head"] == "wise-srnet"
     assert card["metrics"]["qwk"] == metrics["qwk"]
     from retinascreen.models.modelcard import read_card

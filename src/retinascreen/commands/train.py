@@ -37,6 +37,7 @@ _FLAGS = (
     "class_weights",
     "patience",
     "seed",
+    "split_seed",
     "ben_graham",
     "clahe",
     "val",
@@ -116,6 +117,7 @@ def register(subparsers: Any) -> None:
     )
     add("--patience", type=int, help="early-stopping patience in epochs (default 5; 0 = off)")
     add("--seed", type=int, help="random seed for splits, shuffling and weights (default 0)")
+    add("--split-seed", type=int, help="seed of the train/val/test split alone (default: --seed)")
     add("--ben-graham", action=argparse.BooleanOptionalAction, help="Ben Graham pre-processing")
     add("--clahe", action=argparse.BooleanOptionalAction, help="CLAHE pre-processing")
     add("--val", type=float, help="validation fraction (default 0.15)")

@@ -162,6 +162,61 @@ def threshold_for_sensitivity(
     return float(positive_scores[k - 1])
 
 
+def expected_calibration_error(
+    y_true: Sequence[int] | np.ndarray,
+    probabilities: Sequence[Sequence[float]] | np.ndarray,
+    bins: int = 15,
+) -> float:
+    """Top-label ECE: the gap between confidence and accuracy, averaged over confidence bins."""
+    y = _as_grades(y_true)
+    p = _as_probabilities(probabilities, len(y))
+    confidence, correct = p.max(axis=1), p.argmax(axis=1) == y
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    gap = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            gap += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(gap)
+
+
+def bootstrap_intervals(
+    y_true: Sequence[int] | np.ndarray,
+    probabilities: Sequence[Sequence[float]] | np.ndarray,
+    *,
+    threshold: float,
+    groups: Sequence[str] | None = None,
+    n: int = 1000,
+    seed: int = 0,
+) -> dict[str, list[float]]:
+    """95 % percentile-bootstrap intervals of QWK, referable AUC, sensitivity and specificity.
+
+    ``groups`` (patient ids) resamples patients rather than photos, since both eyes of a
+    patient are not independent cases.
+    """
+    y = _as_grades(y_true)
+    p = _as_probabilities(probabilities, len(y))
+    pred, scores = p.argmax(axis=1), referable_scores(p)
+    ids = np.asarray(groups if groups is not None else np.arange(len(y)).astype(str))
+    unique, index = np.unique(ids, return_inverse=True)
+    members = [np.flatnonzero(index == k) for k in range(len(unique))]
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {"qwk": [], "auc": [], "sensitivity": [], "specificity": []}
+    for _ in range(n):
+        rows = np.concatenate([members[k] for k in rng.integers(0, len(unique), len(unique))])
+        point = referable_operating_point(y[rows], scores[rows], threshold)
+        draws["qwk"].append(quadratic_kappa(y[rows], pred[rows]))
+        for key in ("auc", "sensitivity", "specificity"):
+            if point[key] is not None:
+                draws[key].append(point[key])
+    return {
+        key: [float(v) for v in np.percentile(values, (2.5, 97.5))]
+        for key, values in draws.items()
+        if values
+    }
+
+
 # -- figures -------------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from retinascreen.errors import ConfigError
 OBJECTIVES = ("softmax", "ordinal")
 REGRESSION_LOSSES = ("mse", "smooth_l1")
 STRATEGIES = ("none", "mirrored")
+SCHEDULES = ("auto", "full")
 RESUMABLE_KEYS = frozenset(
     {
         "epochs",
@@ -52,12 +53,14 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 16
     lr: float = 1e-3
+    schedule: str = "auto"
     fine_tune_epochs: int = 5
     fine_tune_lr: float = 1e-5
     unfreeze_top: int = 40
     class_weights: bool = True
     patience: int = 5
     seed: int = 0
+    split_seed: int | None = None
     ben_graham: bool = False
     clahe: bool = False
     val: float = 0.15
@@ -80,6 +83,8 @@ class TrainConfig:
             problems.append(f"objective must be one of {', '.join(OBJECTIVES)}")
         if self.regression_loss not in REGRESSION_LOSSES:
             problems.append(f"regression_loss must be one of {', '.join(REGRESSION_LOSSES)}")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule must be one of {', '.join(SCHEDULES)}")
         if self.distribute not in STRATEGIES:
             problems.append(f"distribute must be one of {', '.join(STRATEGIES)}")
         for name in ("epochs", "batch_size", "size"):
@@ -102,6 +107,15 @@ class TrainConfig:
         if problems:
             raise ConfigError("invalid training configuration: " + "; ".join(problems))
         return self
+
+    @property
+    def data_split_seed(self) -> int:
+        """The seed of the train/val/test split: ``split_seed``, else ``seed``.
+
+        Set ``split_seed`` to compare seeds on one fixed split (the seed then only changes the
+        weights, the shuffling and the augmentation).
+        """
+        return self.seed if self.split_seed is None else self.split_seed
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a plain dict (None values kept)."""
@@ -136,7 +150,7 @@ def _coerce(name: str, value: Any) -> Any:
                     return False
                 raise ValueError(value)
             return bool(value)
-        if isinstance(default, int) or name in ("train_limit", "stem_stride"):
+        if isinstance(default, int) or name in ("train_limit", "stem_stride", "split_seed"):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
             return int(value)

@@ -33,7 +33,7 @@ def load_splits(config: TrainConfig, log: Callable[[str], None]) -> Splits:
     records = load_dataset(config.data, config.format)
     if not records:
         raise DatasetError(f"{config.data}: the data set has no gradable images")
-    splits = split_dataset(records, val=config.val, test=config.test, seed=config.seed)
+    splits = split_dataset(records, val=config.val, test=config.test, seed=config.data_split_seed)
     if config.train_limit and len(splits["train"]) > config.train_limit:
         # A fixed subset (not seed-dependent), so runs that differ only in seed see the same data.
         splits["train"] = random.Random(0).sample(splits["train"], config.train_limit)

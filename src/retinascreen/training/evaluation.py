@@ -176,7 +176,9 @@ def evaluate_model(
     if split == "all":
         chosen, val_records = records, []
     else:
-        splits = split_dataset(records, val=settings.val, test=settings.test, seed=settings.seed)
+        splits = split_dataset(
+            records, val=settings.val, test=settings.test, seed=settings.data_split_seed
+        )
         chosen, val_records = splits[split], splits["val"]
     if not chosen:
         raise DatasetError(f"the {split} split of {data} is empty ({len(records)} images in all)")

@@ -26,7 +26,14 @@ import numpy as np
 
 from retinascreen.grading import N_CLASSES
 from retinascreen.models.engines import load_keras_model
-from retinascreen.models.metrics import plot_curves, quadratic_kappa
+from retinascreen.models.metrics import (
+    bootstrap_intervals,
+    expected_calibration_error,
+    plot_curves,
+    quadratic_kappa,
+    referable_operating_point,
+    referable_scores,
+)
 from retinascreen.training.callbacks import QuadraticKappa, SaveProgress, ValidationCheckpoint
 from retinascreen.training.config import TrainConfig, write_config
 from retinascreen.training.data import (
@@ -70,8 +77,12 @@ class Phase:
 
 
 def plan_phases(config: TrainConfig) -> list[Phase]:
-    """Head then fine-tune for pretrained weights; one full phase when training from scratch."""
-    if str(config.weights).lower() == "none":
+    """Head then fine-tune for pretrained weights; one full phase when training from scratch.
+
+    ``schedule = "full"`` trains everything in one phase from the given weights too (our own
+    synthetic pre-training: BatchNormalization statistics must move to the new photos).
+    """
+    if str(config.weights).lower() == "none" or config.schedule == "full":
         return [Phase("full", config.epochs, config.lr)]
     phases = [Phase("head", config.epochs, config.lr)]
     if config.fine_tune_epochs > 0:
@@ -292,6 +303,36 @@ def _fit(
         state.save(run_dir)
 
 
+def _calibration(
+    y_val: np.ndarray,
+    p_val: np.ndarray,
+    y_eval: np.ndarray,
+    p_eval: np.ndarray,
+    ordinal_info: dict[str, Any],
+    scores: dict[str, np.ndarray],
+) -> dict[str, Any]:
+    """Expected calibration error before and after the temperature fitted on validation.
+
+    Regression models: "before" uses the thresholds tuned on validation with the default
+    temperature, "after" the fitted one (the saved model's). Softmax models are reported as
+    trained (no temperature is fitted for them).
+    """
+    from retinascreen.models.ordinal import DEFAULT_TEMPERATURE, ordinal_probabilities
+
+    result: dict[str, Any] = {"bins": 15, "metric": "top-label expected calibration error"}
+    if ordinal_info and "val" in scores:
+        t = ordinal_info["thresholds"]
+        before_val = ordinal_probabilities(scores["val"], t, DEFAULT_TEMPERATURE)
+        result["temperature"] = ordinal_info["temperature"]
+        result["val_ece_before"] = expected_calibration_error(y_val, before_val)
+        if "eval" in scores:
+            before = ordinal_probabilities(scores["eval"], t, DEFAULT_TEMPERATURE)
+            result["ece_before"] = expected_calibration_error(y_eval, before)
+    result["val_ece"] = expected_calibration_error(y_val, p_val)
+    result["ece"] = expected_calibration_error(y_eval, p_eval)
+    return result
+
+
 def _finish(
     config: TrainConfig, run_dir: Path, splits: Splits, log: Callable[[str], None]
 ) -> dict[str, Any]:
@@ -305,11 +346,15 @@ def _finish(
     model = load_keras_model(best_path)
     ordinal_info: dict[str, Any] = {}
     thresholds = None
+    scorer_out: dict[str, np.ndarray] = {}
     if config.objective == "ordinal":
         from retinascreen.models.ordinal import fit_ordinal, scores_model, with_probabilities
 
         scorer = scores_model(model)
         y_val, scores = predict_dataset(scorer, val_ds)
+        scorer_out["val"] = scores.reshape(-1)
+        if test_ds is not None:
+            scorer_out["eval"] = predict_dataset(scorer, test_ds)[1].reshape(-1)
         found, temperature = fit_ordinal(y_val, scores.reshape(-1))
         model = with_probabilities(scorer, found, temperature)
         model.save(best_path)
@@ -324,13 +369,27 @@ def _finish(
     y_val, p_val = predict_dataset(model, val_ds)
     threshold, rule = choose_threshold(y_val, p_val, config.target_sensitivity)
     split_name, eval_ds = ("test", test_ds) if test_ds is not None else ("val", val_ds)
+    eval_records = splits["test"] if test_ds is not None else splits["val"]
     y_eval, p_eval = predict_dataset(model, eval_ds)
     state = RunState.load(run_dir)
+    val_point = referable_operating_point(y_val, referable_scores(p_val), threshold)
     extra: dict[str, Any] = {
         "split": split_name,
         "val_qwk": quadratic_kappa(y_val, p_val.argmax(axis=1)),
+        "val": {
+            "qwk": quadratic_kappa(y_val, p_val.argmax(axis=1)),
+            "referable_auc": val_point["auc"],
+            "n": int(len(y_val)),
+        },
         "best_epoch": state.best_epoch,
         "epochs_trained": state.epoch,
+        "calibration": _calibration(y_val, p_val, y_eval, p_eval, ordinal_info, scorer_out),
+        "intervals": {
+            "method": "95 % percentile bootstrap over patients, 1000 resamples",
+            **bootstrap_intervals(
+                y_eval, p_eval, threshold=threshold, groups=[r.patient for r in eval_records]
+            ),
+        },
     }
     if ordinal_info:
         extra["ordinal"] = ordinal_info
@@ -356,7 +415,20 @@ def _finish(
         objective=config.objective,
         thresholds=thresholds,
         training_data=description,
-        metrics={k: metrics[k] for k in ("qwk", "accuracy", "macro_f1", "referable", "n", "split")},
+        metrics={
+            k: metrics[k]
+            for k in (
+                "qwk",
+                "accuracy",
+                "macro_f1",
+                "referable",
+                "n",
+                "split",
+                "intervals",
+                "calibration",
+                "val",
+            )
+        },
         synthetic=synthetic,
         extra={
             "referable_threshold": threshold,

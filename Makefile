@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 PYTEST_WORKERS ?= 2
 
-.PHONY: install lock demo test lint format typecheck bench bench-heads bench-load benchmark-data demo-model clean
+.PHONY: install lock demo test lint format typecheck bench bench-heads bench-real bench-load benchmark-data demo-model clean
 
 install: $(STAMP)
 
@@ -65,9 +65,14 @@ benchmark-data: install
 	test -f data/synthetic-dr-v1/manifest.json || \
 	  $(BIN)/retinascreen synth data/synthetic-dr-v1 --benchmark synthetic-dr-v1
 
-# Re-train the bundled demo model (configs/demo.toml, ~20 min on 2 cores) and bundle it.
-demo-model: benchmark-data
+# Re-train the bundled model on the real photographs in ../shared/data/eyepacs-256
+# (configs/eyepacs.toml, ~35 min on 2 cores), export it to ONNX and bundle it.
+demo-model: install
 	$(BIN)/python tools/make_demo_model.py
+
+# The real-data recipe comparisons (bench/results/*-real.md; ~80 min on 2 cores).
+bench-real: install
+	$(BIN)/python bench/real_models.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache src/*.egg-info

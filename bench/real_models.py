@@ -35,7 +35,8 @@ DATA = ROOT.parent / "shared" / "data" / "eyepacs-256"
 
 # name -> (settings changed from configs/eyepacs.toml, what it tests)
 CANDIDATES: dict[str, tuple[dict[str, Any], str]] = {
-    "wise-ordinal": ({}, "Wise-SrNet head, regression (MSE) objective, Ben Graham"),
+    "wise-ordinal": ({}, "Wise-SrNet head, regression (MSE), Ben Graham, no class weights"),
+    "wise-ordinal-weighted": ({"class_weights": True}, "the same with balanced class weights"),
     "gap-ordinal": ({"head": "gap"}, "GAP head, otherwise the same"),
     "wise-softmax": ({"objective": "softmax"}, "five-way softmax instead of regression"),
     "wise-ordinal-raw": ({"ben_graham": False}, "no Ben Graham (the enhanced crops as given)"),
@@ -45,7 +46,7 @@ CANDIDATES: dict[str, tuple[dict[str, Any], str]] = {
     ),
 }
 TABLES = {
-    "candidates": ["wise-ordinal", "wise-softmax", "wise-ordinal-raw", "wise-ordinal-wide"],
+    "candidates": ["wise-ordinal", "wise-ordinal-weighted", "wise-softmax", "wise-ordinal-raw"],
     "heads": ["wise-ordinal", "gap-ordinal"],
     "pretraining": ["wise-ordinal", "wise-ordinal-pretrained"],
 }

@@ -62,11 +62,26 @@ class ModelInfo:
     version: str
     sha256: str
     synthetic: bool = False
+    training_data: str = field(default="", compare=False)
+    intended_use: str = field(default="", compare=False)
 
     @property
     def warning(self) -> str | None:
         """The warning every result of this model carries (None for a model of real data)."""
         return SYNTHETIC_WARNING if self.synthetic else None
+
+    @property
+    def notice(self) -> str:
+        """What the model was trained on and is meant for, in its card's own words."""
+        parts = [f"{self.name} {self.version}"]
+        if self.training_data:
+            parts.append(f"trained on {self.training_data}")
+        elif self.synthetic:
+            parts.append("trained on synthetic images")
+        else:
+            parts.append("training data not stated in its model card")
+        text = ", ".join(parts) + "."
+        return f"{text} {self.intended_use}".strip()
 
     def to_dict(self) -> dict[str, str]:
         """The result's ``model`` object: ``{"name", "version", "sha256"}``."""
@@ -168,6 +183,9 @@ class PreparedImage:
     pixels: np.ndarray  # (S, S, 3) uint8: the picture the model sees
     quality: Quality
     path: str | None = None
+    # The same crop without the model's enhancement (Ben Graham, CLAHE), as a person sees it;
+    # None when the model sees the plain crop.
+    view: np.ndarray | None = None
 
 
 class GradingService(Protocol):

@@ -32,8 +32,11 @@ def files(tmp_path_factory):
 
 def test_human_output_lists_top_grades_referable_and_quality(files, capsys):
     status = main(["predict", str(files["model"]), *map(str, files["photos"]), "--top", "2"])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert status == 0
+    # What the model is, from its card: its name and what it was trained on.
+    assert captured.err.startswith("model: ") and "trained on" in captured.err
     blocks = out.strip().split("\n" + str(files["photos"][1]))
     assert out.startswith(str(files["photos"][0]))
     assert len(blocks) == 2

@@ -180,6 +180,29 @@ def test_heatmaps_from_keras_and_from_onnx_with_sibling(models, keras_predictor,
         Predictor(lonely).heatmap(models["photos"][0])
 
 
+def test_heat_map_of_an_enhancing_model_is_drawn_on_the_photo_not_its_enhanced_input(models):
+    from retinascreen.data.fundus import crop_fundus
+    from retinascreen.serving.explain import overlay
+
+    path = models["root"] / "ben-graham.keras"
+    shutil.copy(models["keras"], path)
+    card = read_card(path)
+    card.preprocessing = {**card.preprocessing, "ben_graham": True}
+    write_card(path, card)
+    predictor = Predictor(path)
+    photo = load_image(models["photos"][0])
+    prepared = predictor.prepare(photo)
+    assert prepared.view is not None and not np.array_equal(prepared.view, prepared.pixels)
+    shown = predictor.heatmap(prepared)
+    plain = crop_fundus(photo, SIZE)
+    outside = plain.max(axis=2) <= 20
+    assert outside.any()
+    # Outside the fundus the overlay is the plain (black) crop, not Ben Graham's grey.
+    cold = overlay(plain, np.zeros(plain.shape[:2], np.float32))
+    np.testing.assert_array_equal(shown[outside], cold[outside])
+    assert np.array_equal(predictor.heatmap(photo), shown)
+
+
 def test_concurrent_predictions_from_threads(models):
     predictor = Predictor(models["keras"])
     expected = [r.probabilities for r in predictor.predict_batch(models["photos"])]

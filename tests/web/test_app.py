@@ -329,3 +329,15 @@ def test_history_search_and_pagination(tmp_path, web_predictor):
 def test_unknown_page_is_a_friendly_404(web_app):
     response = web_app.test_client().get("/nowhere")
     assert response.status_code == 404 and "Not found" in response.get_data(as_text=True)
+
+
+def test_pages_say_what_the_model_was_trained_on_from_its_card(web_app, web_predictor):
+    client = signed_in(web_app)
+    card = web_predictor.card
+    page = client.get("/screenings/new").get_data(as_text=True)
+    assert "trained on" in page and card.training_data.split(";")[0] in page
+    assert 'href="/static/sample-retina.jpg"' in page
+    assert client.get("/static/sample-retina.jpg").status_code == 200
+    sid = screening_id(upload(client, fundus_png(4), "photo.png"))
+    shown = client.get(f"/screenings/{sid}").get_data(as_text=True)
+    assert card.training_data.split(";")[0] in shown and card.intended_use in shown

@@ -3,26 +3,41 @@
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import threading
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from retinascreen.commands.serve import add_server_arguments
-from retinascreen.result import SYNTHETIC_WARNING
 
 EPILOG = """examples:
   retinascreen demo                    # open the printed URL, sign in with the printed account
   retinascreen demo --port 8080
-  retinascreen demo --check            # start, grade one synthetic photo, fetch /healthz, exit
+  retinascreen demo --check            # start, grade the sample photo, fetch /healthz, exit
 """
 
-ABOUT = f"""\
+ABOUT = """\
 retinascreen grades colour fundus photographs for diabetic retinopathy on the ICDR scale
 (0 No DR .. 4 Proliferative DR), flags referable disease (grade >= 2), rejects photos too poor
-to grade, and shows a heat map of what drove each grade.
-WARNING: the demo {SYNTHETIC_WARNING}."""
+to grade, and shows a heat map of what drove each grade."""
+
+
+def model_notice(model: str | Path | None) -> str:
+    """What the served model was trained on and is for, from its model card."""
+    from retinascreen.models.engines import resolve_model_path
+    from retinascreen.models.modelcard import find_card
+    from retinascreen.result import ModelInfo
+
+    path = resolve_model_path(model, "auto")
+    card = find_card(path)
+    if card is None:
+        return f"{path.name}: no model card, so its training data is unknown."
+    info = ModelInfo(
+        card.name, card.version, "", card.synthetic, card.training_data, card.intended_use
+    )
+    warning = f"\nWARNING: {info.warning}." if info.warning else ""
+    return info.notice + warning
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-serve",
         dest="check",
         action="store_true",
-        help="set everything up, grade one synthetic photo, fetch /healthz, then exit",
+        help="set everything up, grade the sample photo, fetch /healthz, then exit",
     )
     parser.set_defaults(func=run)
 
@@ -64,9 +79,11 @@ def run(args: argparse.Namespace) -> int:
         return _check(config, password)
     url = f"http://{args.host}:{args.port}/"
     print(ABOUT)
+    print(f"Model: {model_notice(config['MODEL'])}")
     print(
         f"\n  Open      {url}\n  Username  demo\n  Password  {password}\n"
-        f"  Model     {config['MODEL']}\n  Data      {config['INSTANCE_PATH']}\n\n"
+        f"  Model     {config['MODEL']}\n  Sample    {sample_photo_path()}\n"
+        f"  Data      {config['INSTANCE_PATH']}\n\n"
         "Press Ctrl-C to stop.\n",
         flush=True,
     )
@@ -98,6 +115,7 @@ def _check(config: dict[str, Any], password: str) -> int:
         thread.join(5)
         dispose(app)
     print(ABOUT)
+    print(f"Model: {model_notice(config['MODEL'])}")
     print(
         f"\ndemo check ok: /healthz {health['status']}; sample photo graded "
         f"{result['grade']} ({result['label']}), gradable={result['gradable']}, "
@@ -106,14 +124,14 @@ def _check(config: dict[str, Any], password: str) -> int:
     return 0
 
 
+def sample_photo_path() -> Path:
+    """The demo's sample photograph: scikit-image's ``retina`` (a healthy left eye, public
+    domain, by Mikael Häggström), 1024 px; served at ``/static/sample-retina.jpg`` too."""
+    return Path(__file__).resolve().parents[1] / "web" / "static" / "sample-retina.jpg"
+
+
 def _sample_photo() -> bytes:
-    from PIL import Image
-
-    from retinascreen.synthetic import generate
-
-    buffer = io.BytesIO()
-    Image.fromarray(generate(7, grade=2, size=256).image).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return sample_photo_path().read_bytes()
 
 
 def _get_json(url: str) -> dict:

@@ -97,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(model, engine=args.engine)
     if args.cam:
         args.cam.mkdir(parents=True, exist_ok=True)
+    if not args.json:  # what the model is, beside (not inside) the results on stdout
+        print(f"model: {predictor.model_info.notice}", file=sys.stderr, flush=True)
     failures = 0
     for path in paths:
         try:

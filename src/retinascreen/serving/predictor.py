@@ -108,6 +108,8 @@ class Predictor:
             version=str(card.version if card and card.version else "unversioned"),
             sha256=file_sha256(self.model_path),
             synthetic=bool(card.synthetic) if card else False,
+            training_data=str(card.training_data) if card else "",
+            intended_use=str(card.intended_use) if card else "",
         )
 
     def __repr__(self) -> str:
@@ -186,7 +188,16 @@ class Predictor:
 
         rgb = to_rgb(image)
         quality: Quality = assess_quality(rgb)
-        return PreparedImage(self.preprocess(rgb), quality, _path_of(image))
+        return PreparedImage(self.preprocess(rgb), quality, _path_of(image), self._view(rgb))
+
+    def _view(self, rgb: np.ndarray) -> np.ndarray | None:
+        """The plain crop a person sees, when the model's own input is enhanced."""
+        settings = self.preprocessing
+        if not (settings.ben_graham or settings.clahe):
+            return None
+        from retinascreen.data.fundus import crop_fundus
+
+        return crop_fundus(rgb, settings.size)
 
     def predict_prepared(self, prepared: PreparedImage) -> Prediction:
         """The result for an image already :meth:`prepare`-d."""
@@ -218,7 +229,7 @@ class Predictor:
         class_index: int | None = None,
         alpha: float = 0.4,
     ) -> np.ndarray:
-        """Grad-CAM overlay (S, S, 3) RGB uint8 on the pre-processed image.
+        """Grad-CAM overlay (S, S, 3) RGB uint8 on the cropped photo (unenhanced).
 
         ``image`` may be a :class:`PreparedImage` (from :meth:`prepare`: no second pass).
         Without ``class_index`` it shows the evidence for referable DR (grades 2-4); with it, the
@@ -228,14 +239,20 @@ class Predictor:
         from retinascreen.serving.explain import explain, overlay
 
         model = self._cam_model()
-        x = image.pixels if isinstance(image, PreparedImage) else self.preprocess(to_rgb(image))
+        if isinstance(image, PreparedImage):
+            x, view = image.pixels, image.view
+        else:
+            rgb = to_rgb(image)
+            x, view = self.preprocess(rgb), self._view(rgb)
         target = "referable" if class_index is None else "grade"
         with self._cam_lock:
             cam, strength = explain(model, x[None].astype(np.float32), class_index, target=target)
-        # sqrt spreads the peaky map so that every lesion with evidence shows, not only the top
-        # one; scaling by the explained probability keeps a photo with little evidence cool.
-        cam = np.sqrt(cam) * strength * (x.max(axis=2) > FUNDUS_LEVEL)
-        return overlay(x, cam, alpha=alpha)
+        # Shown over the photo as a person sees it (not the enhanced input), cleared outside
+        # the fundus. sqrt spreads the peaky map so that every lesion with evidence shows, not
+        # only the top one; scaling by the explained probability keeps a healthy photo cool.
+        base = x if view is None else view
+        cam = np.sqrt(cam) * strength * (base.max(axis=2) > FUNDUS_LEVEL)
+        return overlay(base, cam, alpha=alpha)
 
     # -- internals ----------------------------------------------------------------------------
     def _cam_model(self) -> Any:

@@ -71,6 +71,8 @@ class QuadraticKappa(keras.metrics.Metric):
 class ValidationCheckpoint(keras.callbacks.Callback):
     """QWK, loss and accuracy on the validation split each epoch; saves ``best.keras``.
 
+    Regression models' QWK uses thresholds tuned on the validation scores, as at the end.
+
     ``deployable`` turns the model being trained into the one saved (five probabilities, no
     optimizer); the best QWK and its epoch go into ``state``.
     """
@@ -101,10 +103,12 @@ class ValidationCheckpoint(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         y, out = predict_dataset(self.model, self.val_ds)
         if self.ordinal:
-            from retinascreen.models.ordinal import scores_to_grades
+            from retinascreen.models.ordinal import optimise_thresholds, scores_to_grades
 
+            # Judged with the thresholds the finished model will get (tuned on validation):
+            # fixed 0.5-steps can hide a model whose scores are well ordered but shifted.
             scores = out.reshape(-1)
-            pred = scores_to_grades(scores)
+            pred = scores_to_grades(scores, optimise_thresholds(y, scores, rounds=3, grid=30))
             loss = self.loss(y.astype("float32"), scores.astype("float32"))
         else:
             pred = out.argmax(axis=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from flask import (
@@ -57,9 +58,13 @@ def escape_like(text: str) -> str:
 
 
 def _render_form(form: UploadForm, error: str | None, status: int) -> Any:
-    synthetic = model_is_synthetic(get_predictor())
+    predictor = get_predictor()
     return render_template(
-        "screenings/new.html", form=form, error=error, synthetic=synthetic
+        "screenings/new.html",
+        form=form,
+        error=error,
+        synthetic=model_is_synthetic(predictor),
+        notice=predictor.model_info.notice,
     ), status
 
 
@@ -123,11 +128,18 @@ def history() -> Any:
 def show(screening_id: int) -> Any:
     screening = own_screening(screening_id)
     result = screening.prediction
+    card = screening.model_card
+    graded_by = dataclasses.replace(
+        result.model,
+        training_data=str(card.get("training_data") or ""),
+        intended_use=str(card.get("intended_use") or ""),
+    )
     return render_template(
         "screenings/show.html",
         s=screening,
         result=result,
         quality_advice=explain_reasons(result.quality.reasons),
+        notice=graded_by.notice,
     )
 
 

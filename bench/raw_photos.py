@@ -1,0 +1,126 @@
+"""Does the model grade raw camera photos as it grades the enhanced crops it was trained on?
+
+Users upload raw photos (black borders, uneven exposure, colour casts, 2-5 MP); the training
+photos are cropped and contrast-enhanced. This prints, for a model (default: the bundled one):
+
+- DRIVE (40 raw photos of ``../shared/data/drive``; none referable): how many it calls
+  referable, and the grades it gives;
+- ``skimage.data.retina`` (a healthy eye) at 3 sizes: grade and referable probability;
+- the EyePACS-256 test split (patient-grouped split of the model's run, never trained on) as
+  given and made raw-looking (the enhancement undone: contrast lowered towards the orange of a
+  raw fundus, a colour cast, vignetting, the field placed in a black 1,600 px frame, JPEG 85):
+  QWK, referable AUC, sensitivity and specificity on both, side by side.
+
+    .venv/bin/python bench/raw_photos.py [MODEL] [--every 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.helpers import photo_sets as sets  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def raw_looking(enhanced: np.ndarray, seed: int) -> np.ndarray:
+    """An enhanced 256 px crop made to look like a raw camera photo (see the module doc)."""
+    rng = np.random.default_rng(seed)
+    rgb = enhanced.astype(np.float32)
+    field = rgb.max(axis=2) > 20
+    base = np.array([170.0, 80.0, 30.0]) * rng.uniform(0.8, 1.15, 3)  # a raw fundus's orange
+    mean = rgb[field].mean(axis=0)
+    out = base + rng.uniform(0.3, 0.5) * (rgb - mean)  # far less contrast than the enhanced set
+    h, w = field.shape
+    yy, xx = np.mgrid[:h, :w]
+    centre = np.array([w, h]) / 2 + rng.normal(0, 0.08 * w, 2)
+    dist = np.hypot(xx - centre[0], yy - centre[1]) / (0.5 * max(h, w))
+    out *= np.clip(1.05 - rng.uniform(0.2, 0.45) * dist**2, 0.3, 1.1)[:, :, None]
+    out = np.clip(out, 0, 255) ** rng.uniform(0.9, 1.1) / 255 ** (rng.uniform(0.9, 1.1) - 1)
+    out[~field] = 0
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    frame = np.zeros((1200, 1600, 3), np.uint8)  # a 2 MP camera frame, black around the field
+    side = int(rng.uniform(0.85, 1.05) * frame.shape[0])  # some fields clipped top and bottom
+    big = cv2.resize(out, (side, side), interpolation=cv2.INTER_CUBIC)
+    top = (frame.shape[0] - side) // 2
+    rows = slice(max(0, -top), max(0, -top) + min(side, frame.shape[0]))
+    left = (frame.shape[1] - side) // 2
+    frame[max(0, top) : max(0, top) + rows.stop - rows.start, left : left + side] = big[rows]
+    ok, jpeg = cv2.imencode(".jpg", frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+    assert ok
+    return cv2.imdecode(jpeg, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+
+
+def _figures(y: np.ndarray, probabilities: np.ndarray, threshold: float) -> str:
+    from retinascreen.models.metrics import compute_metrics
+
+    m = compute_metrics(y, probabilities, referable_threshold=threshold)
+    ref = m["referable"]
+    return (
+        f"QWK {m['qwk']:.3f}  AUC {ref['auc']:.3f}  sensitivity {ref['sensitivity']:.3f}  "
+        f"specificity {ref['specificity']:.3f}  (n={m['n']})"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", nargs="?", default=None, help="model (default: bundled)")
+    parser.add_argument("--every", type=int, default=1, help="use every n-th test photo")
+    args = parser.parse_args(argv)
+
+    from retinascreen.data.datasets import load_dataset, split_dataset
+    from retinascreen.data.images import load_image
+    from retinascreen.serving.predictor import Predictor
+
+    predictor = Predictor(args.model)
+    threshold = float(
+        (predictor.card.extra if predictor.card else {}).get("referable_threshold", 0.5)
+    )
+    print(f"model: {predictor.model_info.notice}")
+    print(f"referable threshold {threshold:.3f} (from the model card)\n")
+
+    drive = [rgb for _, rgb in sets.drive_photos()]
+    results = predictor.predict_batch(drive)
+    grades = np.bincount([r.grade for r in results], minlength=5)
+    flagged = sum(r.referable_probability >= threshold for r in results)
+    print(
+        f"DRIVE raw photos (none referable): {flagged}/{len(results)} called referable "
+        f"({flagged / len(results):.1%}); grades 0-4: {grades.tolist()}"
+    )
+    retina = sets.skimage_retina()
+    for side in (512, 1411, 2800):
+        r = predictor.predict(sets.resize_long_side(retina, side))
+        print(
+            f"skimage retina at {side} px: grade {r.grade}, referable probability "
+            f"{r.referable_probability:.2f}, gradable {r.gradable}"
+        )
+
+    records = load_dataset(SHARED / "eyepacs-256", "eyepacs")
+    config = predictor.card.extra.get("config", {}) if predictor.card else {}
+    split_seed = config.get("split_seed")
+    seed = config.get("seed", 0) if split_seed is None else split_seed
+    test = split_dataset(
+        records, val=config.get("val", 0.15), test=config.get("test", 0.15), seed=seed
+    )["test"][:: args.every]
+    y = np.array([r.grade for r in test])
+    enhanced = [load_image(r.path) for r in test]
+    p_enhanced = np.array([p.probabilities for p in predictor.predict_batch(enhanced)])
+    raw = [raw_looking(image, i) for i, image in enumerate(enhanced)]
+    raw_results = predictor.predict_batch(raw)
+    p_raw = np.array([p.probabilities for p in raw_results])
+    print(f"\nEyePACS-256 test split as given:   {_figures(y, p_enhanced, threshold)}")
+    print(f"the same photos made raw-looking:  {_figures(y, p_raw, threshold)}")
+    gradable = np.mean([r.gradable for r in raw_results])
+    print(f"raw-looking photos judged gradable: {gradable:.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,24 +1,23 @@
-"""The bundled demo model: present, honest about its synthetic training, and it works.
+"""The bundled model: present, honest about its training data, and it grades real photos.
 
 These tests run the shipped files in ``src/retinascreen/demo_model/`` (trained by
-``make demo-model`` on synthetic-dr-v1), on synthetic photographs the model never saw
-(seeds outside the benchmark's) and on a real photograph.
+``make demo-model`` on the EyePACS-256 photos in ``../shared/data``). The real-photo figures
+read that folder: they skip with the reason when it is absent (a user's clone) and fail in CI.
 """
 
 from __future__ import annotations
 
-import cv2
+import os
+
 import numpy as np
 import pytest
-from sklearn.metrics import cohen_kappa_score
 
-from retinascreen.data.fundus import find_disc
+from retinascreen.commands.demo import sample_photo_path
 from retinascreen.models.engines import DEMO_DIR
+from retinascreen.models.metrics import compute_metrics
 from retinascreen.models.modelcard import read_card
 from retinascreen.serving.predictor import FUNDUS_LEVEL, Predictor
-from retinascreen.synthetic import generate
-
-UNSEEN_SEEDS = range(9_000_000, 9_000_030)
+from tests.helpers import photo_sets as sets
 
 
 @pytest.fixture(scope="module")
@@ -26,85 +25,62 @@ def predictor() -> Predictor:
     return Predictor()
 
 
-def test_demo_model_ships_as_keras_and_onnx_and_says_it_is_synthetic(predictor):
+@pytest.fixture(scope="module")
+def real_data() -> None:
+    if not sets.shared_data_available():
+        message = f"real photographs not found in {sets.SHARED_DATA}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must have them)")
+        pytest.skip(message)
+
+
+def test_bundled_model_card_names_its_real_data_licence_figures_and_use(predictor):
     assert predictor.model_path.parent == DEMO_DIR
     for name in ("demo.keras", "demo.onnx"):
         card = read_card(DEMO_DIR / name)
-        assert card.synthetic is True
+        assert card.synthetic is False
+        assert "EyePACS" in card.training_data and "third party" in card.training_data
+        assert "non-commercial" in card.extra["licence"]
         assert "not for clinical use" in card.intended_use.lower()
-        assert "synthetic" in card.training_data.lower()
-        assert (card.backbone, card.head) == ("mini_xception", "wise-srnet")
-    result = predictor.predict(generate(1, 0, size=256).image)
-    assert result.model.name == "retinascreen-demo"
-    assert result.model.sha256
+        low, high = card.metrics["intervals"]["qwk"]
+        assert low <= card.metrics["qwk"] <= high and card.metrics["split"] == "test"
+        calibration = card.metrics["calibration"]
+        assert calibration["ece"] < calibration["ece_before"]  # temperature scaling helped
+    notice = predictor.model_info.notice
+    assert "EyePACS" in notice and "Not for clinical use" in notice
+    assert predictor.predict(sample_photo_path()).model.name == "retinascreen-eyepacs"
 
 
-def test_demo_model_grades_unseen_synthetic_photos_far_better_than_chance(predictor):
-    samples = [generate(seed, seed % 5, size=384) for seed in UNSEEN_SEEDS]
-    results = predictor.predict_batch([s.image for s in samples])
-    truth = [s.grade for s in samples]
-    graded = [r.grade for r in results]
-    qwk = cohen_kappa_score(truth, graded, weights="quadratic")
-    assert qwk > 0.6, (truth, graded)
-    referable = np.mean([r.referable == (t >= 2) for r, t in zip(results, truth, strict=True)])
-    assert referable >= 0.8
+def test_the_sample_photo_of_a_healthy_eye_is_gradable_and_graded_without_dr(predictor):
+    result = predictor.predict(sample_photo_path())
+    assert result.gradable and result.grade <= 1
 
 
-def _crop_like_the_model(image: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
+def test_heat_map_is_drawn_on_the_photo_and_cleared_outside_the_fundus(predictor):
     from retinascreen.data.fundus import crop_fundus
-
-    disc = find_disc(image)
-    layers = np.repeat(mask.astype(np.uint8)[..., None] * 255, 3, axis=2)
-    return crop_fundus(layers, size, disc=disc)[..., 0] > 127
-
-
-def test_demo_model_heat_map_falls_on_the_lesions(predictor):
-    """The referable-DR heat map's mass on lesion pixels against their share of the fundus.
-
-    Measured on these seeds: median about 3x chance (each photo between 1.6x and 10x).
-    """
-    from retinascreen.serving.explain import grad_cam
-
-    model = predictor._cam_model()
-    size = predictor.input_size
-    ratios = []
-    for seed in UNSEEN_SEEDS[:10]:
-        sample = generate(seed, 2 + seed % 3, size=512)
-        lesions = np.zeros(sample.image.shape[:2], bool)
-        for mask in sample.masks.values():
-            lesions |= mask
-        x = predictor.preprocess(sample.image)
-        fundus = x.max(axis=2) > FUNDUS_LEVEL
-        lesion = _crop_like_the_model(sample.image, lesions, size)
-        lesion = cv2.dilate(lesion.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-        lesion &= fundus
-        cam = grad_cam(model, x[None].astype(np.float32), target="referable")
-        share = cam[lesion].sum() / max(cam[fundus].sum(), 1e-9)
-        ratios.append(share / (lesion.sum() / fundus.sum()))
-    assert np.median(ratios) > 2.0, ratios
-    assert min(ratios) > 1.0, ratios
-
-
-def test_demo_model_heat_map_overlay_is_cleared_outside_the_fundus(predictor):
+    from retinascreen.data.images import load_image
     from retinascreen.serving.explain import overlay
 
-    sample = generate(UNSEEN_SEEDS[0], 3, size=512)
-    x = predictor.preprocess(sample.image)
-    shown = predictor.heatmap(sample.image)
-    cold = overlay(x, np.zeros(x.shape[:2], np.float32))
-    outside = x.max(axis=2) <= FUNDUS_LEVEL
-    assert outside.any() and shown.shape == x.shape
+    photo = load_image(sample_photo_path())
+    plain = crop_fundus(photo, predictor.input_size)
+    shown = predictor.heatmap(photo)
+    outside = plain.max(axis=2) <= FUNDUS_LEVEL
+    cold = overlay(plain, np.zeros(plain.shape[:2], np.float32))
+    assert outside.any() and shown.shape == plain.shape
     np.testing.assert_array_equal(shown[outside], cold[outside])
-    assert np.abs(shown[~outside].astype(int) - cold[~outside]).max() > 50  # hot spots inside
 
 
-def test_demo_model_heat_map_stays_cool_on_a_healthy_real_photo(predictor):
-    """On a real healthy retina the model finds no referable evidence, and the map shows none."""
-    from retinascreen.serving.explain import overlay
+def test_bundled_model_grades_the_held_out_eyepacs_photos_far_above_chance(predictor, real_data):
+    """Measured by ``make demo-model`` on this split: QWK 0.47, referable AUC 0.75."""
+    from retinascreen.data.datasets import load_dataset, split_dataset
 
-    skdata = pytest.importorskip("skimage.data")
-    photo = skdata.retina()
-    assert predictor.predict(photo).referable is False
-    x = predictor.preprocess(photo)
-    cold = overlay(x, np.zeros(x.shape[:2], np.float32))
-    assert np.abs(predictor.heatmap(photo).astype(int) - cold).max() < 20
+    records = load_dataset(sets.SHARED_DATA / "eyepacs-256", "eyepacs")
+    test = split_dataset(records, val=0.15, test=0.15, seed=0)["test"]
+    results = predictor.predict_batch([r.path for r in test])
+    y = np.array([r.grade for r in test])
+    p = np.array([r.probabilities for r in results])
+    metrics = compute_metrics(y, p, grade_rule=predictor.grade_rule)
+    assert metrics["qwk"] >= 0.35 and metrics["referable"]["auc"] >= 0.70
+    referred = np.array([r.referable for r in results])
+    sensitivity = referred[y >= 2].mean()
+    assert sensitivity >= 0.75  # the operating point was chosen for 90 % on validation

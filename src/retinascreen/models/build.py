@@ -75,8 +75,10 @@ def build_model(
     features = layers.Identity(name=FEATURE_MAP_LAYER)(features_model.output)
     outputs = head_builder(features, n_classes, dropout=float(dropout))
     model = keras.Model(inputs, outputs, name=name or f"{backbone}-{head}")
-    if full_file:
-        copy_weights(keras.saving.load_model(str(weights_path), compile=False), model)
+    if full_file and weights_path is not None:
+        from retinascreen.models.engines import load_keras_model  # knows our custom layers
+
+        copy_weights(load_keras_model(weights_path), model)
     elif is_weights_h5 and weights_path is not None:
         _load_weights_h5(model, features_model, weights_path)
     return model

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from retinascreen.grading import GRADES, LABELS, N_CLASSES, REFERABLE_MIN_GRADE
+from retinascreen.grading import GRADES, LABELS, N_CLASSES, REFERABLE_MIN_GRADE, predicted_grades
 
 DEFAULT_REFERABLE_THRESHOLD = 0.5
 
@@ -98,10 +98,12 @@ def compute_metrics(
     probabilities: Sequence[Sequence[float]] | np.ndarray,
     *,
     referable_threshold: float | None = None,
+    grade_rule: str = "most-probable",
 ) -> dict[str, Any]:
     """The ``metrics.json`` dictionary of SPEC.md for grades ``y_true`` and (n, 5) probabilities.
 
-    The predicted grade is the most probable one; referable DR is flagged when the referable
+    The predicted grade is the most probable one (the median for ``grade_rule="median"``,
+    regression models); referable DR is flagged when the referable
     probability reaches ``referable_threshold`` (0.5 unless given).
     """
     from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
@@ -110,7 +112,7 @@ def compute_metrics(
     p = _as_probabilities(probabilities, len(y))
     if len(y) == 0:
         raise ValueError("cannot compute metrics on zero cases")
-    pred = p.argmax(axis=1)
+    pred = predicted_grades(p, grade_rule)
     labels = list(GRADES)
     cm = confusion_matrix(y, pred, labels=labels)
     precision, recall, f1, support = precision_recall_fscore_support(
@@ -189,6 +191,7 @@ def bootstrap_intervals(
     groups: Sequence[str] | None = None,
     n: int = 1000,
     seed: int = 0,
+    grade_rule: str = "most-probable",
 ) -> dict[str, list[float]]:
     """95 % percentile-bootstrap intervals of QWK, referable AUC, sensitivity and specificity.
 
@@ -197,7 +200,7 @@ def bootstrap_intervals(
     """
     y = _as_grades(y_true)
     p = _as_probabilities(probabilities, len(y))
-    pred, scores = p.argmax(axis=1), referable_scores(p)
+    pred, scores = predicted_grades(p, grade_rule), referable_scores(p)
     ids = np.asarray(groups if groups is not None else np.arange(len(y)).astype(str))
     unique, index = np.unique(ids, return_inverse=True)
     members = [np.flatnonzero(index == k) for k in range(len(unique))]

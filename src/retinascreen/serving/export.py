@@ -135,12 +135,16 @@ def quantize_int8(
     return out_path
 
 
-def grade_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """Share of images whose predicted grade (argmax) is the same in both probability arrays."""
+def grade_agreement(
+    reference: np.ndarray, candidate: np.ndarray, rule: str = "most-probable"
+) -> float:
+    """Share of images whose predicted grade (by ``rule``) is the same in both arrays."""
+    from retinascreen.grading import predicted_grades
+
     reference, candidate = np.asarray(reference), np.asarray(candidate)
     if len(reference) == 0:
         return float("nan")
-    return float(np.mean(reference.argmax(axis=1) == candidate.argmax(axis=1)))
+    return float(np.mean(predicted_grades(reference, rule) == predicted_grades(candidate, rule)))
 
 
 def load_images_for(
@@ -202,6 +206,9 @@ def export_model(
     card = load_card(source)
     size = int(keras_model.input_shape[1])
     pre = preprocessing_for(card, size)
+    from retinascreen.grading import grade_rule
+
+    rule = grade_rule(card.objective if card else None)
 
     calib_paths: list[Path] = []
     held_paths: list[Path] = []
@@ -241,7 +248,7 @@ def export_model(
                     fp32_path, Path(tmp) / f"int8-{name}.onnx", calib_x, per_channel=per_channel
                 )
                 probs = _run_onnx(path, probe)
-                score = grade_agreement(reference, probs)
+                score = grade_agreement(reference, probs, rule)
                 say(f"  {name}: grade agreement {score:.1%}")
                 if best is None or score > best[0]:
                     best = (score, path, probs, name)
@@ -250,7 +257,7 @@ def export_model(
         else:
             candidate = _run_onnx(final, probe)
         max_diff = float(np.abs(reference - candidate).max())
-        agreement = grade_agreement(reference, candidate) if len(held_x) else None
+        agreement = grade_agreement(reference, candidate, rule) if len(held_x) else None
         precision = "int8" if int8 else "fp32"
         if agreement is not None:
             say(f"grade agreement with Keras fp32: {agreement:.1%} of {len(held_x)} held images")

@@ -103,6 +103,10 @@ class Predictor:
             self._engine.model if isinstance(self._engine, KerasEngine) else None
         )
         self._cam_lock = threading.Lock()
+        # How probabilities become a grade and a referral, as the model card says.
+        self.grade_rule: str = grading.grade_rule(card.objective if card else None)
+        threshold = card.extra.get("referable_threshold") if card else None
+        self.referable_threshold: float | None = None if threshold is None else float(threshold)
         self.model_info: ModelInfo = ModelInfo(
             name=str(card.name if card and card.name else self.model_path.stem),
             version=str(card.version if card and card.version else "unversioned"),
@@ -270,12 +274,16 @@ class Predictor:
 
     def _prediction(self, probs: np.ndarray, prepared: PreparedImage) -> Prediction:
         p = tuple(float(v) for v in probs)
-        grade = int(np.argmax(probs))
+        grade = int(grading.predicted_grades(probs, self.grade_rule)[0])
+        referable = grading.is_referable(grade)
+        if self.referable_threshold is not None:
+            # The operating point chosen on validation (e.g. for 90 % sensitivity).
+            referable = grading.referable_probability(p) >= self.referable_threshold
         return Prediction(
             grade=grade,
             label=grading.label(grade),
             probabilities=p,
-            referable=grading.is_referable(grade),
+            referable=bool(referable),
             referable_probability=grading.referable_probability(p),
             quality=prepared.quality.rounded(),
             model=self.model_info,

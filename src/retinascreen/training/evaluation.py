@@ -17,7 +17,7 @@ import numpy as np
 
 from retinascreen.data.datasets import EVALUATION_SPLITS as SPLITS
 from retinascreen.errors import ConfigError, DatasetError, ModelError
-from retinascreen.grading import N_CLASSES
+from retinascreen.grading import N_CLASSES, grade_rule
 from retinascreen.models.metrics import (
     compute_metrics,
     plot_confusion,
@@ -91,11 +91,15 @@ def write_evaluation(
     threshold_rule: str = "default 0.5",
     target_sensitivity: float | None = None,
     extra: dict[str, Any] | None = None,
+    grade_rule: str = "most-probable",
 ) -> dict[str, Any]:
     """Write ``metrics.json``, ``confusion.png`` and ``roc.png`` to ``out_dir``; return metrics."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    metrics = compute_metrics(y_true, probabilities, referable_threshold=threshold)
+    metrics = compute_metrics(
+        y_true, probabilities, referable_threshold=threshold, grade_rule=grade_rule
+    )
+    metrics["grade_rule"] = grade_rule
     metrics["referable"]["threshold_rule"] = threshold_rule
     if target_sensitivity is not None:
         metrics["referable"]["target_sensitivity"] = float(target_sensitivity)
@@ -217,5 +221,6 @@ def evaluate_model(
         threshold_rule=rule,
         target_sensitivity=target_sensitivity,
         extra=extra,
+        grade_rule=grade_rule(card.objective if card is not None else None),
     )
     return metrics, out_dir

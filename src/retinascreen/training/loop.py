@@ -24,7 +24,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from retinascreen.grading import N_CLASSES
+from retinascreen.grading import N_CLASSES, grade_rule, predicted_grades
 from retinascreen.models.engines import load_keras_model
 from retinascreen.models.metrics import (
     bootstrap_intervals,
@@ -367,6 +367,8 @@ def _finish(
         )
 
     y_val, p_val = predict_dataset(model, val_ds)
+    rule_of_grades = grade_rule(config.objective)
+    val_grades = predicted_grades(p_val, rule_of_grades)
     threshold, rule = choose_threshold(y_val, p_val, config.target_sensitivity)
     split_name, eval_ds = ("test", test_ds) if test_ds is not None else ("val", val_ds)
     eval_records = splits["test"] if test_ds is not None else splits["val"]
@@ -375,9 +377,9 @@ def _finish(
     val_point = referable_operating_point(y_val, referable_scores(p_val), threshold)
     extra: dict[str, Any] = {
         "split": split_name,
-        "val_qwk": quadratic_kappa(y_val, p_val.argmax(axis=1)),
+        "val_qwk": quadratic_kappa(y_val, val_grades),
         "val": {
-            "qwk": quadratic_kappa(y_val, p_val.argmax(axis=1)),
+            "qwk": quadratic_kappa(y_val, val_grades),
             "referable_auc": val_point["auc"],
             "n": int(len(y_val)),
         },
@@ -387,7 +389,11 @@ def _finish(
         "intervals": {
             "method": "95 % percentile bootstrap over patients, 1000 resamples",
             **bootstrap_intervals(
-                y_eval, p_eval, threshold=threshold, groups=[r.patient for r in eval_records]
+                y_eval,
+                p_eval,
+                threshold=threshold,
+                groups=[r.patient for r in eval_records],
+                grade_rule=rule_of_grades,
             ),
         },
     }
@@ -401,6 +407,7 @@ def _finish(
         threshold_rule=rule,
         target_sensitivity=config.target_sensitivity,
         extra=extra,
+        grade_rule=rule_of_grades,
     )
     if (run_dir / HISTORY_FILE).is_file():
         plot_curves(run_dir / HISTORY_FILE, run_dir / CURVES_FILE)

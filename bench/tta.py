@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         flips = [x, x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1]]
         averaged = np.mean([predictor.predict_arrays(np.ascontiguousarray(f)) for f in flips], 0)
         for label, p in (("one pass", single), ("4-flip TTA", averaged)):
-            m = compute_metrics(y, p, referable_threshold=threshold)
+            m = compute_metrics(
+                y, p, referable_threshold=threshold, grade_rule=predictor.grade_rule
+            )
             print(
                 f"{name:4s} {label:10s}: QWK {m['qwk']:.3f}  referable AUC "
                 f"{m['referable']['auc']:.3f}  (n={m['n']})"

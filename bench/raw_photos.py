@@ -58,10 +58,10 @@ def raw_looking(enhanced: np.ndarray, seed: int) -> np.ndarray:
     return cv2.imdecode(jpeg, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
 
 
-def _figures(y: np.ndarray, probabilities: np.ndarray, threshold: float) -> str:
+def _figures(y: np.ndarray, probabilities: np.ndarray, threshold: float, rule: str) -> str:
     from retinascreen.models.metrics import compute_metrics
 
-    m = compute_metrics(y, probabilities, referable_threshold=threshold)
+    m = compute_metrics(y, probabilities, referable_threshold=threshold, grade_rule=rule)
     ref = m["referable"]
     return (
         f"QWK {m['qwk']:.3f}  AUC {ref['auc']:.3f}  sensitivity {ref['sensitivity']:.3f}  "
@@ -115,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     raw = [raw_looking(image, i) for i, image in enumerate(enhanced)]
     raw_results = predictor.predict_batch(raw)
     p_raw = np.array([p.probabilities for p in raw_results])
-    print(f"\nEyePACS-256 test split as given:   {_figures(y, p_enhanced, threshold)}")
-    print(f"the same photos made raw-looking:  {_figures(y, p_raw, threshold)}")
+    print(
+        f"\nEyePACS-256 test split as given:   {_figures(y, p_enhanced, threshold, predictor.grade_rule)}"
+    )
+    print(
+        f"the same photos made raw-looking:  {_figures(y, p_raw, threshold, predictor.grade_rule)}"
+    )
     gradable = np.mean([r.gradable for r in raw_results])
     print(f"raw-looking photos judged gradable: {gradable:.1%}")
     return 0

@@ -145,7 +145,8 @@ def model_cost(model_path: Path) -> tuple[int, int | None]:
     return count_params(model), flops
 
 
-def _mean_std(values: list[float]) -> str:
+def mean_std(values: list[float]) -> str:
+    """``mean ± std`` of figures over seeds (the value alone for one, n/a for none)."""
     if not values:
         return "n/a"
     if len(values) == 1:
@@ -177,8 +178,8 @@ def table(
         params, flops = costs[head]
         flops_text = f"{flops / 1e6:,.1f} M" if flops else "n/a"
         lines.append(
-            f"| {head} | {len(rows)} | {_mean_std([r['qwk'] for r in rows])} | "
-            f"{_mean_std(aucs)} | {params:,} | {flops_text} | "
+            f"| {head} | {len(rows)} | {mean_std([r['qwk'] for r in rows])} | "
+            f"{mean_std(aucs)} | {params:,} | {flops_text} | "
             f"{statistics.mean(r['seconds'] for r in rows):.0f} |"
         )
     return "\n".join(lines) + "\n"

@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from heads import mean_std  # bench/heads.py: the same table cells
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "eyepacs-256"
 
@@ -141,12 +143,7 @@ def run(args: argparse.Namespace, name: str, seed: int) -> dict[str, Any]:
 
 
 def _mean_std(values: list[float | None]) -> str:
-    present = [v for v in values if v is not None]
-    if not present:
-        return "n/a"
-    if len(present) == 1:
-        return f"{present[0]:.3f}"
-    return f"{statistics.mean(present):.3f} ± {statistics.stdev(present):.3f}"
+    return mean_std([v for v in values if v is not None])
 
 
 def table(

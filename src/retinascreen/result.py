@@ -65,6 +65,18 @@ class ModelInfo:
     training_data: str = field(default="", compare=False)
     intended_use: str = field(default="", compare=False)
 
+    @classmethod
+    def from_card(cls, card: ModelCard | None, fallback_name: str, sha256: str = "") -> ModelInfo:
+        """A model's identity from its card (``fallback_name``, unversioned, without one)."""
+        return cls(
+            name=str(card.name if card and card.name else fallback_name),
+            version=str(card.version if card and card.version else "unversioned"),
+            sha256=sha256,
+            synthetic=bool(card.synthetic) if card else False,
+            training_data=str(card.training_data) if card else "",
+            intended_use=str(card.intended_use) if card else "",
+        )
+
     @property
     def warning(self) -> str | None:
         """The warning every result of this model carries (None for a model of real data)."""

@@ -6,8 +6,6 @@ fail instead, because CI always has the folder. ``bench/quality.py`` gives the f
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -26,11 +24,7 @@ from tests.helpers import photo_sets as sets
 
 @pytest.fixture(scope="module")
 def real_data() -> None:
-    if not sets.shared_data_available():
-        message = f"real photographs not found in {sets.SHARED_DATA}"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI must have them)")
-        pytest.skip(message)
+    sets.require_shared_data()
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,19 @@ def shared_data_available() -> bool:
     return (SHARED_DATA / "drive").is_dir() and (SHARED_DATA / "eyepacs-256").is_dir()
 
 
+def require_shared_data() -> None:
+    """Skip the test, saying why, when ``../shared/data`` is absent; fail instead in CI."""
+    import os
+
+    import pytest
+
+    if not shared_data_available():
+        message = f"real photographs not found in {SHARED_DATA}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must have them)")
+        pytest.skip(message)
+
+
 def _read(path: Path) -> np.ndarray:
     from retinascreen.data.images import load_image
 

@@ -7,8 +7,6 @@ read that folder: they skip with the reason when it is absent (a user's clone) a
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -27,11 +25,7 @@ def predictor() -> Predictor:
 
 @pytest.fixture(scope="module")
 def real_data() -> None:
-    if not sets.shared_data_available():
-        message = f"real photographs not found in {sets.SHARED_DATA}"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI must have them)")
-        pytest.skip(message)
+    sets.require_shared_data()
 
 
 def test_bundled_model_card_names_its_real_data_licence_figures_and_use(predictor):

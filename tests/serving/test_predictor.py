@@ -241,9 +241,9 @@ def test_prepare_once_then_grade_and_explain(models, keras_predictor, monkeypatc
     calls = []
     preprocess = keras_predictor.preprocess
 
-    def counting(rgb):
+    def counting(rgb, **kwargs):
         calls.append(rgb.shape)
-        return preprocess(rgb)
+        return preprocess(rgb, **kwargs)
 
     monkeypatch.setattr(keras_predictor, "preprocess", counting)
     prepared = keras_predictor.prepare(models["photos"][0])

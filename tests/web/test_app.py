@@ -178,9 +178,9 @@ def test_stored_result_is_the_predictors_json_and_one_preprocessing_pass(
     calls = []
     preprocess = web_predictor.preprocess
 
-    def counting(rgb):
+    def counting(rgb, **kwargs):
         calls.append(rgb.shape)
-        return preprocess(rgb)
+        return preprocess(rgb, **kwargs)
 
     monkeypatch.setattr(web_predictor, "preprocess", counting)
     client = signed_in(web_app)

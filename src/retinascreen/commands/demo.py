@@ -30,12 +30,7 @@ def model_notice(model: str | Path | None) -> str:
     from retinascreen.result import ModelInfo
 
     path = resolve_model_path(model, "auto")
-    card = find_card(path)
-    if card is None:
-        return f"{path.name}: no model card, so its training data is unknown."
-    info = ModelInfo(
-        card.name, card.version, "", card.synthetic, card.training_data, card.intended_use
-    )
+    info = ModelInfo.from_card(find_card(path), path.stem)
     warning = f"\nWARNING: {info.warning}." if info.warning else ""
     return info.notice + warning
 

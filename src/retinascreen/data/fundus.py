@@ -331,21 +331,34 @@ def _disc_square(disc: Disc, pad: float = _CROP_PAD) -> CropBox:
     return CropBox(disc.cx, disc.cy, disc.radius * (1 + pad))
 
 
-def _visible_field(shape: tuple[int, ...], disc: Disc, cells: int = 160) -> np.ndarray:
-    """(N, 2) centres of the grid cells over the disc's square that lie in the disc and photo."""
+# The visible field is sampled on this many cells across the disc's diameter.
+_FIELD_CELLS = 160
+
+
+@dataclass(frozen=True)
+class _Field:
+    """Centres (N, 2) of the grid cells over the disc that lie inside the photo, and a cell's area."""
+
+    points: np.ndarray
+    cell_area: float
+
+
+def _visible_field(shape: tuple[int, ...], disc: Disc) -> _Field:
     h, w = shape[:2]
-    grid = (np.arange(cells) + 0.5) / cells * 2 * disc.radius - disc.radius
+    grid = (np.arange(_FIELD_CELLS) + 0.5) / _FIELD_CELLS * 2 * disc.radius - disc.radius
     xx, yy = np.meshgrid(disc.cx + grid, disc.cy + grid)
     inside = np.hypot(xx - disc.cx, yy - disc.cy) <= disc.radius
     inside &= (xx >= -0.5) & (xx <= w - 0.5) & (yy >= -0.5) & (yy <= h - 0.5)
-    return np.column_stack([xx[inside], yy[inside]])
+    points = np.column_stack([xx[inside], yy[inside]])
+    return _Field(points, (2 * disc.radius / _FIELD_CELLS) ** 2)
 
 
-def _fill_of(points: np.ndarray, cell_area: float, box: CropBox) -> float:
+def _fill_of(field: _Field, box: CropBox) -> float:
+    points = field.points
     inside = (np.abs(points[:, 0] - box.cx) <= box.half) & (
         np.abs(points[:, 1] - box.cy) <= box.half
     )
-    return float(np.count_nonzero(inside) * cell_area / (2 * box.half) ** 2)
+    return float(np.count_nonzero(inside) * field.cell_area / (2 * box.half) ** 2)
 
 
 def crop_box(shape: tuple[int, ...], disc: Disc, *, pad: float = _CROP_PAD) -> CropBox:
@@ -357,19 +370,20 @@ def crop_box(shape: tuple[int, ...], disc: Disc, *, pad: float = _CROP_PAD) -> C
     at least ``_MIN_FILL`` of it, never below the visible part's shorter side: the model sees
     retina, not black bands, at the cost of a little periphery.
     """
-    cells = 160
-    points = _visible_field(shape, disc, cells)
-    if len(points) == 0:
+    return _tightened_box(_visible_field(shape, disc), disc, pad)
+
+
+def _tightened_box(field: _Field, disc: Disc, pad: float) -> CropBox:
+    if len(field.points) == 0:
         return _disc_square(disc, pad)
-    cell_area = (2 * disc.radius / cells) ** 2
-    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+    (x0, y0), (x1, y1) = field.points.min(axis=0), field.points.max(axis=0)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     longest = max(x1 - x0, y1 - y0) / 2 + disc.radius * pad
     shortest = min(x1 - x0, y1 - y0) / 2
     box = CropBox(cx, cy, longest)
     for half in np.linspace(longest, max(shortest, 1.0), 24):
         box = CropBox(cx, cy, float(half))
-        if _fill_of(points, cell_area, box) >= _MIN_FILL:
+        if _fill_of(field, box) >= _MIN_FILL:
             break
     return box
 
@@ -410,10 +424,8 @@ def crop_fill(rgb: np.ndarray, disc: Disc, *, pad: float = _CROP_PAD) -> float:
 
     About 0.73 for a whole disc, and at least ``_MIN_FILL`` where the photo clips the field.
     """
-    shape = np.asarray(rgb).shape
-    points = _visible_field(shape, disc)
-    cell_area = (2 * disc.radius / 160) ** 2
-    return _fill_of(points, cell_area, crop_box(shape, disc, pad=pad))
+    field = _visible_field(np.asarray(rgb).shape, disc)
+    return _fill_of(field, _tightened_box(field, disc, pad))
 
 
 def _field_in_crop(box: CropBox, disc: Disc, size: int, shrink: float) -> np.ndarray:
@@ -486,7 +498,8 @@ def crop_fundus(
     else:
         box = crop_box(rgb.shape, disc)
         crop, valid = _crop_square(rgb, box, size)
-        field = _field_in_crop(box, disc, size, 0.92)
+        if ben_graham:
+            field = _field_in_crop(box, disc, size, 0.92)
     if clahe:
         crop = apply_clahe(crop)
     if ben_graham:

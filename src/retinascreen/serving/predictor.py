@@ -41,7 +41,7 @@ from retinascreen.result import (
 )
 
 if TYPE_CHECKING:
-    from retinascreen.data.fundus import Preprocessing
+    from retinascreen.data.fundus import Disc, Preprocessing
     from retinascreen.models.engines import Engine
     from retinascreen.models.modelcard import ModelCard
 
@@ -107,13 +107,8 @@ class Predictor:
         self.grade_rule: str = grading.grade_rule(card.objective if card else None)
         threshold = card.extra.get("referable_threshold") if card else None
         self.referable_threshold: float | None = None if threshold is None else float(threshold)
-        self.model_info: ModelInfo = ModelInfo(
-            name=str(card.name if card and card.name else self.model_path.stem),
-            version=str(card.version if card and card.version else "unversioned"),
-            sha256=file_sha256(self.model_path),
-            synthetic=bool(card.synthetic) if card else False,
-            training_data=str(card.training_data) if card else "",
-            intended_use=str(card.intended_use) if card else "",
+        self.model_info: ModelInfo = ModelInfo.from_card(
+            card, self.model_path.stem, file_sha256(self.model_path)
         )
 
     def __repr__(self) -> str:
@@ -188,33 +183,36 @@ class Predictor:
 
     def prepare(self, image: ImageInput) -> PreparedImage:
         """Read, quality-check and pre-process one image, once (for predict and heat map)."""
-        from retinascreen.data.fundus import assess_quality
+        from retinascreen.data.fundus import assess_quality, find_disc
 
         rgb = to_rgb(image)
-        quality: Quality = assess_quality(rgb)
-        return PreparedImage(self.preprocess(rgb), quality, _path_of(image), self._view(rgb))
+        disc = find_disc(rgb)  # once, for the verdict, the model's crop and the plain view
+        quality: Quality = assess_quality(rgb, disc=disc)
+        pixels = self.preprocess(rgb, disc=disc)
+        return PreparedImage(pixels, quality, _path_of(image), self._view(rgb, disc))
 
-    def _view(self, rgb: np.ndarray) -> np.ndarray | None:
+    def _view(self, rgb: np.ndarray, disc: Disc | None) -> np.ndarray | None:
         """The plain crop a person sees, when the model's own input is enhanced."""
         settings = self.preprocessing
         if not (settings.ben_graham or settings.clahe):
             return None
         from retinascreen.data.fundus import crop_fundus
 
-        return crop_fundus(rgb, settings.size)
+        return crop_fundus(rgb, settings.size, disc=disc)
 
     def predict_prepared(self, prepared: PreparedImage) -> Prediction:
         """The result for an image already :meth:`prepare`-d."""
         probs = self.predict_arrays(prepared.pixels[None])
         return self._prediction(probs[0], prepared)
 
-    def preprocess(self, rgb: np.ndarray) -> np.ndarray:
+    def preprocess(self, rgb: np.ndarray, *, disc: Disc | None = None) -> np.ndarray:
         """The model card's pre-processing: the (S, S, 3) uint8 picture the model sees.
 
         ``rgb`` must be an RGB array (H, W, 3) of at least 8 x 8 pixels (see :func:`to_rgb`);
-        a photo without a fundus disc is padded whole to a square, never refused.
+        a photo without a fundus disc is padded whole to a square, never refused. ``disc``:
+        the field of view already found (:func:`retinascreen.data.fundus.find_disc`).
         """
-        return np.asarray(self.preprocessing.apply(rgb))
+        return np.asarray(self.preprocessing.apply(rgb, disc=disc))
 
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities (N, 5) for pre-processed pixels (N, S, S, 3) 0..255."""
@@ -246,8 +244,11 @@ class Predictor:
         if isinstance(image, PreparedImage):
             x, view = image.pixels, image.view
         else:
+            from retinascreen.data.fundus import find_disc
+
             rgb = to_rgb(image)
-            x, view = self.preprocess(rgb), self._view(rgb)
+            disc = find_disc(rgb)
+            x, view = self.preprocess(rgb, disc=disc), self._view(rgb, disc)
         target = "referable" if class_index is None else "grade"
         with self._cam_lock:
             cam, strength = explain(model, x[None].astype(np.float32), class_index, target=target)

@@ -28,6 +28,10 @@ class TruncatedImageError(ImageError):
     """The file starts like an image but ends early."""
 
 
+class CorruptImageError(ImageError):
+    """The file's headers contradict each other or its image data cannot be decoded."""
+
+
 class NotAnImageError(ImageError):
     """The file is not an image at all."""
 

@@ -10,13 +10,17 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from retinascreen.errors import (
+    ConfigError,
     EmptyImageError,
     ImageTooLargeError,
     NotAnImageError,
@@ -25,6 +29,8 @@ from retinascreen.errors import (
 )
 
 MAX_PIXELS = 50_000_000
+DECODE_CONCURRENCY_ENV = "RETINASCREEN_DECODE_CONCURRENCY"
+DEFAULT_DECODE_CONCURRENCY = 2
 SUPPORTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".dcm", ".dicom")
 
 # Pillow format names we read; MPO is the multi-picture JPEG many cameras write, DIB a BMP.
@@ -81,6 +87,44 @@ def load_image(
     if data[128:132] == b"DICM" or (suffix in _DICOM_SUFFIXES and not _looks_like_pil(data)):
         return _load_dicom(data, label, max_pixels)
     return _load_pil(data, label, max_pixels)
+
+
+_slots_lock = threading.Lock()
+_slots: tuple[int, threading.BoundedSemaphore] | None = None
+
+
+def decode_concurrency() -> int:
+    """How many full decodes may run at once in this process (``RETINASCREEN_DECODE_CONCURRENCY``)."""
+    raw = os.environ.get(DECODE_CONCURRENCY_ENV, "").strip()
+    if not raw:
+        return DEFAULT_DECODE_CONCURRENCY
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{DECODE_CONCURRENCY_ENV}={raw!r} is not a whole number (how many photos may be "
+            "decoded at once)"
+        ) from None
+    if value < 1:
+        raise ConfigError(f"{DECODE_CONCURRENCY_ENV} must be at least 1, not {value}")
+    return value
+
+
+@contextmanager
+def decode_slot() -> Iterator[None]:
+    """Hold one of the process-wide decode slots while decoding pixels.
+
+    Each full decode allocates up to the pixel limit; the slots bound how many such
+    allocations can stack up at once across threads (web requests, data loaders).
+    """
+    global _slots
+    wanted = decode_concurrency()
+    with _slots_lock:
+        if _slots is None or _slots[0] != wanted:
+            _slots = (wanted, threading.BoundedSemaphore(wanted))
+        semaphore = _slots[1]
+    with semaphore:
+        yield
 
 
 def _looks_like_pil(data: bytes) -> bool:
@@ -145,9 +189,10 @@ def _load_pil(data: bytes, label: str, max_pixels: int) -> np.ndarray:
                 )
             _check_pixels(label, image.width, image.height, max_pixels)
             try:
-                image.load()
-                image = ImageOps.exif_transpose(image) or image
-                return _to_rgb(image)
+                with decode_slot():
+                    image.load()
+                    image = ImageOps.exif_transpose(image) or image
+                    return _to_rgb(image)
             except Image.DecompressionBombError as exc:
                 raise ImageTooLargeError(f"{label}: over the pixel limit ({exc})") from None
             except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
@@ -179,65 +224,9 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
 
 
 def _load_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_color_lut, pixel_array
+    from retinascreen.data.dicom import load_dicom
 
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
-        rows, cols = int(ds.Rows), int(ds.Columns)
-    except (InvalidDicomError, AttributeError, KeyError, TypeError, ValueError, EOFError, OSError):
-        if data[128:132] == b"DICM":
-            raise TruncatedImageError(
-                f"{label}: the DICOM header is truncated or corrupt"
-            ) from None
-        raise NotAnImageError(f"{label}: not a DICOM image (no readable image header)") from None
-    if "PixelData" not in ds:
-        raise NotAnImageError(f"{label}: the DICOM file holds no pixel data (not an image object)")
-    _check_pixels(label, cols, rows, max_pixels)
-    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
-    try:
-        # index=0 decodes only the first frame; as_rgb converts YBR_FULL(_422) to RGB.
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        array = pixel_array(ds, index=0 if frames > 1 else None, as_rgb=True)
-    except NotImplementedError as exc:
-        raise UnsupportedFormatError(
-            f"{label}: cannot decode DICOM transfer syntax {ds.file_meta.get('TransferSyntaxUID', '?')} ({exc})"
-        ) from None
-    except (ValueError, EOFError, OSError, RuntimeError, AttributeError, KeyError) as exc:
-        message = str(exc)
-        if "less than expected" in message or "truncat" in message.lower() or "end of" in message:
-            raise TruncatedImageError(
-                f"{label}: the DICOM pixel data is truncated ({exc})"
-            ) from None
-        raise UnsupportedFormatError(
-            f"{label}: cannot decode the DICOM pixel data ({exc})"
-        ) from None
-    if photometric == "PALETTE COLOR":
-        array = apply_color_lut(array, ds)
-    bits = int(ds.get("BitsStored", array.dtype.itemsize * 8) or 8)
-    return _dicom_to_rgb(
-        np.asarray(array), photometric, bits, int(ds.get("PixelRepresentation", 0))
-    )
-
-
-def _dicom_to_rgb(array: np.ndarray, photometric: str, bits: int, signed: int) -> np.ndarray:
-    values = array.astype(np.float64)
-    if signed:
-        values = values + 2.0 ** (bits - 1)
-    if array.dtype == np.uint8 and not signed:
-        top = 255.0
-    else:
-        top = max(2.0**bits - 1.0, float(values.max()) if values.size else 1.0)
-        top = 255.0 if bits <= 8 else top
-    scaled = np.clip(values * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
-    if scaled.ndim == 2:
-        if photometric == "MONOCHROME1":
-            scaled = 255 - scaled
-        scaled = np.repeat(scaled[:, :, None], 3, axis=2)
-    elif scaled.shape[2] == 4:
-        scaled = scaled[:, :, :3]
-    return np.ascontiguousarray(scaled)
+    return load_dicom(data, label, max_pixels)
 
 
 def save_image(path: str | os.PathLike[str], rgb: np.ndarray, *, quality: int = 95) -> Path:

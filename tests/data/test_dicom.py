@@ -117,3 +117,25 @@ def test_wrong_length_header_field_is_an_image_error():
     data[rows_at + 6 : rows_at + 8] = struct.pack("<H", 3)  # a 3-byte US value
     with pytest.raises((TruncatedImageError, CorruptImageError, NotAnImageError)):
         load_image(bytes(data), name="fuzzed.dcm")
+
+
+def test_colour_jpeg_in_dicom_matches_pydicoms_own_decode():
+    import io
+
+    import pydicom
+    from pydicom.pixels import pixel_array
+
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    rgb[:, :32], rgb[:, 32:] = (200, 40, 30), (20, 180, 90)
+    frame = encoded(rgb, "JPEG", quality=95)
+    data = dicom_bytes(
+        frames=[frame],
+        syntax=JPEG_BASELINE,
+        rows=48,
+        cols=64,
+        samples=3,
+        photometric="YBR_FULL_422",
+    )
+    reference = pixel_array(pydicom.dcmread(io.BytesIO(data)), as_rgb=True)
+    np.testing.assert_array_equal(load_image(data), reference)
+    assert np.abs(load_image(data)[5, 5].astype(int) - (200, 40, 30)).max() <= 3

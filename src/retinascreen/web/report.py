@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC
-from xml.sax.saxutils import escape
+from pathlib import Path
 
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
@@ -25,6 +25,7 @@ from retinascreen.data.fundus import explain_reasons
 from retinascreen.grading import LABELS
 from retinascreen.result import SYNTHETIC_WARNING
 from retinascreen.web.models import Screening
+from retinascreen.web.pdf_text import SANS, SANS_BOLD, markup, register_fonts
 from retinascreen.web.storage import PhotoStore
 
 GRADE_COLOURS = ("#2e7d4f", "#7b9a1e", "#c77700", "#c2410c", "#a3171d")
@@ -46,15 +47,38 @@ class _Bar(Flowable):
         )
 
 
-def _image(path, max_side: float) -> Flowable | None:  # type: ignore[no-untyped-def]
+def _image(path: Path | None, max_side: float) -> Flowable | None:
+    """The photo at ``path`` scaled to ``max_side``, turned upright by its EXIF orientation."""
     from PIL import Image as PILImage
+    from PIL import ImageOps
 
     if path is None or not path.is_file():
         return None
+    source: str | io.BytesIO = str(path)
     with PILImage.open(path) as pil:
         width, height = pil.size
+        if pil.getexif().get(0x0112, 1) in range(2, 9):  # 1 = upright; 2-8 flip and/or turn
+            upright = ImageOps.exif_transpose(pil)
+            width, height = upright.size
+            source = io.BytesIO()
+            upright.save(source, format="PNG")
+            source.seek(0)
     scale = max_side / max(width, height)
-    return Image(str(path), width=width * scale, height=height * scale)
+    return Image(source, width=width * scale, height=height * scale)
+
+
+def _unicode_styles() -> dict[str, ParagraphStyle]:
+    """reportlab's sample styles in DejaVu Sans (Helvetica has no glyphs beyond Latin-1)."""
+    register_fonts()
+    sample = getSampleStyleSheet()
+    styles = {}
+    for name in ("Title", "BodyText", "Heading2", "Heading4"):
+        style = sample[name]
+        bold = "Bold" in style.fontName
+        styles[name] = ParagraphStyle(
+            f"{name}-unicode", parent=style, fontName=SANS_BOLD if bold else SANS
+        )
+    return styles
 
 
 def warning_text() -> str:
@@ -65,7 +89,7 @@ def warning_text() -> str:
 def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes:
     """The PDF bytes of ``screening``'s report."""
     prediction = screening.prediction
-    styles = getSampleStyleSheet()
+    styles = _unicode_styles()
     body = styles["BodyText"]
     small = ParagraphStyle(
         "small", parent=body, fontSize=8, leading=10, textColor=colors.HexColor("#4f5b6d")
@@ -78,7 +102,7 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
         borderColor=colors.HexColor("#d69a00"),
         borderWidth=1,
         borderPadding=6,
-        fontName="Helvetica-Bold",
+        fontName=SANS_BOLD,
         spaceBefore=6,
         spaceAfter=12,
     )
@@ -101,26 +125,32 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
         Paragraph("Diabetic retinopathy screening report", styles["Title"]),
     ]
     if screening.synthetic:
-        story += [Spacer(1, 3 * mm), Paragraph(escape(warning_text()), warning)]
+        story += [Spacer(1, 3 * mm), Paragraph(markup(warning_text()), warning)]
     created = screening.created
     if created.tzinfo is None:
         created = created.replace(tzinfo=UTC)
+    cell = ParagraphStyle("cell", parent=body, fontSize=9, leading=11)
+
+    def value(text: str) -> Paragraph:
+        return Paragraph(markup(text), cell)
+
     meta = [
         ["Screening", f"#{screening.id}", "Date (UTC)", created.strftime("%Y-%m-%d %H:%M")],
         [
             "Patient id",
-            screening.patient_id or "not recorded",
+            value(screening.patient_id or "not recorded"),
             "Eye",
-            screening.eye or "not recorded",
+            value(screening.eye or "not recorded"),
         ],
-        ["Screened by", user, "", ""],
+        ["Screened by", value(user), "", ""],
     ]
     meta_table = Table(meta, colWidths=[28 * mm, 62 * mm, 28 * mm, 60 * mm])
     meta_table.setStyle(
         TableStyle(
             [
-                ("FONTNAME", (0, 0), (0, -1), "Helvetica-Bold"),
-                ("FONTNAME", (2, 0), (2, -1), "Helvetica-Bold"),
+                ("FONTNAME", (0, 0), (-1, -1), SANS),
+                ("FONTNAME", (0, 0), (0, -1), SANS_BOLD),
+                ("FONTNAME", (2, 0), (2, -1), SANS_BOLD),
                 ("FONTSIZE", (0, 0), (-1, -1), 9),
                 ("TEXTCOLOR", (0, 0), (-1, -1), colors.HexColor("#18212f")),
                 ("LINEBELOW", (0, -1), (-1, -1), 0.5, colors.HexColor("#d9dee7")),
@@ -133,9 +163,9 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
     reasons = ", ".join(quality.reasons)
     if not screening.gradable:
         story.append(Paragraph("Ungradable — retake the photograph", verdict))
-        story.append(Paragraph(f"Quality problems: {reasons or 'unspecified'}.", body))
+        story.append(Paragraph(f"Quality problems: {markup(reasons or 'unspecified')}.", body))
         for advice in explain_reasons(quality.reasons):
-            story.append(Paragraph(escape(advice), body))
+            story.append(Paragraph(markup(advice), body))
     else:
         story.append(Paragraph(f"ICDR grade {screening.grade}: {LABELS[screening.grade]}", verdict))
         referral = (
@@ -166,7 +196,8 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
     probs.setStyle(
         TableStyle(
             [
-                ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"),
+                ("FONTNAME", (0, 0), (-1, -1), SANS),
+                ("FONTNAME", (0, 0), (-1, 0), SANS_BOLD),
                 ("FONTSIZE", (0, 0), (-1, -1), 9),
                 ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
                 ("ALIGN", (3, 1), (3, -1), "RIGHT"),
@@ -178,7 +209,7 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
     story.append(
         Paragraph(
             f"<b>Image quality:</b> {'gradable' if screening.gradable else 'ungradable'}, "
-            f"score {quality.score:.2f}{' (' + reasons + ')' if reasons else ''}",
+            f"score {quality.score:.2f}{' (' + markup(reasons) + ')' if reasons else ''}",
             body,
         )
     )
@@ -204,23 +235,23 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
     card = screening.model_card
     story.append(Paragraph("Model card", styles["Heading4"]))
     lines = [
-        f"{escape(model.name)} version {escape(model.version)}",
-        f"sha256 {escape(model.sha256)}",
+        f"{markup(model.name)} version {markup(model.version)}",
+        f"sha256 {markup(model.sha256)}",
     ]
     if card.get("backbone"):
         lines.append(
-            f"Architecture: {escape(str(card['backbone']))} backbone, "
-            f"{escape(str(card.get('head', '?')))} head, {card.get('input_size', '?')} px input"
+            f"Architecture: {markup(str(card['backbone']))} backbone, "
+            f"{markup(str(card.get('head', '?')))} head, {card.get('input_size', '?')} px input"
         )
     if card.get("training_data"):
-        lines.append(f"Training data: {escape(str(card['training_data']))}")
+        lines.append(f"Training data: {markup(str(card['training_data']))}")
     metrics = card.get("metrics") or {}
     if metrics:
         lines.append("Validation: " + ", ".join(f"{k} {float(v):.3f}" for k, v in metrics.items()))
     if card.get("intended_use"):
-        lines.append(f"Intended use: {escape(str(card['intended_use']))}")
+        lines.append(f"Intended use: {markup(str(card['intended_use']))}")
     if screening.synthetic:
-        lines.append(escape(warning_text()) + ".")
+        lines.append(markup(warning_text()) + ".")
     story.append(Paragraph("<br/>".join(lines), small))
     story.append(Spacer(1, 4 * mm))
     story.append(

@@ -47,6 +47,9 @@ def seeds() -> dict[str, bytes]:
         "tiff-deflate": encoded(rgb, "TIFF", compression="tiff_adobe_deflate"),
         "webp": encoded(rgb, "WEBP", quality=80),
         "webp-lossless": encoded(rgb, "WEBP", lossless=True),
+        "webp-animated": _animated(rgb, "WEBP"),
+        "png-animated": _animated(rgb, "PNG"),
+        "tiff-multipage": _animated(rgb, "TIFF"),
         "dicom": dicom_bytes(rgb),
         "dicom-gray16": dicom_bytes(gray.astype(np.uint16) * 257),
         "dicom-rle": rle_dicom(rgb),
@@ -58,8 +61,25 @@ def seeds() -> dict[str, bytes]:
             cols=48,
             samples=1,
         ),
+        "dicom-j2k": dicom_bytes(
+            frames=[encoded(gray, "JPEG2000", irreversible=False)],
+            syntax="1.2.840.10008.1.2.4.90",
+            rows=40,
+            cols=48,
+            samples=1,
+        ),
     }
     return out
+
+
+def _animated(rgb: np.ndarray, fmt: str) -> bytes:
+    """Two frames (animated WebP/PNG, a two-page TIFF): only the first is ever decoded."""
+    from PIL import Image
+
+    first, second = Image.fromarray(rgb), Image.fromarray(255 - rgb)
+    buffer = io.BytesIO()
+    first.save(buffer, format=fmt, save_all=True, append_images=[second])
+    return buffer.getvalue()
 
 
 def _png16(gray16: np.ndarray) -> bytes:

@@ -317,3 +317,23 @@ def test_all_errors_are_image_errors_with_status_codes(tmp_path):
     with pytest.raises(ImageError) as caught:
         load_image(tmp_path / "empty.png")
     assert 400 <= caught.value.status < 500
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "PNG", "TIFF"])
+def test_multi_frame_files_decode_their_first_frame(fmt):
+    first, second = Image.fromarray(gradient()), Image.fromarray(255 - gradient())
+    buffer = io.BytesIO()
+    first.save(buffer, format=fmt, save_all=True, append_images=[second], lossless=True)
+    out = load_image(buffer.getvalue())
+    assert out.shape == (24, 32, 3) and np.abs(out.astype(int) - gradient()).max() <= 2
+
+
+def test_animated_webp_canvas_is_checked_before_decoding():
+    frames = [Image.fromarray(gradient()), Image.fromarray(255 - gradient())]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="WEBP", save_all=True, append_images=frames[1:])
+    data = bytearray(buffer.getvalue())
+    vp8x = data.index(b"VP8X")  # canvas width-1 and height-1, 24 bits each
+    data[vp8x + 12 : vp8x + 18] = (9_999).to_bytes(3, "little") + (9_999).to_bytes(3, "little")
+    with pytest.raises(ImageTooLargeError, match="anim.webp"):
+        load_image(bytes(data), name="anim.webp")

@@ -52,8 +52,10 @@ def test_jpeg_frame_whose_size_differs_from_the_dicom_header_is_refused():
         load_image(data, name="eye.dcm")
 
 
-def test_jpeg_2000_frame_size_is_read_from_its_siz_marker():
-    frame = encoded(noise(40, 48, 1), "JPEG2000", irreversible=False)
+@pytest.mark.parametrize("jp2_file", [True, False], ids=["jp2-boxes", "bare-codestream"])
+def test_jpeg_2000_frame_size_is_read_from_its_siz_marker(jp2_file):
+    frame = encoded(noise(40, 48, 1), "JPEG2000", irreversible=False, no_jp2=not jp2_file)
+    assert frame.startswith(b"\xff\x4f\xff\x51") != jp2_file
     lying = dicom_bytes(frames=[frame], syntax=J2K_LOSSLESS, rows=10, cols=10, samples=1)
     with pytest.raises(CorruptImageError, match="JPEG 2000 header says 48x40"):
         load_image(lying)

@@ -142,7 +142,8 @@ def _inflate_if_deflated(data: bytes, label: str, max_pixels: int) -> bytes:
     )
     rows, cols = int(header.get("Rows", 0) or 0), int(header.get("Columns", 0) or 0)
     frames = int(header.get("NumberOfFrames", 1) or 1)
-    _check_pixels(label, cols, rows * frames, max_pixels)
+    _check_pixels(label, cols, rows, max_pixels)
+    _check_frame_count(label, cols, rows, frames, max_pixels)
     samples = int(header.get("SamplesPerPixel", 1) or 1)
     bits = int(header.get("BitsAllocated", 8) or 8)
     allowed = rows * cols * frames * min(max(samples, 1), 4) * min(max(bits, 8), 32) // 8
@@ -163,7 +164,7 @@ def _inflate_if_deflated(data: bytes, label: str, max_pixels: int) -> bytes:
 class _Info:
     """The image header fields the checks and the decode need."""
 
-    def __init__(self, ds: Any, label: str) -> None:
+    def __init__(self, ds: Any) -> None:
         self.rows, self.cols = int(ds.Rows), int(ds.Columns)
         self.frames = int(ds.get("NumberOfFrames", 1) or 1)
         self.samples = int(ds.get("SamplesPerPixel", 1) or 1)
@@ -176,7 +177,7 @@ class _Info:
 
 def _image_info(ds: Any, label: str, max_pixels: int) -> _Info:
     try:
-        info = _Info(ds, label)
+        info = _Info(ds)
     except _pydicom_errors():
         raise NotAnImageError(f"{label}: not a DICOM image (no readable image header)") from None
     if "PixelData" not in ds:
@@ -184,12 +185,7 @@ def _image_info(ds: Any, label: str, max_pixels: int) -> _Info:
     _check_pixels(label, info.cols, info.rows, max_pixels)
     if info.frames < 1:
         raise CorruptImageError(f"{label}: the DICOM header claims {info.frames} frames")
-    if info.rows * info.cols * info.frames > max_pixels:
-        raise ImageTooLargeError(
-            f"{label}: {info.frames} frames of {info.cols}x{info.rows} = "
-            f"{info.rows * info.cols * info.frames / 1e6:.1f} megapixels is over the limit of "
-            f"{max_pixels / 1e6:.1f} megapixels (refused before decoding, a decompression-bomb guard)"
-        )
+    _check_frame_count(label, info.cols, info.rows, info.frames, max_pixels)
     if info.samples not in (1, 3, 4) or info.bits not in (1, 8, 16, 32):
         raise UnsupportedFormatError(
             f"{label}: DICOM images with {info.samples} samples of {info.bits} bits per pixel "
@@ -205,6 +201,17 @@ def _image_info(ds: Any, label: str, max_pixels: int) -> _Info:
             f"{label}: the DICOM image is PALETTE COLOR but holds no colour lookup table"
         )
     return info
+
+
+def _check_frame_count(label: str, cols: int, rows: int, frames: int, max_pixels: int) -> None:
+    if frames < 1:
+        raise CorruptImageError(f"{label}: the DICOM header claims {frames} frames")
+    if rows * cols * frames > max_pixels:
+        raise ImageTooLargeError(
+            f"{label}: {frames} frames of {cols}x{rows} = {rows * cols * frames / 1e6:.1f} "
+            f"megapixels is over the limit of {max_pixels / 1e6:.1f} megapixels (refused before "
+            "decoding, a decompression-bomb guard)"
+        )
 
 
 def _has_palette(ds: Any) -> bool:
@@ -291,14 +298,33 @@ def _jpeg_size(frame: bytes) -> tuple[int, int] | None:
 
 
 def _j2k_size(frame: bytes) -> tuple[int, int] | None:
-    """(width, height) from the SIZ marker of a JPEG 2000 codestream (bare or in a JP2 box)."""
-    start = frame.find(b"\xff\x4f\xff\x51", 0, 4096)
-    if start < 0 or start + 24 > len(frame):
+    """(width, height) from the SIZ marker of a JPEG 2000 codestream, bare or in a JP2 file."""
+    start = 0 if frame[:4] == b"\xff\x4f\xff\x51" else _jp2_codestream(frame)
+    if start is None or frame[start : start + 4] != b"\xff\x4f\xff\x51":
+        return None
+    if start + 24 > len(frame):
         return None
     xsiz, ysiz, x0, y0 = struct.unpack(">IIII", frame[start + 8 : start + 24])
     if x0 >= xsiz or y0 >= ysiz:
         return None
     return xsiz - x0, ysiz - y0
+
+
+def _jp2_codestream(frame: bytes) -> int | None:
+    """Where the contiguous codestream box (jp2c) of a JP2 file starts, walking its boxes."""
+    pos = 0
+    while pos + 8 <= len(frame):
+        length, kind = struct.unpack(">I4s", frame[pos : pos + 8])
+        header = 8
+        if length == 1 and pos + 16 <= len(frame):
+            (length,) = struct.unpack(">Q", frame[pos + 8 : pos + 16])
+            header = 16
+        if kind == b"jp2c":
+            return pos + header
+        if length < header:  # 0 = "to the end of the file", only valid for the last box
+            return None
+        pos += length
+    return None
 
 
 def _check_rle(frame: bytes, info: _Info, label: str, number: int) -> None:

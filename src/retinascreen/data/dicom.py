@@ -105,8 +105,6 @@ def _read(data: bytes, label: str, max_pixels: int) -> Any:
         if data[128:132] == b"DICM":
             data = _inflate_if_deflated(data, label, max_pixels)
         return pydicom.dcmread(io.BytesIO(data), force=True)
-    except (ImageTooLargeError, CorruptImageError):
-        raise
     except errors:
         if data[128:132] == b"DICM":
             raise TruncatedImageError(

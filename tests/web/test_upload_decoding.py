@@ -1,0 +1,42 @@
+"""Hostile DICOM uploads through the REST API: a 4xx JSON error each, nothing stored."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from tests.helpers.dicom_files import deflate_bomb_dicom, dicom_bytes, jpeg_bomb_dicom
+from tests.helpers.web import api_token, api_upload, register, stored_files
+
+
+def fuzzed_rows_length() -> bytes:
+    data = bytearray(dicom_bytes(np.zeros((8, 8, 3), np.uint8)))
+    rows_at = data.index(b"\x28\x00\x10\x00US\x02\x00")
+    data[rows_at + 6 : rows_at + 8] = struct.pack("<H", 3)  # BytesLengthException in pydicom
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    "make,status,words",
+    [
+        (lambda: jpeg_bomb_dicom(13_000), 413, "13000x13000"),
+        (lambda: deflate_bomb_dicom(64 << 20), 413, "inflates to more than"),
+        (
+            lambda: dicom_bytes(np.zeros((8, 8), np.uint8), photometric="PALETTE COLOR"),
+            422,
+            "no colour lookup table",
+        ),
+        (fuzzed_rows_length, 422, "eye.dcm"),
+    ],
+    ids=["jpeg-bomb", "deflate-bomb", "palette-without-table", "fuzzed-length"],
+)
+def test_hostile_dicom_is_a_clear_4xx_and_nothing_is_stored(web_app, make, status, words):
+    client = web_app.test_client()
+    assert register(client, "alice").status_code == 302
+    token = api_token(client, "alice")
+    response = api_upload(client, token, make(), "eye.dcm")
+    assert response.status_code == status, response.get_json()
+    assert words in response.get_json()["error"]
+    assert [name for name in stored_files(web_app) if not name.startswith(".")] == []

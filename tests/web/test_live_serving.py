@@ -64,7 +64,7 @@ def test_readyz_reports_each_check(server):
     "path",
     [
         "/api/v1/screenings/99999999999999999999999",
-        "/api/v1/screenings/2147483648",
+        "/api/v1/screenings/9223372036854775808",  # 2**63: past SQLite and PostgreSQL
         "/api/v1/tokens/99999999999999999999999",
     ],
 )

@@ -246,7 +246,8 @@ def create_admin(instance: Path, database_url: str | None) -> None:
     command += ["--password-stdin", "--instance", str(instance)]
     if database_url:
         command += ["--database-url", database_url]
-    subprocess.run(command, input=PASSWORD + "\n", text=True, check=True, capture_output=True)
+    done = subprocess.run(command, input=PASSWORD + "\n", text=True, capture_output=True)
+    assert done.returncode == 0, done.stderr
 
 
 @contextmanager

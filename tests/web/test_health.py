@@ -68,3 +68,20 @@ def test_an_unexpected_error_is_500_json_with_a_logged_reference(web_app, caplog
     body = reply.get_json()
     assert body["error"].startswith("Internal error") and body["reference"] in body["error"]
     assert body["reference"] in caplog.text and "ZeroDivisionError" in caplog.text
+
+
+def test_an_unreachable_postgresql_is_503_not_500(tmp_path, web_predictor):
+    from retinascreen.web import dispose
+    from tests.helpers.live_server import free_port
+
+    url = f"postgresql+psycopg://nobody:nothing@127.0.0.1:{free_port()}/retinascreen"
+    app = make_app(tmp_path / "instance", web_predictor, url, AUTO_MIGRATE=False)
+    try:
+        client = app.test_client()
+        reply = client.post("/api/v1/tokens", json={"username": "someone", "password": "pw"})
+        assert reply.status_code == 503 and reply.headers["Retry-After"]
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.get_json()["checks"]["database"]["ok"] is False
+    finally:
+        dispose(app)

@@ -14,7 +14,7 @@ from retinascreen.commands.serve import add_server_arguments
 EPILOG = """examples:
   retinascreen demo                    # open the printed URL, sign in with the printed account
   retinascreen demo --port 8080
-  retinascreen demo --check            # start, grade the sample photo, fetch /healthz, exit
+  retinascreen demo --check            # start, grade the sample photo, fetch /readyz, exit
 """
 
 ABOUT = """\
@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-serve",
         dest="check",
         action="store_true",
-        help="set everything up, grade the sample photo, fetch /healthz, then exit",
+        help="set everything up, grade the sample photo, fetch /readyz, then exit",
     )
     parser.set_defaults(func=run)
 
@@ -82,7 +82,14 @@ def run(args: argparse.Namespace) -> int:
         "Press Ctrl-C to stop.\n",
         flush=True,
     )
-    serve(config, host=args.host, port=args.port, workers=args.workers, threads=args.threads)
+    serve(
+        config,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        threads=args.threads,
+        body_timeout=args.body_timeout,
+    )
     return 0
 
 
@@ -100,7 +107,7 @@ def _check(config: dict[str, Any], password: str) -> int:
     thread.start()
     base = f"http://127.0.0.1:{server.server_port}"
     try:
-        health = _get_json(f"{base}/healthz")
+        health = _get_json(f"{base}/readyz")
         token = _post_json(f"{base}/api/v1/tokens", {"username": "demo", "password": password})[
             "token"
         ]
@@ -112,7 +119,7 @@ def _check(config: dict[str, Any], password: str) -> int:
     print(ABOUT)
     print(f"Model: {model_notice(config['MODEL'])}")
     print(
-        f"\ndemo check ok: /healthz {health['status']}; sample photo graded "
+        f"\ndemo check ok: /readyz {health['status']}; sample photo graded "
         f"{result['grade']} ({result['label']}), gradable={result['gradable']}, "
         f"screening id {result['id']}; account demo / {password}"
     )

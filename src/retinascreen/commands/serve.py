@@ -57,7 +57,18 @@ def add_server_arguments(
         help=f"worker processes, each with its own copy of the model (default {workers})",
     )
     parser.add_argument(
-        "--threads", type=int, default=4, metavar="T", help="threads per worker (default 4)"
+        "--threads",
+        type=int,
+        default=16,
+        metavar="T",
+        help="threads per worker (default 16; slow clients each hold one)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds a request body may take to arrive, then 408 (default 30; 0 = no limit)",
     )
 
 
@@ -67,11 +78,20 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers < 1 or args.threads < 1 or not 0 <= args.port <= 65535:
         raise ConfigError("--workers and --threads must be at least 1 and --port 0..65535")
+    if args.body_timeout < 0:
+        raise ConfigError("--body-timeout must be 0 (no limit) or more seconds")
     config = prepare(args.instance, args.database_url, args.model)
     print(
         f"retinascreen: serving {config['MODEL']} on http://{args.host}:{args.port}/ "
         f"({args.workers} workers); Ctrl-C stops",
         flush=True,
     )
-    serve(config, host=args.host, port=args.port, workers=args.workers, threads=args.threads)
+    serve(
+        config,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        threads=args.threads,
+        body_timeout=args.body_timeout,
+    )
     return 0

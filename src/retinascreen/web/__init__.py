@@ -10,19 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask
 from flask_login import LoginManager
-from flask_wtf.csrf import CSRFError, CSRFProtect
-from sqlalchemy import text
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import sessionmaker
-from werkzeug.exceptions import HTTPException
 
 from retinascreen import __version__
 from retinascreen.grading import LABELS
 from retinascreen.web import db as database
+from retinascreen.web import handlers, health
 from retinascreen.web.config import database_url, default_instance_path, defaults, load_secret_key
 from retinascreen.web.models import User
-from retinascreen.web.storage import PhotoStore
+from retinascreen.web.storage import PhotoStore, sweep_photos
 
 csrf = CSRFProtect()
 
@@ -31,7 +30,9 @@ def create_app(config: dict[str, Any] | None = None, *, predictor: Any = None) -
     """Build the app. ``config`` keys override :func:`retinascreen.web.config.defaults`.
 
     Useful keys: ``INSTANCE_PATH`` (database, photos, secret key), ``DATABASE_URL``, ``MODEL``,
-    ``MAX_CONTENT_LENGTH``, ``MAX_IMAGE_PIXELS``, ``AUTO_MIGRATE``, ``SESSION_COOKIE_SECURE``.
+    ``MAX_CONTENT_LENGTH``, ``MAX_IMAGE_PIXELS``, ``AUTO_MIGRATE`` (migrate and sweep unfinished
+    uploads at start; the only step that may create a SQLite file), ``DATABASE_BUSY_TIMEOUT``,
+    ``SESSION_COOKIE_SECURE``.
     """
     config = dict(config or {})
     instance_path = Path(config.pop("INSTANCE_PATH", None) or default_instance_path()).resolve()
@@ -44,18 +45,22 @@ def create_app(config: dict[str, Any] | None = None, *, predictor: Any = None) -
         app.config["SECRET_KEY"] = load_secret_key(instance_path)
     app.config["DATABASE_URL"] = database_url(app.config, instance_path)
 
-    engine = database.make_engine(app.config["DATABASE_URL"])
-    if app.config["AUTO_MIGRATE"]:
+    busy = float(app.config["DATABASE_BUSY_TIMEOUT"])
+    engine = database.make_engine(app.config["DATABASE_URL"], busy_timeout=busy)
+    photos = PhotoStore(instance_path / "photos")
+    if app.config["AUTO_MIGRATE"]:  # the start-up step: migrate, then sweep unfinished uploads
         database.upgrade(engine)
+        sweep_photos(engine, photos)
     app.extensions["retinascreen.engine"] = engine
     app.extensions["retinascreen.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
-    app.extensions["retinascreen.photos"] = PhotoStore(instance_path / "photos")
+    app.extensions["retinascreen.photos"] = photos
     if predictor is not None:
         app.extensions["retinascreen.predictor"] = predictor
     app.teardown_appcontext(database.close_session)
 
     csrf.init_app(app)
     _init_login(app)
+    handlers.init_app(app)  # before the blueprints: it bounds <int:...> in their routes
 
     from retinascreen.web.api import bp as api_bp
     from retinascreen.web.auth import bp as auth_bp
@@ -66,13 +71,8 @@ def create_app(config: dict[str, Any] | None = None, *, predictor: Any = None) -
     app.register_blueprint(auth_bp)
     app.register_blueprint(screenings_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(health.bp)
     csrf.exempt(api_bp)  # the API authenticates with bearer tokens, not cookies
-    _init_errors(app)
-
-    @app.get("/healthz")
-    def healthz() -> Any:
-        database.session().execute(text("SELECT 1"))
-        return jsonify(status="ok", version=__version__)
 
     @app.after_request
     def _security_headers(response: Any) -> Any:
@@ -109,29 +109,3 @@ def _init_login(app: Flask) -> None:
         if not user_id.isdigit():
             return None
         return database.session().get(User, int(user_id))
-
-
-def _wants_json() -> bool:
-    return request.path.startswith("/api/")
-
-
-def _init_errors(app: Flask) -> None:
-    @app.errorhandler(CSRFError)
-    def _csrf_error(exc: CSRFError) -> Any:
-        message = "The form expired or was not sent by this site. Reload the page and try again."
-        return render_template("error.html", code=400, message=message), 400
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Any:
-        code = exc.code or 500
-        message = _MESSAGES.get(code, exc.description or exc.name)
-        if _wants_json():
-            return jsonify(error=message), code
-        return render_template("error.html", code=code, message=message), code
-
-
-_MESSAGES = {
-    404: "Not found.",
-    405: "That method is not allowed here.",
-    413: "The file is too large.",
-}

@@ -12,9 +12,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from retinascreen.errors import RetinascreenError
 from retinascreen.web.db import session
+from retinascreen.web.handlers import page_number, too_large_message
 from retinascreen.web.models import ApiToken, Screening, User, utcnow
 from retinascreen.web.openapi import openapi_document
-from retinascreen.web.screenings import escape_like, too_large_message
+from retinascreen.web.screenings import escape_like
 from retinascreen.web.security import (
     RATE_LIMIT_MESSAGE,
     audit,
@@ -141,7 +142,7 @@ def create_screening() -> Any:
 @token_required
 def list_screenings() -> Any:
     db = session()
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = page_number()
     per_page = min(max(request.args.get("per_page", 20, type=int) or 20, 1), MAX_PER_PAGE)
     where = [Screening.user_id == g.api_user.id]
     patient = (request.args.get("patient_id") or "").strip()

@@ -66,6 +66,7 @@ def defaults() -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": DEFAULT_MAX_UPLOAD_BYTES,
         "MAX_IMAGE_PIXELS": None,  # None = retinascreen.data.images.MAX_PIXELS
         "AUTO_MIGRATE": True,
+        "DATABASE_BUSY_TIMEOUT": 5.0,  # seconds a request waits for a SQLite lock, then 503
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": os.environ.get("RETINASCREEN_SECURE_COOKIES", "") == "1",

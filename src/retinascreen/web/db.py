@@ -1,33 +1,90 @@
-"""Engine, sessions and migrations: one engine per app, one session per request."""
+"""Engine, sessions and migrations: one engine per app, one session per request.
+
+A SQLite file is opened read-write only (``mode=rw``): a deleted database is an error answered
+503, never a fresh empty file. Only :func:`upgrade` (the explicit migrate step) may create it.
+"""
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
 from flask import current_app, g
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+BUSY_TIMEOUT_SECONDS = 5.0
+"""How long a request waits for another process's SQLite lock before answering 503."""
+MIGRATE_BUSY_TIMEOUT_SECONDS = 30.0
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys on."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    name = parsed.database or ""
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return None
+    return Path(name).resolve()
 
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
 
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+def make_engine(
+    url: str, *, create: bool = False, busy_timeout: float = BUSY_TIMEOUT_SECONDS
+) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys on.
+
+    A SQLite file is created only with ``create=True``. Each checkout checks that the file a
+    pooled connection has open is still the file at that path, so deleting the database makes
+    requests fail (503) instead of writing into the deleted file.
+    """
+    path = sqlite_file(url)
+    if path is None and make_url(url).get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if path is None:
+        return create_engine(url)
+    mode = "rwc" if create else "rw"
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(
+            f"file:{quote(str(path))}?mode={mode}",
+            uri=True,
+            timeout=busy_timeout,
+            check_same_thread=False,
+        )
+
+    engine = create_engine(url, creator=connect)
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
+        record.info["inode"] = _identity(path)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "checkout")
+    def _same_file(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if _identity(path) != record.info.get("inode"):
+            raise exc.DisconnectionError(f"database file {path} was removed or replaced")
+
+    return engine
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def alembic_config(url: str) -> Config:
@@ -39,11 +96,31 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest migration (``alembic upgrade head``)."""
-    config = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    """Bring the schema to the newest migration (``alembic upgrade head``).
+
+    This is the one step allowed to create a SQLite file; it migrates on its own engine.
+    """
+    url = engine.url.render_as_string(hide_password=False)
+    migrator = make_engine(url, create=True, busy_timeout=MIGRATE_BUSY_TIMEOUT_SECONDS)
+    try:
+        with migrator.begin() as connection:
+            config = alembic_config(url)
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    finally:
+        migrator.dispose()
+
+
+def schema_revision(engine: Engine) -> tuple[str | None, str]:
+    """(the database's Alembic revision or None, the packaged head revision)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    url = engine.url.render_as_string(hide_password=False)
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    return current, str(head)
 
 
 def session() -> Session:

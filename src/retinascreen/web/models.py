@@ -25,6 +25,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` with its UTC offset (SQLite hands stored times back without one)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 class Base(DeclarativeBase):
     """Declarative base of every table; Alembic's target metadata."""
 
@@ -148,7 +153,7 @@ class Screening(Base):
             id=self.id,
             patient_id=self.patient_id,
             eye=self.eye,
-            created=self.created.isoformat() if self.created else None,
+            created=as_utc(self.created).isoformat() if self.created else None,
         )
         return data
 

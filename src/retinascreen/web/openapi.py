@@ -22,6 +22,7 @@ def _json(schema: str, description: str) -> dict[str, Any]:
     }
 
 
+_UNAVAILABLE = _error("Database unavailable (answered with Retry-After)")
 _AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
 _ID = {"name": "screening_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 _TOKEN_ID = {"name": "token_id", "in": "path", "required": True, "schema": {"type": "integer"}}
@@ -99,6 +100,28 @@ _SCHEMAS: dict[str, Any] = {
             "warning": {"type": "string"},
         },
     },
+    "Health": {
+        "type": "object",
+        "required": ["status", "version"],
+        "properties": {"status": {"const": "ok"}, "version": {"type": "string"}},
+    },
+    "Readiness": {
+        "type": "object",
+        "required": ["status", "version", "checks"],
+        "properties": {
+            "status": {"enum": ["ready", "not ready"]},
+            "version": {"type": "string"},
+            "checks": {
+                "type": "object",
+                "description": "database (reachable), schema (at the Alembic head), model (loaded)",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["ok"],
+                    "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}},
+                },
+            },
+        },
+    },
     "ScreeningPage": {
         "type": "object",
         "properties": {
@@ -126,6 +149,7 @@ PATHS: dict[str, dict[str, Any]] = {
                 "400": _error("Missing username or password"),
                 "401": _error("Wrong username or password"),
                 "429": _error("Too many failed attempts; wait five minutes"),
+                "503": _UNAVAILABLE,
             },
         }
     },
@@ -134,7 +158,11 @@ PATHS: dict[str, dict[str, Any]] = {
             "summary": "Revoke the token used for this request",
             "operationId": "revokeCurrentToken",
             "security": _AUTH,
-            "responses": {"204": {"description": "Revoked"}, "401": _error("No valid token")},
+            "responses": {
+                "204": {"description": "Revoked"},
+                "401": _error("No valid token"),
+                "503": _UNAVAILABLE,
+            },
         }
     },
     "/api/v1/tokens/{token_id}": {
@@ -147,6 +175,7 @@ PATHS: dict[str, dict[str, Any]] = {
                 "204": {"description": "Revoked"},
                 "401": _error("No valid token"),
                 "404": _error("No such token of yours"),
+                "503": _UNAVAILABLE,
             },
         }
     },
@@ -171,7 +200,9 @@ PATHS: dict[str, dict[str, Any]] = {
             ],
             "responses": {
                 "200": _json("ScreeningPage", "One page of screenings"),
+                "400": _error("page is not a whole number from 1 to 2147483647"),
                 "401": _error("No valid token"),
+                "503": _UNAVAILABLE,
             },
         },
         "post": {
@@ -201,9 +232,11 @@ PATHS: dict[str, dict[str, Any]] = {
                 "201": _json("Screening", "The prediction result with its id"),
                 "400": _error("No image field, or a bad patient id / eye"),
                 "401": _error("No valid token"),
-                "413": _error("File or pixel count over the limit"),
+                "408": _error("The request body arrived too slowly"),
+                "413": _error("File, form field or pixel count over the limit"),
                 "415": _error("Unsupported image format"),
                 "422": _error("Not an image, empty, truncated, or not a fundus photograph"),
+                "503": _UNAVAILABLE,
             },
         },
     },
@@ -217,6 +250,7 @@ PATHS: dict[str, dict[str, Any]] = {
                 "200": _json("Screening", "The screening"),
                 "401": _error("No valid token"),
                 "404": _error("No such screening of yours"),
+                "503": _UNAVAILABLE,
             },
         }
     },
@@ -225,6 +259,23 @@ PATHS: dict[str, dict[str, Any]] = {
             "summary": "This document",
             "operationId": "openapi",
             "responses": {"200": {"description": "OpenAPI 3.1 document"}},
+        }
+    },
+    "/healthz": {
+        "get": {
+            "summary": "Liveness: the process answers (no database, no model)",
+            "operationId": "healthz",
+            "responses": {"200": _json("Health", "Alive")},
+        }
+    },
+    "/readyz": {
+        "get": {
+            "summary": "Readiness: database reachable, schema at head, model loaded",
+            "operationId": "readyz",
+            "responses": {
+                "200": _json("Readiness", "Ready to serve"),
+                "503": _json("Readiness", "Not ready; see the failing checks"),
+            },
         }
     },
 }

@@ -26,6 +26,7 @@ from retinascreen.errors import RetinascreenError
 from retinascreen.result import SYNTHETIC_WARNING
 from retinascreen.web.db import session
 from retinascreen.web.forms import UploadForm
+from retinascreen.web.handlers import page_number, too_large_message
 from retinascreen.web.models import Screening
 from retinascreen.web.service import get_predictor, model_is_synthetic, screen_upload
 
@@ -36,12 +37,6 @@ bp = Blueprint("screenings", __name__, url_prefix="/screenings")
 def _template_globals(state: BlueprintSetupState) -> None:
     # The text of the synthetic-model banner (templates/_macros.html), one spelling everywhere.
     state.app.jinja_env.globals["synthetic_warning_text"] = SYNTHETIC_WARNING
-
-
-def too_large_message() -> str:
-    """The message shown when an upload is over MAX_CONTENT_LENGTH."""
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    return f"The file is too large: the limit is {limit / 1_048_576:.0f} MB."
 
 
 def own_screening(screening_id: int) -> Screening:
@@ -98,7 +93,7 @@ def new() -> Any:
 def history() -> Any:
     db = session()
     query = (request.args.get("q") or "").strip()[:64]
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = page_number()
     per_page = current_app.config["HISTORY_PAGE_SIZE"]
     where = [Screening.user_id == current_user.id]
     if query:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,14 @@ from retinascreen.web.config import database_url, default_instance_path, load_se
 
 
 def prepare(instance: Path | None, db_url: str | None, model: str | None) -> dict[str, Any]:
-    """Everything done once before workers start: folders, secret key, schema, model path check.
+    """Everything done once before workers start: folders, secret key, schema, photo sweep, model.
 
     Returns the app configuration the workers use. TensorFlow is not imported here, so forking
     stays safe.
     """
     from retinascreen.models.engines import resolve_model_path
     from retinascreen.web.db import make_engine, upgrade
+    from retinascreen.web.storage import PhotoStore, sweep_photos
 
     model_path = str(resolve_model_path(model))  # clear ModelError now, not in every worker
     instance = Path(instance or default_instance_path()).resolve()
@@ -29,11 +31,18 @@ def prepare(instance: Path | None, db_url: str | None, model: str | None) -> dic
     config["SECRET_KEY"] = load_secret_key(instance)
     engine = make_engine(url)
     try:
-        upgrade(engine)
+        upgrade(engine)  # the only step that may create a SQLite file
+        sweep_photos(engine, PhotoStore(instance / "photos"))  # uploads a crash interrupted
     finally:
         engine.dispose()
     config["AUTO_MIGRATE"] = False
     return config
+
+
+DEFAULT_THREADS = 16
+"""Threads per worker: requests mostly wait (on the body, the database, the model lock)."""
+DEFAULT_BODY_TIMEOUT = 30.0
+"""Seconds a request body may take to arrive."""
 
 
 class GunicornServer(BaseApplication):
@@ -52,9 +61,15 @@ class GunicornServer(BaseApplication):
     def load(self) -> Any:
         from retinascreen.web import create_app
         from retinascreen.web.service import warm_up
+        from retinascreen.web.slowbody import BodyTimeout
 
-        app = create_app(dict(self.app_config))
+        config = dict(self.app_config)
+        body_timeout = float(config.pop("BODY_TIMEOUT", 0) or 0)
+        app = create_app(config)
         warm_up(app)  # the model loads once per worker, before its first request
+        if body_timeout:
+            app.wsgi_app = BodyTimeout(app.wsgi_app, body_timeout)  # type: ignore[method-assign]
+        logging.getLogger("gunicorn.error").info("retinascreen worker %d ready", os.getpid())
         return app
 
 
@@ -64,12 +79,20 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 5000,
     workers: int = 2,
-    threads: int = 4,
+    threads: int = DEFAULT_THREADS,
     timeout: int = 120,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
 ) -> None:
-    """Serve until interrupted (Ctrl-C or SIGTERM)."""
+    """Serve until interrupted (Ctrl-C or SIGTERM).
+
+    gunicorn's ``gthread`` workers give each request a thread; ``body_timeout`` seconds bound
+    how long a request body may take to arrive (408 after that; 0 = no limit), so slow clients
+    hold threads briefly and ``/healthz`` stays fast. In production put nginx in front
+    (docs/deployment.md), which buffers bodies before they reach a thread at all.
+    """
     cores = os.cpu_count() or 1
     app_config.setdefault("MODEL_THREADS", max(1, cores // max(1, workers)))
+    app_config["BODY_TIMEOUT"] = body_timeout
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,

@@ -1,9 +1,11 @@
-"""Photo files under ``instance/photos``: generated names, atomic with the database row."""
+"""Photo files under ``instance/photos``: generated names, published only after the row commits."""
 
 from __future__ import annotations
 
 import io
+import logging
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +13,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
 
 # Formats a browser shows as they are; anything else (TIFF, BMP, DICOM) is stored as PNG.
 _BROWSER_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
@@ -59,28 +65,78 @@ class PhotoStore:
             raise ValueError(f"bad stored file name {name!r}")
         return self.folder / name
 
+    def staging_path(self, name: str) -> Path:
+        """Where ``name`` waits, unpublished, until its database row is committed."""
+        return self.folder / f".{self.path(name).name}{STAGED_SUFFIX}"
+
     @contextmanager
     def staged(self, files: dict[str, bytes]) -> Iterator[None]:
-        """Write ``files`` (name -> bytes) under temporary names; publish them if the block succeeds.
+        """Write ``files`` (name -> bytes) under staging names; publish them if the block succeeds.
 
         Use around the database transaction: the block commits the row, then the files are
-        renamed to their final names. On any error, every temporary and final file is removed,
-        so neither a row without its photo nor an orphan photo is left behind.
+        renamed to their final names. A published file therefore always has its row; a crash
+        between commit and rename leaves a staged file that :func:`sweep_photos` publishes (its
+        row exists) or removes (it does not). On an error in the block the staged files go.
         """
-        temps: dict[str, Path] = {}
+        staged: dict[str, Path] = {}
         try:
             for name, data in files.items():
-                temp = self.folder / f".{uuid.uuid4().hex}.tmp"
-                temps[name] = temp
+                temp = self.staging_path(name)
+                staged[name] = temp
                 with open(temp, "wb") as handle:
                     handle.write(data)
                     handle.flush()
                     os.fsync(handle.fileno())
-            for name, temp in temps.items():
-                os.replace(temp, self.path(name))
             yield
         except BaseException:
-            for name, temp in temps.items():
+            for temp in staged.values():
                 temp.unlink(missing_ok=True)
-                self.path(name).unlink(missing_ok=True)
             raise
+        for name, temp in staged.items():
+            os.replace(temp, self.path(name))
+
+    def sweep(self, referenced: set[str]) -> tuple[list[str], list[str]]:
+        """Finish or undo interrupted uploads; returns (published, removed) file names.
+
+        Staged files whose name a database row holds are published; other staged files,
+        leftovers of the older ``.*.tmp`` scheme and published files no row refers to are
+        removed. Run at start-up only, while no request is writing.
+        """
+        published: list[str] = []
+        removed: list[str] = []
+        for entry in sorted(self.folder.iterdir()):
+            if not entry.is_file():
+                continue
+            name = entry.name
+            if name.endswith(STAGED_SUFFIX) and name.startswith("."):
+                final = name[1 : -len(STAGED_SUFFIX)]
+                if final in referenced and _GENERATED.fullmatch(final):
+                    os.replace(entry, self.folder / final)
+                    published.append(final)
+                    continue
+            elif name in referenced or not _GENERATED.fullmatch(name):
+                continue  # a stored photo, or not a file this store wrote: leave it alone
+            entry.unlink(missing_ok=True)
+            removed.append(name)
+        return published, removed
+
+
+STAGED_SUFFIX = ".staged"
+_GENERATED = re.compile(r"[0-9a-f]{32}\.(?:jpg|png|webp)|\.[0-9a-f]{32}\.tmp")
+
+
+def sweep_photos(engine: Engine, store: PhotoStore) -> tuple[list[str], list[str]]:
+    """:meth:`PhotoStore.sweep` with the names the database's screenings refer to; logs it."""
+    from retinascreen.web.models import Screening
+
+    with Session(engine) as db:
+        rows = db.execute(select(Screening.photo_name, Screening.heatmap_name)).all()
+    referenced = {name for row in rows for name in row if name}
+    published, removed = store.sweep(referenced)
+    if published or removed:
+        log.warning(
+            "photo sweep: published %d committed upload(s), removed %d unreferenced file(s)",
+            len(published),
+            len(removed),
+        )
+    return published, removed

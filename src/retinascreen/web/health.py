@@ -1,0 +1,67 @@
+"""``/healthz`` (liveness: the process answers) and ``/readyz`` (readiness: it can serve).
+
+A load balancer restarts on a failing ``/healthz`` and stops routing on a failing ``/readyz``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify
+from sqlalchemy import Engine, text
+
+from retinascreen import __version__
+from retinascreen.web.db import schema_revision
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    """Liveness: no database, no model; 200 while the worker can answer at all."""
+    return jsonify(status="ok", version=__version__)
+
+
+@bp.get("/readyz")
+def readyz() -> Any:
+    """Readiness: database reachable, schema at the Alembic head, model loaded (200 or 503)."""
+    engine: Engine = current_app.extensions["retinascreen.engine"]
+    checks = {"database": _database(engine), "schema": _schema(engine), "model": _model()}
+    ready = all(check["ok"] for check in checks.values())
+    response = jsonify(status="ready" if ready else "not ready", version=__version__, checks=checks)
+    response.status_code = 200 if ready else 503
+    response.headers["Cache-Control"] = "no-store"
+    if not ready:
+        response.headers["Retry-After"] = "5"
+    return response
+
+
+def _database(engine: Engine) -> dict[str, Any]:
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure to reach the database means "not ready"
+        return {"ok": False, "detail": _first_line(exc)}
+    return {"ok": True}
+
+
+def _schema(engine: Engine) -> dict[str, Any]:
+    try:
+        current, head = schema_revision(engine)
+    except Exception as exc:
+        return {"ok": False, "detail": _first_line(exc)}
+    if current != head:
+        return {"ok": False, "revision": current, "head": head, "detail": "schema is not at head"}
+    return {"ok": True, "revision": current}
+
+
+def _model() -> dict[str, Any]:
+    predictor = current_app.extensions.get("retinascreen.predictor")
+    if predictor is None:
+        return {"ok": False, "detail": "model not loaded yet"}
+    return {"ok": True, "name": predictor.model_info.name}
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0][:200]

@@ -31,7 +31,8 @@ def create_app(config: dict[str, Any] | None = None, *, predictor: Any = None) -
     """Build the app. ``config`` keys override :func:`retinascreen.web.config.defaults`.
 
     Useful keys: ``INSTANCE_PATH`` (database, photos, secret key), ``DATABASE_URL``, ``MODEL``,
-    ``MAX_CONTENT_LENGTH``, ``MAX_IMAGE_PIXELS``, ``AUTO_MIGRATE``, ``SESSION_COOKIE_SECURE``.
+    ``MAX_CONTENT_LENGTH``, ``MAX_IMAGE_PIXELS``, ``AUTO_MIGRATE``, ``HTTPS``; the account and
+    limit keys are in :func:`retinascreen.web.config.account_defaults`.
     """
     config = dict(config or {})
     instance_path = Path(config.pop("INSTANCE_PATH", None) or default_instance_path()).resolve()
@@ -39,7 +40,6 @@ def create_app(config: dict[str, Any] | None = None, *, predictor: Any = None) -
     app = Flask(__name__, instance_path=str(instance_path))
     app.config.update(defaults())
     app.config.update(config)
-    app.config["REMEMBER_COOKIE_SECURE"] = app.config["SESSION_COOKIE_SECURE"]
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = load_secret_key(instance_path)
     app.config["DATABASE_URL"] = database_url(app.config, instance_path)
@@ -56,6 +56,7 @@ def create_app(config: dict[str, Any] | None = None, *, predictor: Any = None) -
 
     csrf.init_app(app)
     _init_login(app)
+    _init_account_security(app)
 
     from retinascreen.web.api import bp as api_bp
     from retinascreen.web.auth import bp as auth_bp
@@ -101,14 +102,51 @@ def _init_login(app: Flask) -> None:
     manager.login_view = "auth.login"
     manager.login_message = "Sign in to continue."
     manager.login_message_category = "info"
-    manager.session_protection = "basic"
+    manager.session_protection = "strong"  # another address or browser: signed out
     manager.init_app(app)
 
     @manager.user_loader
-    def _load_user(user_id: str) -> User | None:
-        if not user_id.isdigit():
+    def _load_user(alternative_id: str) -> User | None:
+        # "<id>:<session_version>": a sign-out or password change bumps the version, which
+        # ends every cookie issued before it (copied ones included).
+        user_id, _, version = alternative_id.partition(":")
+        if not user_id.isdigit() or not version.isdigit():
             return None
-        return database.session().get(User, int(user_id))
+        user = database.session().get(User, int(user_id))
+        if user is None or user.session_version != int(version):
+            return None
+        return user
+
+
+def _init_account_security(app: Flask) -> None:
+    """Proxies, HTTPS-only cookies and HSTS, session lifetime and no-store on patient data."""
+    from datetime import timedelta
+
+    from retinascreen.web.auth import enforce_session_lifetime
+
+    proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
+    if proxies > 0:  # only then is X-Forwarded-For believed, and only that many hops
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
+    secure = bool(app.config.get("HTTPS") or app.config.get("SESSION_COOKIE_SECURE"))
+    app.config["HTTPS"] = secure
+    app.config["SESSION_COOKIE_SECURE"] = secure
+    app.config["REMEMBER_COOKIE_SECURE"] = secure
+    lifetime = timedelta(seconds=int(app.config["SESSION_LIFETIME_SECONDS"]))
+    app.config["PERMANENT_SESSION_LIFETIME"] = lifetime
+    app.config["REMEMBER_COOKIE_DURATION"] = lifetime
+    app.before_request(enforce_session_lifetime)
+
+    @app.after_request
+    def _account_headers(response: Any) -> Any:
+        if request.path.startswith(("/screenings", "/api/")):
+            response.headers["Cache-Control"] = "no-store"
+        if secure and app.config.get("HSTS_SECONDS"):
+            response.headers.setdefault(
+                "Strict-Transport-Security", f"max-age={int(app.config['HSTS_SECONDS'])}"
+            )
+        return response
 
 
 def _wants_json() -> bool:

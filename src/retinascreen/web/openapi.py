@@ -44,6 +44,11 @@ _SCHEMAS: dict[str, Any] = {
             "token": {"type": "string", "description": "send as 'Authorization: Bearer <token>'"},
             "id": {"type": "integer"},
             "token_type": {"const": "Bearer"},
+            "expires": {
+                "type": "string",
+                "format": "date-time",
+                "description": "TOKEN_LIFETIME_SECONDS after creation (default 24 h)",
+            },
         },
     },
     "Screening": {
@@ -125,7 +130,22 @@ PATHS: dict[str, dict[str, Any]] = {
                 "201": _json("Token", "The token (shown once; only its hash is stored)"),
                 "400": _error("Missing username or password"),
                 "401": _error("Wrong username or password"),
-                "429": _error("Too many failed attempts; wait five minutes"),
+                "429": _error(
+                    "Too many failed sign-ins or new tokens; the Retry-After header says how "
+                    "many seconds to wait"
+                ),
+            },
+        }
+    },
+    "/api/v1/tokens/refresh": {
+        "post": {
+            "summary": "Exchange the bearer token for a new one (the old one is revoked)",
+            "operationId": "refreshToken",
+            "security": _AUTH,
+            "responses": {
+                "201": _json("Token", "The new token (shown once)"),
+                "401": _error("No valid token (unknown, revoked or expired)"),
+                "429": _error("Too many new tokens this hour; see Retry-After"),
             },
         }
     },
@@ -134,7 +154,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "summary": "Revoke the token used for this request",
             "operationId": "revokeCurrentToken",
             "security": _AUTH,
-            "responses": {"204": {"description": "Revoked"}, "401": _error("No valid token")},
+            "responses": {"204": {"description": "Revoked"}, "401": _error("No valid token (unknown, revoked or expired)")},
         }
     },
     "/api/v1/tokens/{token_id}": {
@@ -145,7 +165,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "parameters": [_TOKEN_ID],
             "responses": {
                 "204": {"description": "Revoked"},
-                "401": _error("No valid token"),
+                "401": _error("No valid token (unknown, revoked or expired)"),
                 "404": _error("No such token of yours"),
             },
         }
@@ -171,7 +191,7 @@ PATHS: dict[str, dict[str, Any]] = {
             ],
             "responses": {
                 "200": _json("ScreeningPage", "One page of screenings"),
-                "401": _error("No valid token"),
+                "401": _error("No valid token (unknown, revoked or expired)"),
             },
         },
         "post": {
@@ -200,7 +220,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "responses": {
                 "201": _json("Screening", "The prediction result with its id"),
                 "400": _error("No image field, or a bad patient id / eye"),
-                "401": _error("No valid token"),
+                "401": _error("No valid token (unknown, revoked or expired)"),
                 "413": _error("File or pixel count over the limit"),
                 "415": _error("Unsupported image format"),
                 "422": _error("Not an image, empty, truncated, or not a fundus photograph"),
@@ -215,7 +235,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "parameters": [_ID],
             "responses": {
                 "200": _json("Screening", "The screening"),
-                "401": _error("No valid token"),
+                "401": _error("No valid token (unknown, revoked or expired)"),
                 "404": _error("No such screening of yours"),
             },
         }

@@ -59,6 +59,12 @@ def add_server_arguments(
     parser.add_argument(
         "--threads", type=int, default=4, metavar="T", help="threads per worker (default 4)"
     )
+    parser.add_argument(
+        "--https",
+        action="store_true",
+        help="served to users over HTTPS (TLS at a proxy): Secure cookies and HSTS "
+        "(same as RETINASCREEN_HTTPS=1; see docs/security-accounts.md)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1 or args.threads < 1 or not 0 <= args.port <= 65535:
         raise ConfigError("--workers and --threads must be at least 1 and --port 0..65535")
     config = prepare(args.instance, args.database_url, args.model)
+    if args.https:
+        config["HTTPS"] = True
     print(
         f"retinascreen: serving {config['MODEL']} on http://{args.host}:{args.port}/ "
         f"({args.workers} workers); Ctrl-C stops",

@@ -86,7 +86,9 @@ def served(
     command += ["--port", str(port), "--workers", str(workers), "--instance", str(instance)]
     log = tmp_path / "server.log"
     with log.open("w") as output:  # a file, not a pipe: a full pipe would stall the server
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=environment)
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, env=environment
+        )
     server = Served(f"http://127.0.0.1:{port}", instance, process, log)
     try:
         deadline = time.monotonic() + 180

@@ -101,6 +101,7 @@ def test_register_never_says_a_name_is_taken_and_refuses_weak_passwords(web_app)
     taken_page = client.get(taken.headers["Location"]).get_data(as_text=True)
     assert (fresh.status_code, fresh.headers["Location"]) == (302, "/auth/login")
     assert (taken.status_code, taken.headers["Location"]) == (302, "/auth/login")
+
     def neutral(page: str) -> str:
         return re.sub(r'name="csrf_token"[^>]*>', "", page)
 
@@ -137,6 +138,7 @@ def test_sign_in_does_not_redirect_off_site(web_app):
 
 def test_session_cookie_is_httponly_and_samesite(web_app, tmp_path, web_predictor):
     client = web_app.test_client()
+
     def session_cookie(response) -> str:
         return next(h for h in response.headers.getlist("Set-Cookie") if h.startswith("session="))
 

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.action == "invite":
         code = create_invite(days=args.days, database_url=args.database_url, instance=args.instance)
-        base = (args.url or os.environ.get("RETINASCREEN_PUBLIC_URL") or "http://127.0.0.1:5000")
+        base = args.url or os.environ.get("RETINASCREEN_PUBLIC_URL") or "http://127.0.0.1:5000"
         print(f"invite code {code} (single use, valid {args.days} days)")
         print(f"{base.rstrip('/')}/auth/register?invite={code}")
         return 0

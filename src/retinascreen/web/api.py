@@ -12,10 +12,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from retinascreen.errors import RetinascreenError
 from retinascreen.web.db import session
+from retinascreen.web.limits import Refused, take, token_limits
 from retinascreen.web.models import ApiToken, Screening, User, utcnow
 from retinascreen.web.openapi import openapi_document
 from retinascreen.web.screenings import escape_like, too_large_message
-from retinascreen.web.limits import Refused, take, token_limits
 from retinascreen.web.security import (
     audit,
     find_token,

@@ -14,8 +14,10 @@ from flask import (
     redirect,
     render_template,
     request,
-    session as cookie,
     url_for,
+)
+from flask import (
+    session as cookie,
 )
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
@@ -52,7 +54,6 @@ def _safe_next(target: str | None) -> str:
         ):
             return target
     return url_for("screenings.new")
-
 
 
 NEUTRAL_REGISTERED = (
@@ -123,7 +124,10 @@ def _create_account(form: RegisterForm, mode: str) -> Any:
         return None
     code = (form.invite.data or "").strip()
     if mode == "invite" and not valid_invite(db, code):
-        form.invite.errors = [*form.invite.errors, "This invite is not valid (used, expired or mistyped)."]
+        form.invite.errors = [
+            *form.invite.errors,
+            "This invite is not valid (used, expired or mistyped).",
+        ]
         return None
     if db.scalar(select(User).where(User.username == username)) is not None:
         hash_password(form.password.data)  # same cost as creating the account

@@ -26,7 +26,9 @@ _UPSERT = text(
     "ON CONFLICT (key, window_start) DO UPDATE SET count = rate_counters.count + 1 "
     "RETURNING count"
 )
-_PREVIOUS = text("SELECT count FROM rate_counters WHERE key = :key AND window_start = :window_start")
+_PREVIOUS = text(
+    "SELECT count FROM rate_counters WHERE key = :key AND window_start = :window_start"
+)
 _RELEASE = text(
     "UPDATE rate_counters SET count = count - 1 "
     "WHERE key = :key AND window_start = :window_start AND count > 0"

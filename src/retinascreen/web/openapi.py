@@ -154,7 +154,10 @@ PATHS: dict[str, dict[str, Any]] = {
             "summary": "Revoke the token used for this request",
             "operationId": "revokeCurrentToken",
             "security": _AUTH,
-            "responses": {"204": {"description": "Revoked"}, "401": _error("No valid token (unknown, revoked or expired)")},
+            "responses": {
+                "204": {"description": "Revoked"},
+                "401": _error("No valid token (unknown, revoked or expired)"),
+            },
         }
     },
     "/api/v1/tokens/{token_id}": {

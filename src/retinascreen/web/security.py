@@ -177,4 +177,3 @@ def token_expires(token: ApiToken) -> datetime:
     """When ``token`` stops working (``TOKEN_LIFETIME_SECONDS`` after it was made)."""
     lifetime = timedelta(seconds=int(current_app.config["TOKEN_LIFETIME_SECONDS"]))
     return as_utc(token.created or utcnow()) + lifetime
-

@@ -103,6 +103,7 @@ def _init_login(app: Flask) -> None:
     manager.login_message = "Sign in to continue."
     manager.login_message_category = "info"
     manager.session_protection = "strong"  # another address or browser: signed out
+    manager._session_identifier_generator = _session_identifier
     manager.init_app(app)
 
     @manager.user_loader
@@ -116,6 +117,15 @@ def _init_login(app: Flask) -> None:
         if user is None or user.session_version != int(version):
             return None
         return user
+
+
+def _session_identifier() -> str:
+    """What a session is bound to: the client address (as ProxyFix, if trusted, resolved it;
+    Flask-Login's own would believe any X-Forwarded-For header) and the User-Agent."""
+    import hashlib
+
+    base = f"{request.remote_addr}|{request.headers.get('User-Agent', '')}"
+    return hashlib.sha512(base.encode("utf-8", "replace")).hexdigest()
 
 
 def _init_account_security(app: Flask) -> None:

@@ -145,7 +145,7 @@ def password_problem(password: str, *, username: str = "") -> str | None:
     """
     if len(password) < MIN_PASSWORD_LENGTH:
         return f"Use at least {MIN_PASSWORD_LENGTH} characters."
-    from zxcvbn import zxcvbn
+    from zxcvbn import zxcvbn  # type: ignore[import-untyped]
 
     result = zxcvbn(password[:100], user_inputs=[username, "retinascreen", "retina", "screen"])
     if result["score"] >= MIN_PASSWORD_SCORE:

@@ -85,7 +85,6 @@ def account_defaults() -> dict[str, Any]:
     return {
         "REGISTRATION": _env("REGISTRATION", "admin"),
         "REGISTRATION_IP_LIMIT": _env("REGISTRATION_IP_LIMIT", 10),  # per address per hour
-        "INVITE_LIFETIME_DAYS": _env("INVITE_LIFETIME_DAYS", 7),
         "LOGIN_FAILURE_LIMIT": _env("LOGIN_FAILURE_LIMIT", 5),  # per address and user
         "LOGIN_IP_LIMIT": _env("LOGIN_IP_LIMIT", 20),
         "LOGIN_USER_LIMIT": _env("LOGIN_USER_LIMIT", 50),  # per user, all addresses

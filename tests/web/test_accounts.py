@@ -285,3 +285,23 @@ def test_counters_are_atomic_under_parallel_takes(db_app):
         assert count == 5
         tickets[0].release()
         assert isinstance(take([Limit("test:ip:1", 5, 300)]), Ticket)
+
+
+def test_one_attacker_cannot_lock_a_user_out_from_everywhere(web_app):
+    register(web_app.test_client(), "alice")
+    attacker = web_app.test_client()
+    body = {"username": "alice", "password": "not alice's password"}
+    statuses = [
+        attacker.post(
+            "/api/v1/tokens", json=body, environ_base={"REMOTE_ADDR": "192.0.2.66"}
+        ).status_code
+        for _ in range(60)
+    ]
+    assert statuses == [401] * 5 + [429] * 55
+    owner = web_app.test_client()
+    response = owner.post(
+        "/api/v1/tokens",
+        json={"username": "alice", "password": PASSWORD},
+        environ_base={"REMOTE_ADDR": "198.51.100.7"},
+    )
+    assert response.status_code == 201

@@ -168,7 +168,12 @@ def web_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
 def make_app(instance: Path, web_predictor: Any, database_url: str | None = None, **config: Any):
     from retinascreen.web import create_app
 
-    settings = {"INSTANCE_PATH": instance, "SECRET_KEY": "test-secret", "TESTING": True}
+    settings = {
+        "INSTANCE_PATH": instance,
+        "SECRET_KEY": "test-secret",
+        "TESTING": True,
+        "REGISTRATION": "open",
+    }
     if database_url:
         settings["DATABASE_URL"] = database_url
     settings.update(config)
@@ -212,10 +217,15 @@ def post_form(client: Any, page: str, data: dict[str, Any], *, to: str | None = 
     return client.post(to or page, data=data, **kw)
 
 
-def register(client: Any, username: str, password: str = PASSWORD):
-    return post_form(
+def register(client: Any, username: str, password: str = PASSWORD, *, sign_in: bool = True):
+    """Register (the answer never says whether the name was free), then sign in; returns the
+    registration answer."""
+    response = post_form(
         client, "/auth/register", {"username": username, "password": password, "confirm": password}
     )
+    if sign_in and response.status_code == 302:
+        login(client, username, password)
+    return response
 
 
 def login(client: Any, username: str, password: str = PASSWORD):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
 
 from retinascreen.result import SYNTHETIC_WARNING, Prediction
-from retinascreen.web.models import AuditEvent, Screening, User
+from retinascreen.web.models import AuditEvent, RateCounter, Screening, User
 from tests.helpers.web import (
     PASSWORD,
     bad_inputs,
@@ -75,8 +74,8 @@ def test_pages_need_sign_in(web_app, path):
 
 def test_register_sign_out_and_sign_in(web_app):
     client = web_app.test_client()
-    response = register(client, "alice")
-    assert response.headers["Location"] == "/screenings/new"
+    response = register(client, "alice")  # then signs in
+    assert response.headers["Location"] == "/auth/login"
     assert "alice" in client.get("/screenings/new").get_data(as_text=True)
     stored = rows(web_app, User)[0]
     assert stored.password_hash.startswith("$argon2id$") and PASSWORD not in stored.password_hash
@@ -94,15 +93,26 @@ def test_register_sign_out_and_sign_in(web_app):
     assert ("login_failure", "alice") in events and ("login_success", "alice") in events
 
 
-def test_register_refuses_taken_names_and_weak_passwords(web_app):
-    signed_in(web_app, "alice")
+def test_register_never_says_a_name_is_taken_and_refuses_weak_passwords(web_app):
     client = web_app.test_client()
-    taken = register(client, "alice")
-    assert taken.status_code == 400 and "That username is taken" in taken.get_data(as_text=True)
+    fresh = register(client, "alice", sign_in=False)
+    fresh_page = client.get(fresh.headers["Location"]).get_data(as_text=True)
+    taken = register(client, "alice", "another strong passphrase", sign_in=False)
+    taken_page = client.get(taken.headers["Location"]).get_data(as_text=True)
+    assert (fresh.status_code, fresh.headers["Location"]) == (302, "/auth/login")
+    assert (taken.status_code, taken.headers["Location"]) == (302, "/auth/login")
+
+    def neutral(page: str) -> str:
+        return re.sub(r'name="csrf_token"[^>]*>', "", page)
+
+    assert neutral(fresh_page) == neutral(taken_page) and "account is ready" in taken_page
     short = post_form(
         client, "/auth/register", {"username": "bob", "password": "short", "confirm": "short"}
     )
     assert short.status_code == 400 and "at least 10 characters" in short.get_data(as_text=True)
+    weak = register(client, "bob", "password123", sign_in=False)
+    page = weak.get_data(as_text=True)
+    assert weak.status_code == 400 and "This is a very common password" in page
     assert [u.username for u in rows(web_app, User)] == ["alice"]
 
 
@@ -128,11 +138,21 @@ def test_sign_in_does_not_redirect_off_site(web_app):
 
 def test_session_cookie_is_httponly_and_samesite(web_app, tmp_path, web_predictor):
     client = web_app.test_client()
-    header = register(client, "alice").headers.get("Set-Cookie")
+
+    def session_cookie(response) -> str:
+        return next(h for h in response.headers.getlist("Set-Cookie") if h.startswith("session="))
+
+    register(client, "alice", sign_in=False)
+    header = session_cookie(login(client, "alice"))
     assert "HttpOnly" in header and "SameSite=Lax" in header and "Secure" not in header
-    secure_app = make_app(tmp_path / "secure", web_predictor, SESSION_COOKIE_SECURE=True)
-    header = register(secure_app.test_client(), "bob").headers.get("Set-Cookie")
-    assert "Secure" in header
+    for setting in ({"SESSION_COOKIE_SECURE": True}, {"HTTPS": True}):  # the old key still works
+        secure_app = make_app(tmp_path / str(len(setting)), web_predictor, **setting)
+        client = secure_app.test_client()
+        register(client, "bob", sign_in=False)
+        response = login(client, "bob")
+        assert "Secure" in session_cookie(response)
+        assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
+    assert "Strict-Transport-Security" not in web_app.test_client().get("/").headers
 
 
 def test_upload_shows_result_photo_heatmap_history_and_report(web_app):
@@ -298,15 +318,17 @@ def test_sign_in_is_rate_limited_per_user_and_address(web_app):
     for _ in range(5):
         assert login(client, "alice", "wrong password!").status_code == 401
     blocked = login(client, "alice")  # even the right password waits
-    assert blocked.status_code == 429
-    assert "Too many failed sign-in attempts" in blocked.get_data(as_text=True)
+    assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) > 60, blocked.headers
+    assert re.search(
+        r"Too many attempts\. Wait \d+ (minutes|seconds)", blocked.get_data(as_text=True)
+    )
     assert login(web_app.test_client(), "bob").status_code == 302  # other accounts unaffected
 
     from retinascreen.web.db import session
 
     with web_app.app_context():  # five minutes later
         db = session()
-        db.execute(update(AuditEvent).values(created=AuditEvent.created - timedelta(minutes=6)))
+        db.execute(update(RateCounter).values(window_start=RateCounter.window_start - 900))
         db.commit()
     assert login(web_app.test_client(), "alice").status_code == 302
 

@@ -78,6 +78,11 @@ def test_register_upload_result_history_report(server, page, tmp_path):
     page.get_by_label("Repeat password").fill(PASSWORD)
     page.screenshot(path=OUT / "02-register.png", full_page=True)
     page.get_by_role("button", name="Create account").click()
+    expect(page).to_have_url(re.compile(r"/auth/login$"))  # never says whether the name was free
+    expect(page.get_by_role("status").first).to_contain_text("account is ready")
+    page.get_by_label("Username").fill("dr_jones")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(re.compile(r"/screenings/new$"))
     expect(page.get_by_role("alert").first).to_contain_text("synthetic data")
 

@@ -26,7 +26,8 @@ def test_schema_comes_from_the_alembic_migration(db_app):
     assert {"users", "api_tokens", "screenings", "audit_events", "alembic_version"} <= tables
     with engine.connect() as conn:
         assert (
-            conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001_initial"
+            conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            == "0002_sessions_limits_invites"
         )
 
 

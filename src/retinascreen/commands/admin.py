@@ -1,9 +1,11 @@
-"""``retinascreen admin create USER``: create an administrator account."""
+"""``retinascreen admin create USER`` (an administrator) and ``admin invite`` (a single-use
+registration link for ``REGISTRATION=invite``)."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +13,7 @@ EPILOG = """examples:
   retinascreen admin create alice                        # prompts for the password twice
   echo "$PASSWORD" | retinascreen admin create alice --password-stdin
   retinascreen admin create alice --database-url postgresql://user:pw@db/retinascreen
+  retinascreen admin invite --url https://screening.example.org   # link valid 7 days, once
 """
 MIN_PASSWORD = 10
 
@@ -42,6 +45,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument(
         "--instance", type=Path, metavar="DIR", help="instance folder (default ./instance)"
     )
+    invite = actions.add_parser(
+        "invite",
+        help="print a single-use registration invite link (REGISTRATION=invite)",
+        description="Create a single-use invite and print its code and registration link. "
+        "Only the code's hash is stored; it works once, for --days days.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    invite.add_argument("--days", type=int, default=7, help="days it stays valid (default 7)")
+    invite.add_argument(
+        "--url",
+        metavar="URL",
+        help="the server's public address (default $RETINASCREEN_PUBLIC_URL or "
+        "http://127.0.0.1:5000)",
+    )
+    invite.add_argument(
+        "--database-url", metavar="URL", help="SQLAlchemy URL (default: $DATABASE_URL or SQLite)"
+    )
+    invite.add_argument(
+        "--instance", type=Path, metavar="DIR", help="instance folder (default ./instance)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -63,7 +87,14 @@ def read_password(from_stdin: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retinascreen.web.accounts import create_admin
+    from retinascreen.web.accounts import create_admin, create_invite
+
+    if args.action == "invite":
+        code = create_invite(days=args.days, database_url=args.database_url, instance=args.instance)
+        base = args.url or os.environ.get("RETINASCREEN_PUBLIC_URL") or "http://127.0.0.1:5000"
+        print(f"invite code {code} (single use, valid {args.days} days)")
+        print(f"{base.rstrip('/')}/auth/register?invite={code}")
+        return 0
 
     password = read_password(args.password_stdin)
     create_admin(args.username, password, database_url=args.database_url, instance=args.instance)

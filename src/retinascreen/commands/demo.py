@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import threading
 import urllib.request
 from pathlib import Path
@@ -67,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
             f"{exc}. `retinascreen demo` runs on that bundled model: reinstall retinascreen, or "
             "serve your own model with `retinascreen serve --model MODEL`"
         ) from exc
+    # the demo lets visitors make their own accounts (a real server defaults to admin-only)
+    config["REGISTRATION"] = os.environ.get("RETINASCREEN_REGISTRATION") or "open"
+    if getattr(args, "https", False):
+        config["HTTPS"] = True
     password = ensure_demo_user(
         database_url=config["DATABASE_URL"], instance=config["INSTANCE_PATH"]
     )

@@ -70,6 +70,12 @@ def add_server_arguments(
         metavar="S",
         help="seconds a request body may take to arrive, then 408 (default 30; 0 = no limit)",
     )
+    parser.add_argument(
+        "--https",
+        action="store_true",
+        help="served to users over HTTPS (TLS at a proxy): Secure cookies and HSTS "
+        "(same as RETINASCREEN_HTTPS=1; see docs/security.md)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     if args.body_timeout < 0:
         raise ConfigError("--body-timeout must be 0 (no limit) or more seconds")
     config = prepare(args.instance, args.database_url, args.model)
+    if args.https:
+        config["HTTPS"] = True
     print(
         f"retinascreen: serving {config['MODEL']} on http://{args.host}:{args.port}/ "
         f"({args.workers} workers); Ctrl-C stops",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import sessionmaker
@@ -32,7 +32,7 @@ def create_app(config: dict[str, Any] | None = None, *, predictor: Any = None) -
     Useful keys: ``INSTANCE_PATH`` (database, photos, secret key), ``DATABASE_URL``, ``MODEL``,
     ``MAX_CONTENT_LENGTH``, ``MAX_IMAGE_PIXELS``, ``AUTO_MIGRATE`` (migrate and sweep unfinished
     uploads at start; the only step that may create a SQLite file), ``DATABASE_BUSY_TIMEOUT``,
-    ``SESSION_COOKIE_SECURE``.
+    ``HTTPS``; the account and limit keys are in :func:`retinascreen.web.config.account_defaults`.
     """
     config = dict(config or {})
     instance_path = Path(config.pop("INSTANCE_PATH", None) or default_instance_path()).resolve()
@@ -40,7 +40,6 @@ def create_app(config: dict[str, Any] | None = None, *, predictor: Any = None) -
     app = Flask(__name__, instance_path=str(instance_path))
     app.config.update(defaults())
     app.config.update(config)
-    app.config["REMEMBER_COOKIE_SECURE"] = app.config["SESSION_COOKIE_SECURE"]
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = load_secret_key(instance_path)
     app.config["DATABASE_URL"] = database_url(app.config, instance_path)
@@ -61,6 +60,7 @@ def create_app(config: dict[str, Any] | None = None, *, predictor: Any = None) -
     csrf.init_app(app)
     _init_login(app)
     handlers.init_app(app)  # before the blueprints: it bounds <int:...> in their routes
+    _init_account_security(app)
 
     from retinascreen.web.api import bp as api_bp
     from retinascreen.web.auth import bp as auth_bp
@@ -101,11 +101,58 @@ def _init_login(app: Flask) -> None:
     manager.login_view = "auth.login"
     manager.login_message = "Sign in to continue."
     manager.login_message_category = "info"
-    manager.session_protection = "basic"
+    manager.session_protection = "strong"  # another address or browser: signed out
+    manager._session_identifier_generator = _session_identifier
     manager.init_app(app)
 
     @manager.user_loader
-    def _load_user(user_id: str) -> User | None:
-        if not user_id.isdigit():
+    def _load_user(alternative_id: str) -> User | None:
+        # "<id>:<session_version>": a sign-out or password change bumps the version, which
+        # ends every cookie issued before it (copied ones included).
+        user_id, _, version = alternative_id.partition(":")
+        if not user_id.isdigit() or not version.isdigit():
             return None
-        return database.session().get(User, int(user_id))
+        user = database.session().get(User, int(user_id))
+        if user is None or user.session_version != int(version):
+            return None
+        return user
+
+
+def _session_identifier() -> str:
+    """What a session is bound to: the client address (as ProxyFix, if trusted, resolved it;
+    Flask-Login's own would believe any X-Forwarded-For header) and the User-Agent."""
+    import hashlib
+
+    base = f"{request.remote_addr}|{request.headers.get('User-Agent', '')}"
+    return hashlib.sha512(base.encode("utf-8", "replace")).hexdigest()
+
+
+def _init_account_security(app: Flask) -> None:
+    """Proxies, HTTPS-only cookies and HSTS, session lifetime and no-store on patient data."""
+    from datetime import timedelta
+
+    from retinascreen.web.auth import enforce_session_lifetime
+
+    proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
+    if proxies > 0:  # only then is X-Forwarded-For believed, and only that many hops
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
+    secure = bool(app.config.get("HTTPS") or app.config.get("SESSION_COOKIE_SECURE"))
+    app.config["HTTPS"] = secure
+    app.config["SESSION_COOKIE_SECURE"] = secure
+    app.config["REMEMBER_COOKIE_SECURE"] = secure
+    lifetime = timedelta(seconds=int(app.config["SESSION_LIFETIME_SECONDS"]))
+    app.config["PERMANENT_SESSION_LIFETIME"] = lifetime
+    app.config["REMEMBER_COOKIE_DURATION"] = lifetime
+    app.before_request(enforce_session_lifetime)
+
+    @app.after_request
+    def _account_headers(response: Any) -> Any:
+        if request.path.startswith(("/screenings", "/api/")):
+            response.headers["Cache-Control"] = "no-store"
+        if secure and app.config.get("HSTS_SECONDS"):
+            response.headers.setdefault(
+                "Strict-Transport-Security", f"max-age={int(app.config['HSTS_SECONDS'])}"
+            )
+        return response

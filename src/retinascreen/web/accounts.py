@@ -13,7 +13,7 @@ from retinascreen.errors import ConfigError
 from retinascreen.web.config import database_url, default_instance_path
 from retinascreen.web.db import make_engine, upgrade
 from retinascreen.web.models import User
-from retinascreen.web.security import create_user, hash_password
+from retinascreen.web.security import create_user, hash_password, password_problem
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,64}$")
 
@@ -40,6 +40,9 @@ def create_admin(
     """Create an administrator; ConfigError when the name is invalid or taken."""
     if not USERNAME_RE.match(username):
         raise ConfigError("username: 3-64 letters, digits, dots, dashes or underscores")
+    problem = password_problem(password, username=username)
+    if problem:
+        raise ConfigError(f"password too weak: {problem}")
     db, _ = _session(database_url, instance)
     try:
         if db.scalar(select(User).where(User.username == username)) is not None:
@@ -72,5 +75,22 @@ def ensure_demo_user(
             create_user(db, username, password)
         db.commit()
         return password
+    finally:
+        _close(db)
+
+
+def create_invite(
+    *, days: int = 7, database_url: str | None = None, instance: Path | None = None
+) -> str:
+    """A single-use registration invite valid for ``days``; returns its code (shown once)."""
+    from retinascreen.web.invites import make_invite
+
+    if not 1 <= days <= 365:
+        raise ConfigError("--days must be 1..365")
+    db, _ = _session(database_url, instance)
+    try:
+        code = make_invite(db, days=days)
+        db.commit()
+        return code
     finally:
         _close(db)

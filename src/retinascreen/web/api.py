@@ -6,23 +6,24 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import func, select
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from retinascreen.errors import RetinascreenError
 from retinascreen.web.db import session
 from retinascreen.web.handlers import page_number, too_large_message
+from retinascreen.web.limits import Refused, take, token_limits
 from retinascreen.web.models import ApiToken, Screening, User, utcnow
 from retinascreen.web.openapi import openapi_document
 from retinascreen.web.screenings import escape_like
 from retinascreen.web.security import (
-    RATE_LIMIT_MESSAGE,
     audit,
-    authenticate,
     find_token,
     issue_token,
-    too_many_failures,
+    rate_limit_message,
+    sign_in,
+    token_expires,
 )
 from retinascreen.web.service import screen_upload
 
@@ -39,6 +40,13 @@ def error(message: str, status: int) -> Any:
     return response
 
 
+def limited(refused: Refused) -> Any:
+    """429 with ``Retry-After``."""
+    response = error(rate_limit_message(refused), 429)
+    response.headers["Retry-After"] = str(refused.retry_after)
+    return response
+
+
 def token_required(view: Callable[..., Any]) -> Callable[..., Any]:
     """Require ``Authorization: Bearer <token>``; sets ``g.api_user`` and ``g.api_token``."""
 
@@ -49,11 +57,12 @@ def token_required(view: Callable[..., Any]) -> Callable[..., Any]:
         if scheme.lower() != "bearer" or not secret.strip():
             return error("Missing bearer token: send 'Authorization: Bearer <token>'.", 401)
         db = session()
-        token = find_token(db, secret.strip())
+        token, why = find_token(db, secret.strip())
         if token is None:
-            return error("Invalid or revoked token.", 401)
-        token.last_used = utcnow()
-        db.commit()
+            return error(why, 401)
+        if request.method not in ("GET", "HEAD"):  # reads never write (no lock waits)
+            token.last_used = utcnow()
+            db.commit()
         g.api_token = token
         g.api_user = db.get(User, token.user_id)
         return view(*args, **kwargs)
@@ -75,16 +84,37 @@ def create_token() -> Any:
     ):
         return error("username and password are required strings.", 400)
     db = session()
-    if too_many_failures(db, username):
-        return error(RATE_LIMIT_MESSAGE, 429)
-    user = authenticate(db, username, password, via="api")
+    user = sign_in(db, username, password, via="api")
+    if isinstance(user, Refused):
+        return limited(user)
     if user is None:
         db.commit()
         return error("Wrong username or password.", 401)
+    return _new_token(user)
+
+
+def _new_token(user: User, *, replacing: ApiToken | None = None) -> Any:
+    """201 with a new token for ``user`` (at most ``TOKEN_CREATE_LIMIT`` an hour)."""
+    db = session()
+    refused = take(token_limits(user.id))
+    if isinstance(refused, Refused):
+        db.commit()
+        return limited(refused)
+    if replacing is not None:
+        replacing.revoked = utcnow()
     token, secret = issue_token(db, user)
-    audit(db, "token_created", user=user, detail=f"token {token.id}")
+    detail = f"token {token.id}" + (f" replaces {replacing.id}" if replacing else "")
+    audit(db, "token_refreshed" if replacing else "token_created", user=user, detail=detail)
     db.commit()
-    return jsonify(token=secret, id=token.id, token_type="Bearer"), 201
+    expires = token_expires(token).isoformat()
+    return jsonify(token=secret, id=token.id, token_type="Bearer", expires=expires), 201
+
+
+@bp.post("/tokens/refresh")
+@token_required
+def refresh_token() -> Any:
+    """A new token for the bearer; the one sent is revoked."""
+    return _new_token(g.api_user, replacing=g.api_token)
 
 
 def _revoke(token: ApiToken) -> Any:
@@ -172,4 +202,6 @@ def get_screening(screening_id: int) -> Any:
 
 @bp.get("/openapi.json")
 def openapi() -> Any:
-    return jsonify(openapi_document(request.host_url.rstrip("/")))
+    # Never the request's Host header (spoofable): the configured public URL, else relative.
+    public = str(current_app.config.get("PUBLIC_URL") or "").rstrip("/")
+    return jsonify(openapi_document(public or "/"))

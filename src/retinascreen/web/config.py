@@ -59,9 +59,51 @@ def load_secret_key(instance_path: Path) -> str:
     return key
 
 
+REGISTRATION_MODES = ("open", "invite", "admin")
+"""``REGISTRATION``: anyone may register / only with an invite / only ``retinascreen admin``."""
+
+
+def _env(name: str, default: Any) -> Any:
+    """``$RETINASCREEN_<name>`` converted to the type of ``default``, else ``default``."""
+    raw = os.environ.get(f"RETINASCREEN_{name}")
+    if raw is None or raw == "":
+        return default
+    if isinstance(default, bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"RETINASCREEN_{name} must be a whole number, not {raw!r}") from None
+    return raw
+
+
+def account_defaults() -> dict[str, Any]:
+    """Accounts, sessions and abuse limits (docs/security.md); each key can also be
+    set as ``$RETINASCREEN_<KEY>``."""
+    https = _env("HTTPS", os.environ.get("RETINASCREEN_SECURE_COOKIES", "") == "1")
+    return {
+        "REGISTRATION": _env("REGISTRATION", "admin"),
+        "REGISTRATION_IP_LIMIT": _env("REGISTRATION_IP_LIMIT", 10),  # per address per hour
+        "LOGIN_FAILURE_LIMIT": _env("LOGIN_FAILURE_LIMIT", 5),  # per address and user
+        "LOGIN_IP_LIMIT": _env("LOGIN_IP_LIMIT", 20),
+        "LOGIN_USER_LIMIT": _env("LOGIN_USER_LIMIT", 50),  # per user, all addresses
+        "LOGIN_GLOBAL_LIMIT": _env("LOGIN_GLOBAL_LIMIT", 500),
+        "LOGIN_FAILURE_WINDOW_SECONDS": _env("LOGIN_FAILURE_WINDOW_SECONDS", 300),
+        "TOKEN_LIFETIME_SECONDS": _env("TOKEN_LIFETIME_SECONDS", 24 * 3600),
+        "TOKEN_CREATE_LIMIT": _env("TOKEN_CREATE_LIMIT", 10),  # per user per hour
+        "SESSION_LIFETIME_SECONDS": _env("SESSION_LIFETIME_SECONDS", 8 * 3600),
+        "TRUSTED_PROXIES": _env("TRUSTED_PROXIES", 0),
+        "HTTPS": https,
+        "HSTS_SECONDS": _env("HSTS_SECONDS", 365 * 24 * 3600),
+        "PUBLIC_URL": _env("PUBLIC_URL", ""),
+    }
+
+
 def defaults() -> dict[str, Any]:
     """Default Flask configuration; ``create_app(config)`` overrides any of these."""
     return {
+        **account_defaults(),
         "MODEL": os.environ.get("RETINASCREEN_MODEL") or None,
         "MAX_CONTENT_LENGTH": DEFAULT_MAX_UPLOAD_BYTES,
         "MAX_IMAGE_PIXELS": None,  # None = retinascreen.data.images.MAX_PIXELS
@@ -69,11 +111,8 @@ def defaults() -> dict[str, Any]:
         "DATABASE_BUSY_TIMEOUT": 5.0,  # seconds a request waits for a SQLite lock, then 503
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": os.environ.get("RETINASCREEN_SECURE_COOKIES", "") == "1",
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
-        "LOGIN_FAILURE_LIMIT": 5,
-        "LOGIN_FAILURE_WINDOW_SECONDS": 300,
         "HISTORY_PAGE_SIZE": 20,
         "WTF_CSRF_TIME_LIMIT": None,  # tokens last the session; no expiry mid-form
     }

@@ -33,6 +33,19 @@ class RegisterForm(FlaskForm):
         "Repeat password",
         validators=[DataRequired(), EqualTo("password", message="The passwords differ.")],
     )
+    invite = StringField("Invite code", validators=[Optional(), Length(max=128)])
+
+
+class PasswordForm(FlaskForm):
+    current = PasswordField("Current password", validators=[DataRequired(), Length(1, 256)])
+    password = PasswordField(
+        "New password",
+        validators=[DataRequired(), Length(10, 256, message="Use at least 10 characters.")],
+    )
+    confirm = PasswordField(
+        "Repeat new password",
+        validators=[DataRequired(), EqualTo("password", message="The passwords differ.")],
+    )
 
 
 class LoginForm(FlaskForm):

@@ -45,6 +45,11 @@ _SCHEMAS: dict[str, Any] = {
             "token": {"type": "string", "description": "send as 'Authorization: Bearer <token>'"},
             "id": {"type": "integer"},
             "token_type": {"const": "Bearer"},
+            "expires": {
+                "type": "string",
+                "format": "date-time",
+                "description": "TOKEN_LIFETIME_SECONDS after creation (default 24 h)",
+            },
         },
     },
     "Screening": {
@@ -148,7 +153,23 @@ PATHS: dict[str, dict[str, Any]] = {
                 "201": _json("Token", "The token (shown once; only its hash is stored)"),
                 "400": _error("Missing username or password"),
                 "401": _error("Wrong username or password"),
-                "429": _error("Too many failed attempts; wait five minutes"),
+                "429": _error(
+                    "Too many failed sign-ins or new tokens; the Retry-After header says how "
+                    "many seconds to wait"
+                ),
+                "503": _UNAVAILABLE,
+            },
+        }
+    },
+    "/api/v1/tokens/refresh": {
+        "post": {
+            "summary": "Exchange the bearer token for a new one (the old one is revoked)",
+            "operationId": "refreshToken",
+            "security": _AUTH,
+            "responses": {
+                "201": _json("Token", "The new token (shown once)"),
+                "401": _error("No valid token (unknown, revoked or expired)"),
+                "429": _error("Too many new tokens this hour; see Retry-After"),
                 "503": _UNAVAILABLE,
             },
         }
@@ -160,7 +181,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "security": _AUTH,
             "responses": {
                 "204": {"description": "Revoked"},
-                "401": _error("No valid token"),
+                "401": _error("No valid token (unknown, revoked or expired)"),
                 "503": _UNAVAILABLE,
             },
         }
@@ -173,7 +194,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "parameters": [_TOKEN_ID],
             "responses": {
                 "204": {"description": "Revoked"},
-                "401": _error("No valid token"),
+                "401": _error("No valid token (unknown, revoked or expired)"),
                 "404": _error("No such token of yours"),
                 "503": _UNAVAILABLE,
             },
@@ -201,7 +222,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "responses": {
                 "200": _json("ScreeningPage", "One page of screenings"),
                 "400": _error("page is not a whole number from 1 to 2147483647"),
-                "401": _error("No valid token"),
+                "401": _error("No valid token (unknown, revoked or expired)"),
                 "503": _UNAVAILABLE,
             },
         },
@@ -231,7 +252,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "responses": {
                 "201": _json("Screening", "The prediction result with its id"),
                 "400": _error("No image field, or a bad patient id / eye"),
-                "401": _error("No valid token"),
+                "401": _error("No valid token (unknown, revoked or expired)"),
                 "408": _error("The request body arrived too slowly"),
                 "413": _error("File, form field or pixel count over the limit"),
                 "415": _error("Unsupported image format"),
@@ -248,7 +269,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "parameters": [_ID],
             "responses": {
                 "200": _json("Screening", "The screening"),
-                "401": _error("No valid token"),
+                "401": _error("No valid token (unknown, revoked or expired)"),
                 "404": _error("No such screening of yours"),
                 "503": _UNAVAILABLE,
             },

@@ -1,17 +1,19 @@
-"""Passwords (argon2), API tokens (random, stored as SHA-256), sign-in rate limiting and audit."""
+"""Passwords (argon2, zxcvbn rules), API tokens (random, stored as SHA-256, expiring),
+rate-limited sign-in and the audit log."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app, request
-from sqlalchemy import func, select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from retinascreen.web.limits import Refused, login_limits, take
 from retinascreen.web.models import ApiToken, AuditEvent, User, utcnow
 
 _hasher = PasswordHasher()
@@ -61,12 +63,17 @@ def issue_token(db: Session, user: User) -> tuple[ApiToken, str]:
     return token, secret
 
 
-def find_token(db: Session, secret: str) -> ApiToken | None:
-    """The live (not revoked) token with this secret, or None."""
+def find_token(db: Session, secret: str) -> tuple[ApiToken | None, str]:
+    """The live token with this secret, else None and why (unknown, revoked or expired)."""
     token = db.scalar(select(ApiToken).where(ApiToken.token_sha256 == token_digest(secret)))
     if token is None or token.revoked is not None:
-        return None
-    return token
+        return None, "Invalid or revoked token."
+    if token_expires(token) <= utcnow():
+        return None, (
+            "The token expired: create a new one with POST /api/v1/tokens "
+            "(or refresh tokens before they expire with POST /api/v1/tokens/refresh)."
+        )
+    return token, ""
 
 
 def client_ip() -> str:
@@ -94,23 +101,6 @@ def audit(
     )
 
 
-def too_many_failures(db: Session, username: str) -> bool:
-    """Whether this username has failed to sign in from this address too often lately.
-
-    Failures are read from the audit log, so the limit holds across gunicorn workers and restarts.
-    """
-    window = timedelta(seconds=current_app.config["LOGIN_FAILURE_WINDOW_SECONDS"])
-    count = db.scalar(
-        select(func.count(AuditEvent.id)).where(
-            AuditEvent.event == "login_failure",
-            AuditEvent.username == username[:64],
-            AuditEvent.ip == client_ip(),
-            AuditEvent.created >= utcnow() - window,
-        )
-    )
-    return int(count or 0) >= current_app.config["LOGIN_FAILURE_LIMIT"]
-
-
 def authenticate(db: Session, username: str, password: str, *, via: str) -> User | None:
     """Check credentials and record the attempt in the audit log (the caller commits)."""
     user = db.scalar(select(User).where(User.username == username))
@@ -121,4 +111,69 @@ def authenticate(db: Session, username: str, password: str, *, via: str) -> User
     return None
 
 
-RATE_LIMIT_MESSAGE = "Too many failed sign-in attempts. Wait five minutes and try again."
+def sign_in(db: Session, username: str, password: str, *, via: str) -> User | Refused | None:
+    """Rate-limited :func:`authenticate`: the user, None (wrong), or :class:`Refused` (limited).
+
+    The attempt is counted atomically BEFORE the password is checked (see ``web/limits.py``);
+    a right password gives the count back, so only failures use up the allowance.
+    """
+    ticket = take(login_limits(client_ip(), username))
+    if isinstance(ticket, Refused):
+        return ticket
+    user = authenticate(db, username, password, via=via)
+    if user is not None:
+        ticket.release()
+    return user
+
+
+def rate_limit_message(refused: Refused) -> str:
+    """What a refused client is told (with the wait in whole minutes or seconds)."""
+    wait = refused.retry_after
+    when = f"{wait} seconds" if wait < 120 else f"{(wait + 59) // 60} minutes"
+    return f"Too many attempts. Wait {when} and try again."
+
+
+MIN_PASSWORD_LENGTH = 10
+MIN_PASSWORD_SCORE = 3
+
+
+def password_problem(password: str, *, username: str = "") -> str | None:
+    """Why ``password`` is too weak (zxcvbn's own feedback), or None when it is acceptable.
+
+    At least 10 characters and a zxcvbn score of 3 ("safely unguessable") out of 4, judged with
+    the username and the product name as words an attacker would try first.
+    """
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"Use at least {MIN_PASSWORD_LENGTH} characters."
+    from zxcvbn import zxcvbn  # type: ignore[import-untyped]
+
+    result = zxcvbn(password[:100], user_inputs=[username, "retinascreen", "retina", "screen"])
+    if result["score"] >= MIN_PASSWORD_SCORE:
+        return None
+    feedback = result.get("feedback") or {}
+    parts = [feedback.get("warning") or "This password is too easy to guess."]
+    parts += feedback.get("suggestions") or []
+    parts.append("A few unrelated words make a strong password.")
+    return " ".join(part.rstrip(".") + "." for part in parts if part)
+
+
+def end_sessions(db: Session, user: User, *, tokens: bool) -> None:
+    """End every session of ``user`` (their cookies stop working); revoke tokens too if asked."""
+    user.session_version = (user.session_version or 0) + 1
+    if tokens:
+        db.execute(
+            update(ApiToken)
+            .where(ApiToken.user_id == user.id, ApiToken.revoked.is_(None))
+            .values(revoked=utcnow())
+        )
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes for what was stored as UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def token_expires(token: ApiToken) -> datetime:
+    """When ``token`` stops working (``TOKEN_LIFETIME_SECONDS`` after it was made)."""
+    lifetime = timedelta(seconds=int(current_app.config["TOKEN_LIFETIME_SECONDS"]))
+    return as_utc(token.created or utcnow()) + lifetime

@@ -44,6 +44,10 @@ DEFAULT_THREADS = 16
 DEFAULT_BODY_TIMEOUT = 30.0
 """Seconds a request body may take to arrive."""
 
+ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)s "%(a)s"'
+"""gunicorn's default without query strings or referrers (they can carry patient ids): %(U)s is
+the path only."""
+
 
 class GunicornServer(BaseApplication):
     """gunicorn with our app factory; ``preload_app`` is off, so each worker builds its own app."""
@@ -102,6 +106,7 @@ def serve(
         "graceful_timeout": 10,
         "preload_app": False,
         "accesslog": "-",
+        "access_log_format": ACCESS_LOG_FORMAT,
         "errorlog": "-",
         "loglevel": "info",
         "proc_name": "retinascreen",

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 LESION_CLASSES = ("microaneurysm", "haemorrhage", "hard_exudate", "cotton_wool")
 GREEN_MIDPOINT = 55.0  # drawn fundus: background green 68-105, vessels 25-37
@@ -76,3 +77,19 @@ def save_tiny_segmenter(
         write_card(keras_to_onnx(model, folder / f"{name}.onnx"), card)
     return path
 
+
+
+@pytest.fixture(scope="session")
+def segmentation_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``vessels`` and ``lesions`` (synthetic card) tiny models at 64 px, saved once per run."""
+    folder = tmp_path_factory.mktemp("segmenters")
+    return {
+        "vessels": save_tiny_segmenter(folder, "vessels", training_data="DRIVE (tests)"),
+        "lesions": save_tiny_segmenter(
+            folder,
+            "lesions",
+            LESION_CLASSES,
+            synthetic=True,
+            training_data="synthetic generator lesion masks (tests)",
+        ),
+    }

@@ -169,6 +169,9 @@ def make_app(instance: Path, web_predictor: Any, database_url: str | None = None
     from retinascreen.web import create_app
 
     settings = {"INSTANCE_PATH": instance, "SECRET_KEY": "test-secret", "TESTING": True}
+    # Vessel and lesion overlays only where a test asks (tests/web/test_segmentation.py): the
+    # bundled segmenters would add a 512 px network to every upload of every web test.
+    settings["SEGMENTATION"] = False
     if database_url:
         settings["DATABASE_URL"] = database_url
     settings.update(config)

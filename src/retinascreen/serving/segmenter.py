@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from retinascreen.models.engines import Engine
     from retinascreen.models.modelcard import ModelCard
 
-__all__ = ["BUNDLED", "CLASS_COLOURS", "Segmentation", "Segmenter", "bundled_path"]
+__all__ = ["BUNDLED", "CLASS_COLOURS", "Segmentation", "Segmenter", "bundled_path", "legend"]
 
 BUNDLED = ("vessels", "lesions")
 SEGMENTATION_TASK = "segmentation"
@@ -49,6 +49,26 @@ CLASS_COLOURS: dict[str, tuple[int, int, int]] = {
     "preretinal_haemorrhage": (255, 255, 255),
 }
 FALLBACK_COLOURS = ((0, 255, 255), (255, 0, 255), (255, 255, 0), (0, 255, 0))
+# The same colours in words, for legends.
+COLOUR_WORDS = {
+    "vessels": "green",
+    "microaneurysm": "red",
+    "haemorrhage": "purple",
+    "hard_exudate": "yellow",
+    "cotton_wool": "light blue",
+    "venous_beading": "orange",
+    "irma": "pink",
+    "neovascularisation": "blue",
+    "preretinal_haemorrhage": "white",
+}
+
+
+def legend(classes: list[str] | tuple[str, ...]) -> str:
+    """``"microaneurysm red, haemorrhage purple"``: each class with its overlay colour."""
+    return ", ".join(
+        f"{name.replace('_', ' ')} {COLOUR_WORDS[name]}" if name in COLOUR_WORDS else name
+        for name in classes
+    )
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""One-page PDF report of a screening (reportlab): photo, heat map, grade, quality, model."""
+"""One-page PDF report of a screening (reportlab): photo, heat map, vessel and lesion overlays,
+grade, quality, model."""
 
 from __future__ import annotations
 
@@ -55,6 +56,40 @@ def _image(path, max_side: float) -> Flowable | None:  # type: ignore[no-untyped
         width, height = pil.size
     scale = max_side / max(width, height)
     return Image(str(path), width=width * scale, height=height * scale)
+
+
+def picture_table(screening: Screening, store: PhotoStore, small: ParagraphStyle) -> Table:
+    """The photograph and heat map, with the vessel and lesion overlays beside them if any."""
+    from retinascreen.web.segmentation import lesion_note
+
+    named = [
+        (screening.photo_name, "Photograph", "photo unavailable"),
+        (
+            screening.heatmap_name,
+            "Heat map (Grad-CAM): where the model found evidence of referable DR",
+            "no heat map",
+        ),
+    ]
+    segmentation = screening.result.get("segmentation") or {}
+    density = segmentation.get("vessel_density")
+    if screening.vessels_name:
+        caption = "Vessel map" + (f": density {density:.1%} of the field" if density else "")
+        named.append((screening.vessels_name, caption, ""))
+    if screening.lesions_name:
+        note = lesion_note(segmentation)
+        named.append((screening.lesions_name, "Lesion map" + (f". {note}" if note else ""), ""))
+    width = 176 * mm / len(named)
+    side = min(80 * mm, width - 6 * mm)
+    cells = [
+        (_image(store.path(name), side) if name else None) or Paragraph(missing, small)
+        for name, _, missing in named
+    ]
+    captions = [Paragraph(escape(caption), small) for _, caption, _ in named]
+    table = Table([cells, captions], colWidths=[width] * len(named))
+    table.setStyle(
+        TableStyle([("ALIGN", (0, 0), (-1, -1), "CENTER"), ("VALIGN", (0, 0), (-1, -1), "MIDDLE")])
+    )
+    return table
 
 
 def warning_text() -> str:
@@ -184,20 +219,7 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
     )
     story.append(Spacer(1, 4 * mm))
 
-    photo = _image(store.path(screening.photo_name), 80 * mm)
-    heat = _image(store.path(screening.heatmap_name), 80 * mm) if screening.heatmap_name else None
-    cells = [
-        photo or Paragraph("photo unavailable", small),
-        heat or Paragraph("no heat map", small),
-    ]
-    captions = [
-        Paragraph("Photograph", small),
-        Paragraph("Heat map (Grad-CAM): where the model found evidence of referable DR", small),
-    ]
-    pictures = Table([cells, captions], colWidths=[88 * mm, 88 * mm])
-    pictures.setStyle(
-        TableStyle([("ALIGN", (0, 0), (-1, -1), "CENTER"), ("VALIGN", (0, 0), (-1, -1), "MIDDLE")])
-    )
+    pictures = picture_table(screening, store, small)
     story += [pictures, Spacer(1, 5 * mm)]
 
     model = prediction.model

@@ -58,8 +58,9 @@ def _image(path, max_side: float) -> Flowable | None:  # type: ignore[no-untyped
     return Image(str(path), width=width * scale, height=height * scale)
 
 
-def picture_table(screening: Screening, store: PhotoStore, small: ParagraphStyle) -> Table:
-    """The photograph and heat map, with the vessel and lesion overlays beside them if any."""
+def pictures(screening: Screening, store: PhotoStore, small: ParagraphStyle) -> list[Flowable]:
+    """The photograph and heat map, with the vessel and lesion overlays beside them if any,
+    and what the lesion model learned from (its card) under them."""
     from retinascreen.web.segmentation import lesion_note
 
     named = [
@@ -75,9 +76,9 @@ def picture_table(screening: Screening, store: PhotoStore, small: ParagraphStyle
     if screening.vessels_name:
         caption = "Vessel map" + (f": density {density:.1%} of the field" if density else "")
         named.append((screening.vessels_name, caption, ""))
+    note = lesion_note(segmentation) if screening.lesions_name else None
     if screening.lesions_name:
-        note = lesion_note(segmentation)
-        named.append((screening.lesions_name, "Lesion map" + (f". {note}" if note else ""), ""))
+        named.append((screening.lesions_name, "Lesion map", ""))
     width = 176 * mm / len(named)
     side = min(80 * mm, width - 6 * mm)
     cells = [
@@ -89,7 +90,7 @@ def picture_table(screening: Screening, store: PhotoStore, small: ParagraphStyle
     table.setStyle(
         TableStyle([("ALIGN", (0, 0), (-1, -1), "CENTER"), ("VALIGN", (0, 0), (-1, -1), "MIDDLE")])
     )
-    return table
+    return [table] + ([Spacer(1, 2 * mm), Paragraph(f"<b>{escape(note)}</b>", small)] if note else [])
 
 
 def warning_text() -> str:
@@ -219,8 +220,7 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
     )
     story.append(Spacer(1, 4 * mm))
 
-    pictures = picture_table(screening, store, small)
-    story += [pictures, Spacer(1, 5 * mm)]
+    story += [*pictures(screening, store, small), Spacer(1, 5 * mm)]
 
     model = prediction.model
     card = screening.model_card

@@ -35,7 +35,9 @@ def test_vessel_maps_masks_and_overlays_per_photo(segmentation_models, photos, t
     assert np.array_equal(mask == 255, probabilities >= 128)
 
 
-def test_lesion_maps_per_type_and_the_synthetic_notice(segmentation_models, photos, tmp_path, capsys):
+def test_lesion_maps_per_type_and_the_synthetic_notice(
+    segmentation_models, photos, tmp_path, capsys
+):
     out = tmp_path / "maps"
     photo = photos / "eye1.png"
     status = main(["segment", str(segmentation_models["lesions"]), str(photo), "--out", str(out)])

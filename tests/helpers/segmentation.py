@@ -78,7 +78,6 @@ def save_tiny_segmenter(
     return path
 
 
-
 @pytest.fixture(scope="session")
 def segmentation_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """``vessels`` and ``lesions`` (synthetic card) tiny models at 64 px, saved once per run."""

@@ -21,7 +21,7 @@ def test_maps_align_with_the_grading_crop_and_clear_outside_the_field(segmentati
     result = Segmenter(segmentation_models["vessels"]).segment(photo)
     maps, view = result.maps["vessels"], result.view
     assert maps.shape == (64, 64) and maps.dtype == np.float32
-    assert 0.0 <= maps.min() and maps.max() <= 1.0
+    assert maps.min() >= 0.0 and maps.max() <= 1.0
     # the same square the Predictor crops at the card's size
     assert np.array_equal(view, crop_fundus(photo, 64))
     assert result.field[32, 32] and not result.field[0, 0]

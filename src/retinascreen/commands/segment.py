@@ -80,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
     model = arguments.pop(0) if is_model_argument(arguments[0]) else None
     paths = expand_images(arguments)
     if not paths:
-        raise ConfigError("no images given (usage: retinascreen segment [MODEL] IMAGE... --out DIR)")
+        raise ConfigError(
+            "no images given (usage: retinascreen segment [MODEL] IMAGE... --out DIR)"
+        )
     segmenter = Segmenter(model, args.what)
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"model: {_describe(segmenter)}", file=sys.stderr, flush=True)

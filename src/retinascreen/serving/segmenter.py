@@ -15,6 +15,7 @@ thresholds, an overlay and the vessel density::
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = ["BUNDLED", "CLASS_COLOURS", "Segmentation", "Segmenter", "bundled_pat
 
 BUNDLED = ("vessels", "lesions")
 SEGMENTATION_TASK = "segmentation"
+SEGMENTATION_FAMILY = "retinascreen.models.segmentation"  # build_segmenter, bundled_segmenter
 # The network halves the picture this many times: its side must be a multiple of this.
 MULTIPLE = 16
 # Overlay colours (RGB) of each class; others get a colour from FALLBACK_COLOURS.
@@ -118,12 +120,12 @@ def bundled_path(what: str) -> Path:
     if what not in BUNDLED:
         raise ModelError(f"unknown segmentation {what!r}; choose one of: {', '.join(BUNDLED)}")
     try:
-        from retinascreen.models.segmentation import bundled_segmenter
+        family = importlib.import_module(SEGMENTATION_FAMILY)
     except ImportError as exc:
         raise ModelError(
             f"no bundled {what} model in this installation; pass a segmentation model file"
         ) from exc
-    path = Path(bundled_segmenter(what))
+    path = Path(family.bundled_segmenter(what))
     if not path.is_file():
         raise ModelError(f"the bundled {what} model is missing ({path})")
     return path
@@ -178,7 +180,7 @@ class Segmenter:
                 f"(classes {card.classes}, thresholds {card.thresholds})"
             )
         with contextlib.suppress(ImportError):  # custom layers of the segmentation family
-            import retinascreen.models.segmentation  # noqa: F401
+            importlib.import_module(SEGMENTATION_FAMILY)
         self.model_path: Path = path
         self.card: ModelCard = card
         self.classes: tuple[str, ...] = tuple(card.classes)
@@ -228,10 +230,10 @@ class Segmenter:
         for i, name in enumerate(self.classes):
             prob = np.ascontiguousarray(out[0, :, :, i], dtype=np.float32)
             if prob.shape != (self.input_size, self.input_size):
-                prob = cv2.resize(
-                    prob, (self.input_size, self.input_size), interpolation=cv2.INTER_LINEAR
+                side = (self.input_size, self.input_size)
+                prob = np.asarray(
+                    cv2.resize(prob, side, interpolation=cv2.INTER_LINEAR), dtype=np.float32
                 )
-            prob = np.clip(np.nan_to_num(prob), 0.0, 1.0) * field
-            maps[name] = prob.astype(np.float32)
+            maps[name] = (np.clip(np.nan_to_num(prob), 0.0, 1.0) * field).astype(np.float32)
             masks[name] = (maps[name] >= self.thresholds[name]) & field
         return Segmentation(maps, masks, view, field, dict(self.model_info))

@@ -90,7 +90,9 @@ def pictures(screening: Screening, store: PhotoStore, small: ParagraphStyle) -> 
     table.setStyle(
         TableStyle([("ALIGN", (0, 0), (-1, -1), "CENTER"), ("VALIGN", (0, 0), (-1, -1), "MIDDLE")])
     )
-    return [table] + ([Spacer(1, 2 * mm), Paragraph(f"<b>{escape(note)}</b>", small)] if note else [])
+    return [table] + (
+        [Spacer(1, 2 * mm), Paragraph(f"<b>{escape(note)}</b>", small)] if note else []
+    )
 
 
 def warning_text() -> str:

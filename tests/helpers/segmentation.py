@@ -57,18 +57,20 @@ def save_tiny_segmenter(
     model = build_tiny_segmenter(classes)
     path = folder / f"{name}.keras"
     model.save(path)
-    card = ModelCard(
-        name=f"tiny-{name}",
-        version="0.1",
-        backbone="unet",
-        head="segmentation",
-        input_size=input_size,
-        classes=list(classes),
-        thresholds=list(thresholds or [0.5] * len(classes)),
-        preprocessing={"size": input_size},
-        training_data=training_data,
-        synthetic=synthetic,
-        extra={"task": "segmentation"},
+    card = ModelCard.from_dict(  # "task" is a field once SEG-MODEL's card lands, else extra
+        {
+            "name": f"tiny-{name}",
+            "version": "0.1",
+            "task": "segmentation",
+            "backbone": "unet",
+            "head": "segmentation",
+            "input_size": input_size,
+            "classes": list(classes),
+            "thresholds": list(thresholds or [0.5] * len(classes)),
+            "preprocessing": {"size": input_size},
+            "training_data": training_data,
+            "synthetic": synthetic,
+        }
     )
     write_card(path, card)
     if onnx:

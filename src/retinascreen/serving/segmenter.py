@@ -133,10 +133,10 @@ def bundled_path(what: str) -> Path:
 
 def card_task(card: ModelCard) -> str:
     """The card's task (``grading`` for cards written before segmentation models existed)."""
-    task = getattr(card, "task", None) or card.extra.get("task")
-    if not task and card.head == SEGMENTATION_TASK:
+    task = str(getattr(card, "task", "") or card.extra.get("task") or "grading")
+    if task == "grading" and card.head == SEGMENTATION_TASK:
         return SEGMENTATION_TASK
-    return str(task or "grading")
+    return task
 
 
 class Segmenter:

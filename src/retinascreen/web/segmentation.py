@@ -96,7 +96,7 @@ def lesion_note(summary: dict[str, Any]) -> str | None:
         return None
     source = str(model.get("training_data") or "").strip()
     if model.get("synthetic"):
-        return f"{SYNTHETIC_LESIONS}" + (f" ({source})." if source else ".")
+        return f"{SYNTHETIC_LESIONS}." + (f" Training data: {source}." if source else "")
     return f"Lesion maps were learned from {source}." if source else None
 
 

@@ -10,6 +10,7 @@ from tests.helpers.web import (
     api_token,
     api_upload,
     bearer,
+    dark_fundus_png,
     fundus_png,
     make_app,
     register,
@@ -113,3 +114,12 @@ def test_a_segmenter_that_fails_never_fails_the_upload(tmp_path, web_predictor, 
         assert client.get(f"/screenings/{sid}/vessels.png").status_code == 404
     finally:
         dispose(app)
+
+
+def test_an_ungradable_photo_gets_a_vessel_map_but_no_lesion_map(seg_app):
+    client = signed_in(seg_app)
+    sid = screening_id(upload(client, dark_fundus_png(), "dark.png"))
+    page = client.get(f"/screenings/{sid}").get_data(as_text=True)
+    assert "Ungradable" in page and "Show vessels" in page and "Show lesions" not in page
+    assert client.get(f"/screenings/{sid}/vessels.png").status_code == 200
+    assert client.get(f"/screenings/{sid}/lesions.png").status_code == 404

@@ -74,7 +74,9 @@ def pictures(screening: Screening, store: PhotoStore, small: ParagraphStyle) -> 
     segmentation = screening.result.get("segmentation") or {}
     density = segmentation.get("vessel_density")
     if screening.vessels_name:
-        caption = "Vessel map" + (f": density {density:.1%} of the field" if density else "")
+        caption = "Vessel map" + (
+            f": density {density:.1%} of the field" if density is not None else ""
+        )
         named.append((screening.vessels_name, caption, ""))
     note = lesion_note(segmentation) if screening.lesions_name else None
     if screening.lesions_name:

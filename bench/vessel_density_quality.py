@@ -139,6 +139,18 @@ def gate_table(rows: list[Row], seed: int = 0) -> tuple[list[str], float]:
             f"| all, {label}: gradable kept {100 * kept:.1f} %, "
             f"ungradable rejected {100 * rejected:.1f} % | | | |"
         )
+    lines += [
+        "",
+        "| density floor (gradable percentile, fit half) | gradable kept | ungradable rejected |",
+    ]
+    lines.append("|---|---:|---:|")
+    for pct in (1, 2, 5, 10):
+        level = float(np.nanpercentile(density[fit & gradable], pct))
+        verdict = gate & ~(density < level)
+        lines.append(
+            f"| p{pct} = {level:.4f} | {100 * verdict[held & gradable].mean():.1f} % "
+            f"| {100 * (1 - verdict[held & ~gradable].mean()):.1f} % |"
+        )
     caught = [r for r, g, p, h in zip(rows, gate, passes, held, strict=True) if h and g and not p]
     lines.append("")
     lines.append(f"caught only by the density floor (held-out half): {len(caught)}")

@@ -123,3 +123,23 @@ def test_an_ungradable_photo_gets_a_vessel_map_but_no_lesion_map(seg_app):
     assert "Ungradable" in page and "Show vessels" in page and "Show lesions" not in page
     assert client.get(f"/screenings/{sid}/vessels.png").status_code == 200
     assert client.get(f"/screenings/{sid}/lesions.png").status_code == 404
+
+
+def test_the_bundled_models_draw_the_overlays_by_default(tmp_path, web_predictor):
+    from retinascreen.errors import ModelError
+    from retinascreen.serving.segmenter import bundled_path
+    from retinascreen.web import dispose
+
+    try:
+        bundled_path("vessels"), bundled_path("lesions")
+    except ModelError as exc:
+        pytest.skip(f"no bundled segmentation models here ({exc})")
+    app = make_app(tmp_path / "instance", web_predictor, SEGMENTATION=True)
+    try:
+        client = signed_in(app)
+        sid = screening_id(upload(client, fundus_png(3, size=192), "photo.png"))
+        page = client.get(f"/screenings/{sid}").get_data(as_text=True)
+        assert "Show vessels" in page and "Show lesions" in page
+        assert "Lesion maps were learned from synthetic photos only" in page  # the bundled card
+    finally:
+        dispose(app)

@@ -11,4 +11,4 @@ os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # The web tests' fixtures (web_predictor, web_app, db_app, ...), available to every test module.
-pytest_plugins = ["tests.helpers.web"]
+pytest_plugins = ["tests.helpers.web", "tests.helpers.segmentation"]

@@ -27,6 +27,7 @@ COMMAND_ORDER = (
     "evaluate",
     "compare",
     "predict",
+    "segment",
     "export",
     "screen",
     "serve",

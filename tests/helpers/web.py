@@ -174,6 +174,9 @@ def make_app(instance: Path, web_predictor: Any, database_url: str | None = None
         "TESTING": True,
         "REGISTRATION": "open",
     }
+    # Vessel and lesion overlays only where a test asks (tests/web/test_segmentation.py): the
+    # bundled segmenters would add a 512 px network to every upload of every web test.
+    settings["SEGMENTATION"] = False
     if database_url:
         settings["DATABASE_URL"] = database_url
     settings.update(config)

@@ -146,3 +146,57 @@ def test_register_upload_result_history_report(server, page, tmp_path):
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     page.goto(server + "/screenings")
     page.screenshot(path=OUT / "10-history-phone.png", full_page=True)
+
+
+@pytest.fixture
+def seg_server(tmp_path, web_predictor, segmentation_models):
+    from werkzeug.serving import make_server
+
+    from retinascreen.web import dispose
+
+    app = make_app(
+        tmp_path / "instance",
+        web_predictor,
+        TESTING=False,
+        SEGMENTATION=True,
+        VESSEL_MODEL=str(segmentation_models["vessels"]),
+        LESION_MODEL=str(segmentation_models["lesions"]),
+    )
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    thread.join(5)
+    dispose(app)
+
+
+def test_overlay_toggles_in_a_real_browser(seg_server, page, tmp_path):
+    from playwright.sync_api import expect
+
+    photo = tmp_path / "eye.png"
+    photo.write_bytes(fundus_png(3, size=192))
+    page.goto(seg_server + "/auth/register")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Repeat password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page).to_have_url(re.compile(r"/screenings/new$"))
+    page.get_by_label("Fundus photograph").set_input_files(str(photo))
+    page.get_by_role("button", name="Grade photograph").click()
+    expect(page).to_have_url(re.compile(r"/screenings/\d+$"))
+    expect(page.locator("img.photo")).to_be_visible()
+    expect(page.locator("img.vessels")).to_be_hidden()
+    page.get_by_text("Show vessels").click()
+    expect(page.locator("img.vessels")).to_be_visible()
+    expect(page.locator("img.photo")).to_be_hidden()
+    expect(page.locator("img.heatmap")).to_be_hidden()
+    page.get_by_text("Show lesions").click()
+    expect(page.locator("img.lesions")).to_be_visible()
+    expect(page.locator("img.vessels")).to_be_visible()  # side by side
+    expect(page.get_by_text("Lesion maps were learned from synthetic photos only")).to_be_visible()
+    assert page.locator("img.lesions").evaluate("img => img.naturalWidth") > 0
+    page.screenshot(path=OUT / "07-result-overlays.png", full_page=True)
+    page.get_by_text("Show vessels").click()
+    page.get_by_text("Show lesions").click()
+    expect(page.locator("img.photo")).to_be_visible()

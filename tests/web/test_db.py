@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from retinascreen.web import dispose
+from retinascreen.web.db import alembic_config
 from tests.helpers.web import (
     api_token,
     api_upload,
@@ -24,11 +26,11 @@ def test_schema_comes_from_the_alembic_migration(db_app):
     engine = db_app.extensions["retinascreen.engine"]
     tables = set(inspect(engine).get_table_names())
     assert {"users", "api_tokens", "screenings", "audit_events", "alembic_version"} <= tables
+    head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
     with engine.connect() as conn:
-        assert (
-            conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-            == "0002_sessions_limits_invites"
-        )
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head
+    columns = {c["name"] for c in inspect(engine).get_columns("screenings")}
+    assert {"heatmap_name", "vessels_name", "lesions_name"} <= columns  # 0003's overlays
 
 
 def test_data_survive_a_restart(tmp_path, web_predictor, web_database_url):

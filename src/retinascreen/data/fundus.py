@@ -428,6 +428,21 @@ def crop_fill(rgb: np.ndarray, disc: Disc, *, pad: float = _CROP_PAD) -> float:
     return _fill_of(field, _tightened_box(field, disc, pad))
 
 
+def field_of_view(rgb: np.ndarray, size: int, *, disc: Disc | None = None) -> np.ndarray:
+    """Boolean (size, size) mask of the :func:`crop_fundus` pixels that show the fundus.
+
+    Inside the disc and inside the photo (a clipped field's cut-off parts are not fundus);
+    without a disc, every pixel that came from the photo.
+    """
+    rgb = _as_rgb(rgb)
+    disc = disc or find_disc(rgb)
+    if disc is None:
+        return _crop_square(rgb, _disc_square(_whole_frame(rgb), pad=0.0), size)[1]
+    box = crop_box(rgb.shape, disc)
+    valid = _crop_square(rgb, box, size)[1]
+    return valid & _field_in_crop(box, disc, size, 1.0)
+
+
 def _field_in_crop(box: CropBox, disc: Disc, size: int, shrink: float) -> np.ndarray:
     """The disc (radius times ``shrink``) drawn in the output square of ``box``."""
     scale = size / (2 * box.half)

@@ -200,6 +200,37 @@ def get_screening(screening_id: int) -> Any:
     return jsonify(screening.to_api())
 
 
+def _screening_image(screening_id: int, image: str) -> Any:
+    """The heat map or the vessel / lesion overlay of one of your screenings (PNG)."""
+    from retinascreen.web.screenings import _send_stored
+
+    screening = session().get(Screening, screening_id)
+    if screening is None or screening.user_id != g.api_user.id:
+        return error("No such screening.", 404)
+    name = getattr(screening, f"{image}_name")
+    if not name:
+        return error(f"This screening has no {image} image.", 404)
+    return _send_stored(name)
+
+
+@bp.get("/screenings/<int:screening_id>/heatmap.png")
+@token_required
+def screening_heatmap(screening_id: int) -> Any:
+    return _screening_image(screening_id, "heatmap")
+
+
+@bp.get("/screenings/<int:screening_id>/vessels.png")
+@token_required
+def screening_vessels(screening_id: int) -> Any:
+    return _screening_image(screening_id, "vessels")
+
+
+@bp.get("/screenings/<int:screening_id>/lesions.png")
+@token_required
+def screening_lesions(screening_id: int) -> Any:
+    return _screening_image(screening_id, "lesions")
+
+
 @bp.get("/openapi.json")
 def openapi() -> Any:
     # Never the request's Host header (spoofable): the configured public URL, else relative.

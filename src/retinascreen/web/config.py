@@ -105,6 +105,10 @@ def defaults() -> dict[str, Any]:
     return {
         **account_defaults(),
         "MODEL": os.environ.get("RETINASCREEN_MODEL") or None,
+        # Vessel and lesion overlays (retinascreen.web.segmentation): None = bundled models.
+        "SEGMENTATION": os.environ.get("RETINASCREEN_SEGMENTATION", "1") != "0",
+        "VESSEL_MODEL": os.environ.get("RETINASCREEN_VESSEL_MODEL") or None,
+        "LESION_MODEL": os.environ.get("RETINASCREEN_LESION_MODEL") or None,
         "MAX_CONTENT_LENGTH": DEFAULT_MAX_UPLOAD_BYTES,
         "MAX_IMAGE_PIXELS": None,  # None = retinascreen.data.images.MAX_PIXELS
         "AUTO_MIGRATE": True,

@@ -92,6 +92,8 @@ class Screening(Base):
     result_json: Mapped[str] = mapped_column(Text)
     photo_name: Mapped[str] = mapped_column(String(64))
     heatmap_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    vessels_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lesions_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
     model_name: Mapped[str] = mapped_column(String(128))
     model_version: Mapped[str] = mapped_column(String(64))
     model_sha256: Mapped[str] = mapped_column(String(64))
@@ -150,7 +152,8 @@ class Screening(Base):
         return dict(card) if isinstance(card, dict) else {}
 
     def to_api(self) -> dict[str, Any]:
-        """The REST representation: the prediction result plus id, patient, eye and time."""
+        """The REST representation: the prediction result plus id, patient, eye, time and the
+        URLs of the heat map and the vessel and lesion overlays (null where there is none)."""
         data = self.result
         data.update(
             id=self.id,
@@ -158,7 +161,23 @@ class Screening(Base):
             eye=self.eye,
             created=as_utc(self.created).isoformat() if self.created else None,
         )
+        data.update(self.image_urls())
         return data
+
+    def image_urls(self) -> dict[str, Any]:
+        """``heatmap`` and ``masks`` (``vessels``, ``lesions``) API URLs, None where absent."""
+        base = f"/api/v1/screenings/{self.id}"
+
+        def url(name: str | None, file: str) -> str | None:
+            return f"{base}/{file}" if name else None
+
+        return {
+            "heatmap": url(self.heatmap_name, "heatmap.png"),
+            "masks": {
+                "vessels": url(self.vessels_name, "vessels.png"),
+                "lesions": url(self.lesions_name, "lesions.png"),
+            },
+        }
 
 
 class AuditEvent(Base):

@@ -103,6 +103,32 @@ _SCHEMAS: dict[str, Any] = {
             },
             "synthetic": {"type": "boolean"},
             "warning": {"type": "string"},
+            "heatmap": {
+                "type": ["string", "null"],
+                "description": "URL of the heat map PNG (Grad-CAM); null when there is none",
+            },
+            "masks": {
+                "type": "object",
+                "description": "URLs of the vessel and lesion overlay PNGs; null where absent",
+                "properties": {
+                    "vessels": {"type": ["string", "null"]},
+                    "lesions": {"type": ["string", "null"]},
+                },
+            },
+            "segmentation": {
+                "type": "object",
+                "description": "vessel_density (share of the field of view that is vessel), "
+                "lesion_areas (share per lesion type) and the segmentation models used; "
+                "absent when no segmentation model ran",
+                "properties": {
+                    "vessel_density": {"type": "number"},
+                    "lesion_areas": {
+                        "type": "object",
+                        "additionalProperties": {"type": "number"},
+                    },
+                    "models": {"type": "object"},
+                },
+            },
         },
     },
     "Health": {
@@ -274,6 +300,26 @@ PATHS: dict[str, dict[str, Any]] = {
                 "503": _UNAVAILABLE,
             },
         }
+    },
+    **{
+        f"/api/v1/screenings/{{screening_id}}/{image}.png": {
+            "get": {
+                "summary": summary,
+                "operationId": operation,
+                "security": _AUTH,
+                "parameters": [_ID],
+                "responses": {
+                    "200": {"description": "PNG image", "content": {"image/png": {}}},
+                    "401": _error("No valid token"),
+                    "404": _error("No such screening of yours, or it has no such image"),
+                },
+            }
+        }
+        for image, operation, summary in (
+            ("heatmap", "getHeatmap", "The heat map (Grad-CAM) of one of your screenings"),
+            ("vessels", "getVessels", "The vessel overlay of one of your screenings"),
+            ("lesions", "getLesions", "The lesion overlay of one of your screenings"),
+        )
     },
     "/api/v1/openapi.json": {
         "get": {

@@ -1,4 +1,5 @@
-"""One-page PDF report of a screening (reportlab): photo, heat map, grade, quality, model."""
+"""One-page PDF report of a screening (reportlab): photo, heat map, vessel and lesion overlays,
+grade, quality, model."""
 
 from __future__ import annotations
 
@@ -79,6 +80,45 @@ def _unicode_styles() -> dict[str, ParagraphStyle]:
             f"{name}-unicode", parent=style, fontName=SANS_BOLD if bold else SANS
         )
     return styles
+
+
+def pictures(screening: Screening, store: PhotoStore, small: ParagraphStyle) -> list[Flowable]:
+    """The photograph and heat map, with the vessel and lesion overlays beside them if any,
+    and what the lesion model learned from (its card) under them."""
+    from retinascreen.web.segmentation import lesion_note
+
+    named = [
+        (screening.photo_name, "Photograph", "photo unavailable"),
+        (
+            screening.heatmap_name,
+            "Heat map (Grad-CAM): where the model found evidence of referable DR",
+            "no heat map",
+        ),
+    ]
+    segmentation = screening.result.get("segmentation") or {}
+    density = segmentation.get("vessel_density")
+    if screening.vessels_name:
+        caption = "Vessel map" + (
+            f": density {density:.1%} of the field" if density is not None else ""
+        )
+        named.append((screening.vessels_name, caption, ""))
+    note = lesion_note(segmentation) if screening.lesions_name else None
+    if screening.lesions_name:
+        named.append((screening.lesions_name, "Lesion map", ""))
+    width = 176 * mm / len(named)
+    side = min(80 * mm, width - 6 * mm)
+    cells = [
+        (_image(store.path(name), side) if name else None) or Paragraph(missing, small)
+        for name, _, missing in named
+    ]
+    captions = [Paragraph(markup(caption), small) for _, caption, _ in named]
+    table = Table([cells, captions], colWidths=[width] * len(named))
+    table.setStyle(
+        TableStyle([("ALIGN", (0, 0), (-1, -1), "CENTER"), ("VALIGN", (0, 0), (-1, -1), "MIDDLE")])
+    )
+    return [table] + (
+        [Spacer(1, 2 * mm), Paragraph(f"<b>{markup(note)}</b>", small)] if note else []
+    )
 
 
 def warning_text() -> str:
@@ -215,21 +255,7 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
     )
     story.append(Spacer(1, 4 * mm))
 
-    photo = _image(store.path(screening.photo_name), 80 * mm)
-    heat = _image(store.path(screening.heatmap_name), 80 * mm) if screening.heatmap_name else None
-    cells = [
-        photo or Paragraph("photo unavailable", small),
-        heat or Paragraph("no heat map", small),
-    ]
-    captions = [
-        Paragraph("Photograph", small),
-        Paragraph("Heat map (Grad-CAM): where the model found evidence of referable DR", small),
-    ]
-    pictures = Table([cells, captions], colWidths=[88 * mm, 88 * mm])
-    pictures.setStyle(
-        TableStyle([("ALIGN", (0, 0), (-1, -1), "CENTER"), ("VALIGN", (0, 0), (-1, -1), "MIDDLE")])
-    )
-    story += [pictures, Spacer(1, 5 * mm)]
+    story += [*pictures(screening, store, small), Spacer(1, 5 * mm)]
 
     model = prediction.model
     card = screening.model_card

@@ -1,4 +1,4 @@
-"""Screening pages: upload, result, history, photo/heat-map files and the PDF report."""
+"""Screening pages: upload, result, history, photo/heat-map/overlay files and the PDF report."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from retinascreen.web.db import session
 from retinascreen.web.forms import UploadForm
 from retinascreen.web.handlers import page_number, too_large_message
 from retinascreen.web.models import Screening
+from retinascreen.web.segmentation import lesion_legend, lesion_note
 from retinascreen.web.service import get_predictor, model_is_synthetic, screen_upload
 
 bp = Blueprint("screenings", __name__, url_prefix="/screenings")
@@ -124,6 +125,7 @@ def show(screening_id: int) -> Any:
     screening = own_screening(screening_id)
     result = screening.prediction
     card = screening.model_card
+    segmentation = screening.result.get("segmentation") or {}
     graded_by = dataclasses.replace(
         result.model,
         training_data=str(card.get("training_data") or ""),
@@ -135,6 +137,9 @@ def show(screening_id: int) -> Any:
         result=result,
         quality_advice=explain_reasons(result.quality.reasons),
         notice=graded_by.notice,
+        segmentation=segmentation,
+        lesion_note=lesion_note(segmentation),
+        lesion_legend=lesion_legend(segmentation),
     )
 
 
@@ -159,6 +164,18 @@ def photo(screening_id: int) -> Response:
 @login_required
 def heatmap(screening_id: int) -> Response:
     return _send_stored(own_screening(screening_id).heatmap_name)
+
+
+@bp.get("/<int:screening_id>/vessels.png")
+@login_required
+def vessels(screening_id: int) -> Response:
+    return _send_stored(own_screening(screening_id).vessels_name)
+
+
+@bp.get("/<int:screening_id>/lesions.png")
+@login_required
+def lesions(screening_id: int) -> Response:
+    return _send_stored(own_screening(screening_id).lesions_name)
 
 
 @bp.get("/<int:screening_id>/report.pdf")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 from typing import Any
@@ -16,6 +17,7 @@ from retinascreen.errors import ImageError, ModelError, NotFundusError, Retinasc
 from retinascreen.result import GradingService
 from retinascreen.web.models import Screening, User
 from retinascreen.web.security import audit
+from retinascreen.web.segmentation import draw_overlays
 from retinascreen.web.storage import PhotoStore, new_name, photo_bytes, png_bytes
 
 EYES = ("left", "right")
@@ -54,6 +56,8 @@ def warm_up(app: Flask) -> None:
     predictor.predict_prepared(prepared)
     with contextlib.suppress(ModelError):  # an ONNX model without its Keras sibling
         predictor.heatmap(prepared)
+    with app.app_context():  # the vessel and lesion models too (absent ones are skipped)
+        draw_overlays(generate(0, 0, size=256).image, gradable=True)
 
 
 def model_is_synthetic(predictor: GradingService) -> bool:
@@ -150,12 +154,17 @@ def screen_upload(
         except ModelError as exc:  # e.g. an .onnx model without its .keras beside it
             log.warning("no heat map: %s", exc)
 
+    overlays = draw_overlays(rgb, gradable=prediction.gradable)
+
     kept, suffix = photo_bytes(data, rgb)
     files = {new_name(suffix): kept}
     heatmap_name = None
     if heatmap is not None:
         heatmap_name = new_name(".png")
         files[heatmap_name] = png_bytes(heatmap)
+    overlay_names = {what: new_name(".png") for what in overlays.images}
+    for what, name in overlay_names.items():
+        files[name] = png_bytes(overlays.images[what])
     screening = Screening.from_prediction(
         prediction,
         user_id=user.id,
@@ -165,6 +174,10 @@ def screen_upload(
         heatmap_name=heatmap_name,
         model_card=card_summary(predictor),
     )
+    screening.vessels_name = overlay_names.get("vessels")
+    screening.lesions_name = overlay_names.get("lesions")
+    if overlays.summary:
+        screening.result_json = json.dumps({**screening.result, "segmentation": overlays.summary})
     store: PhotoStore = current_app.extensions["retinascreen.photos"]
     try:
         with store.staged(files):

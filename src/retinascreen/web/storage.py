@@ -130,7 +130,13 @@ def sweep_photos(engine: Engine, store: PhotoStore) -> tuple[list[str], list[str
     from retinascreen.web.models import Screening
 
     with Session(engine) as db:
-        rows = db.execute(select(Screening.photo_name, Screening.heatmap_name)).all()
+        columns = (
+            Screening.photo_name,
+            Screening.heatmap_name,
+            Screening.vessels_name,
+            Screening.lesions_name,
+        )
+        rows = db.execute(select(*columns)).all()
     referenced = {name for row in rows for name in row if name}
     published, removed = store.sweep(referenced)
     if published or removed:

@@ -1,0 +1,239 @@
+"""Vessel and lesion maps of fundus photographs: the :class:`Segmenter`.
+
+A Segmenter loads a segmentation model (a ``.keras`` or ``.onnx`` file whose model card says
+``task: segmentation``; None = the bundled ``vessels`` or ``lesions`` model) and turns a
+photograph into a :class:`Segmentation`: one probability map per class on the same fundus crop
+the grading :class:`~retinascreen.serving.predictor.Predictor` uses, masks at the card's
+thresholds, an overlay and the vessel density::
+
+    >>> from retinascreen import Segmenter
+    >>> s = Segmenter().segment("eye.png")          # the bundled vessel model
+    >>> s.maps["vessels"].shape, s.vessel_density()
+    ((512, 512), 0.118)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from retinascreen.errors import ModelError
+from retinascreen.result import ImageInput
+
+if TYPE_CHECKING:
+    from retinascreen.models.engines import Engine
+    from retinascreen.models.modelcard import ModelCard
+
+__all__ = ["BUNDLED", "CLASS_COLOURS", "Segmentation", "Segmenter", "bundled_path", "legend"]
+
+BUNDLED = ("vessels", "lesions")
+SEGMENTATION_TASK = "segmentation"
+SEGMENTATION_FAMILY = "retinascreen.models.segmentation"  # build_segmenter, bundled_segmenter
+# The network halves the picture this many times: its side must be a multiple of this.
+MULTIPLE = 16
+# Overlay colours (RGB) of each class; others get a colour from FALLBACK_COLOURS.
+CLASS_COLOURS: dict[str, tuple[int, int, int]] = {
+    "vessels": (0, 255, 120),
+    "microaneurysm": (255, 40, 40),
+    "haemorrhage": (170, 0, 255),
+    "hard_exudate": (255, 235, 0),
+    "cotton_wool": (120, 220, 255),
+    "venous_beading": (255, 140, 0),
+    "irma": (255, 0, 170),
+    "neovascularisation": (0, 160, 255),
+    "preretinal_haemorrhage": (255, 255, 255),
+}
+FALLBACK_COLOURS = ((0, 255, 255), (255, 0, 255), (255, 255, 0), (0, 255, 0))
+# The same colours in words, for legends.
+COLOUR_WORDS = {
+    "vessels": "green",
+    "microaneurysm": "red",
+    "haemorrhage": "purple",
+    "hard_exudate": "yellow",
+    "cotton_wool": "light blue",
+    "venous_beading": "orange",
+    "irma": "pink",
+    "neovascularisation": "blue",
+    "preretinal_haemorrhage": "white",
+}
+
+
+def legend(classes: list[str] | tuple[str, ...]) -> str:
+    """``"microaneurysm red, haemorrhage purple"``: each class with its overlay colour."""
+    return ", ".join(
+        f"{name.replace('_', ' ')} {COLOUR_WORDS[name]}" if name in COLOUR_WORDS else name
+        for name in classes
+    )
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """Per-class maps of one photograph, aligned with ``view`` (the cropped fundus, RGB uint8).
+
+    ``maps``: float32 probabilities 0..1 per class; ``masks``: bool at the card's thresholds;
+    ``field``: bool field-of-view mask; ``model``: name, version, sha256, training_data and
+    synthetic of the model that drew the maps.
+    """
+
+    maps: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray]
+    view: np.ndarray
+    field: np.ndarray
+    model: dict[str, Any]
+
+    def overlay(self, alpha: float = 0.5) -> np.ndarray:
+        """The view with each class's mask painted in its colour (RGB uint8, same size)."""
+        alpha = float(np.clip(alpha, 0.0, 1.0))
+        out = self.view.astype(np.float32)
+        for i, (name, mask) in enumerate(self.masks.items()):
+            colour = CLASS_COLOURS.get(name, FALLBACK_COLOURS[i % len(FALLBACK_COLOURS)])
+            paint = mask & self.field
+            out[paint] = (1 - alpha) * out[paint] + alpha * np.asarray(colour, np.float32)
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+    def vessel_density(self) -> float | None:
+        """Share of the field of view that is vessel (None without a vessel class or field)."""
+        mask = self.masks.get("vessels")
+        pixels = int(np.count_nonzero(self.field))
+        if mask is None or pixels == 0:
+            return None
+        return float(np.count_nonzero(mask & self.field) / pixels)
+
+    def areas(self) -> dict[str, float]:
+        """Share of the field of view each class's mask covers."""
+        pixels = max(1, int(np.count_nonzero(self.field)))
+        return {
+            name: float(np.count_nonzero(mask & self.field) / pixels)
+            for name, mask in self.masks.items()
+        }
+
+
+def bundled_path(what: str) -> Path:
+    """The bundled ``vessels`` or ``lesions`` model file (a clear error when it is missing)."""
+    if what not in BUNDLED:
+        raise ModelError(f"unknown segmentation {what!r}; choose one of: {', '.join(BUNDLED)}")
+    try:
+        family = importlib.import_module(SEGMENTATION_FAMILY)
+    except ImportError as exc:
+        raise ModelError(
+            f"no bundled {what} model in this installation; pass a segmentation model file"
+        ) from exc
+    path = Path(family.bundled_segmenter(what))
+    if not path.is_file():
+        raise ModelError(f"the bundled {what} model is missing ({path})")
+    return path
+
+
+def card_task(card: ModelCard) -> str:
+    """The card's task (``grading`` for cards written before segmentation models existed)."""
+    task = str(getattr(card, "task", "") or card.extra.get("task") or "grading")
+    if task == "grading" and card.head == SEGMENTATION_TASK:
+        return SEGMENTATION_TASK
+    return task
+
+
+class Segmenter:
+    """Draws vessel or lesion maps with one segmentation model; see the module docstring.
+
+    ``model``: a ``.keras`` / ``.onnx`` file (ONNX Runtime runs ``.onnx``), or None for the
+    bundled model named by ``what`` (``vessels`` or ``lesions``; ignored with a model file,
+    whose card names its classes). ``threads``: intra-op threads (None = all cores).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        what: str = "vessels",
+        *,
+        threads: int | None = None,
+    ) -> None:
+        from retinascreen.models.engines import load_engine
+        from retinascreen.models.modelcard import file_sha256, find_card, preprocessing_for
+
+        path = bundled_path(what) if model is None else Path(model).expanduser()
+        if not path.is_file():
+            raise ModelError(f"segmentation model not found: {path}")
+        if path.suffix.lower() not in (".keras", ".onnx"):
+            raise ModelError(f"{path.name}: not a model file (expected .keras or .onnx)")
+        card = find_card(path)
+        if card is None:
+            raise ModelError(
+                f"{path.name} has no model card: a segmentation model needs one "
+                "(its classes and thresholds)"
+            )
+        if card_task(card) != SEGMENTATION_TASK:
+            raise ModelError(
+                f"{path.name} is a {card_task(card)} model, not a segmentation model "
+                "(use `retinascreen predict` to grade photographs)"
+            )
+        thresholds = list(card.thresholds or [0.5] * len(card.classes))
+        if not card.classes or len(thresholds) != len(card.classes):
+            raise ModelError(
+                f"{path.name}: its card needs one threshold per class "
+                f"(classes {card.classes}, thresholds {card.thresholds})"
+            )
+        with contextlib.suppress(ImportError):  # custom layers of the segmentation family
+            importlib.import_module(SEGMENTATION_FAMILY)
+        self.model_path: Path = path
+        self.card: ModelCard = card
+        self.classes: tuple[str, ...] = tuple(card.classes)
+        self.thresholds: dict[str, float] = dict(zip(self.classes, thresholds, strict=True))
+        self.input_size: int = int(card.input_size)
+        self.size: int = max(MULTIPLE, round(self.input_size / MULTIPLE) * MULTIPLE)
+        try:
+            self.preprocessing = preprocessing_for(card, self.size)
+        except ModelError as exc:
+            raise ModelError(f"{path}: {exc}") from exc
+        self._engine: Engine = load_engine(path, threads)
+        self.engine: str = self._engine.kind
+        self.model_info: dict[str, Any] = {
+            "name": card.name,
+            "version": card.version,
+            "sha256": file_sha256(path),
+            "training_data": card.training_data,
+            "synthetic": bool(card.synthetic),
+        }
+
+    def __repr__(self) -> str:
+        return f"Segmenter({str(self.model_path)!r}, classes={list(self.classes)})"
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether the model card says the model learned from synthetic photos only."""
+        return bool(self.card.synthetic)
+
+    def segment(self, image: ImageInput) -> Segmentation:
+        """The maps of one photograph (path, bytes or RGB array); typed errors on bad input."""
+        from retinascreen.data.fundus import crop_fundus, field_of_view, find_disc
+        from retinascreen.serving.predictor import to_rgb
+
+        rgb = to_rgb(image)
+        disc = find_disc(rgb)
+        pixels = self.preprocessing.apply(rgb, disc=disc)
+        out = self._engine(np.asarray(pixels, np.float32)[None])
+        if out.ndim != 4 or out.shape[-1] != len(self.classes):
+            raise ModelError(
+                f"{self.model_path.name}: model outputs shape {out.shape}, expected "
+                f"(1, H, W, {len(self.classes)}) maps for {list(self.classes)}"
+            )
+        view = crop_fundus(rgb, self.input_size, disc=disc)
+        field = field_of_view(rgb, self.input_size, disc=disc)
+        maps: dict[str, np.ndarray] = {}
+        masks: dict[str, np.ndarray] = {}
+        for i, name in enumerate(self.classes):
+            prob = np.ascontiguousarray(out[0, :, :, i], dtype=np.float32)
+            if prob.shape != (self.input_size, self.input_size):
+                side = (self.input_size, self.input_size)
+                prob = np.asarray(
+                    cv2.resize(prob, side, interpolation=cv2.INTER_LINEAR), dtype=np.float32
+                )
+            maps[name] = (np.clip(np.nan_to_num(prob), 0.0, 1.0) * field).astype(np.float32)
+            masks[name] = (maps[name] >= self.thresholds[name]) & field
+        return Segmentation(maps, masks, view, field, dict(self.model_info))

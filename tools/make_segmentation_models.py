@@ -68,7 +68,7 @@ def drive_test_metrics(model, size: int, threshold: float) -> dict:  # noqa: ANN
 def make_vessels(args: argparse.Namespace) -> Path:
     from retinascreen.data.drive import read_drive
     from retinascreen.data.fundus import Preprocessing
-    from retinascreen.models.modelcard import ModelCard, write_card
+    from retinascreen.models.modelcard import ModelCard
     from retinascreen.models.segmentation import build_segmenter
     from retinascreen.training.segmentation import drive_data, train_segmenter
 
@@ -186,9 +186,9 @@ def make_lesions(args: argparse.Namespace) -> Path:
 
 
 def _save(model, card, path: Path) -> Path:  # noqa: ANN001
-    from retinascreen.models.modelcard import write_card
-
     import keras
+
+    from retinascreen.models.modelcard import write_card
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

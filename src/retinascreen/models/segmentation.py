@@ -120,7 +120,9 @@ def build_segmenter(
 def bundled_segmenter(what: str = "vessels") -> Path:
     """Path of the bundled ``vessels`` or ``lesions`` model (``ModelError`` when missing)."""
     if what not in BUNDLED:
-        raise ConfigError(f"unknown bundled segmenter {what!r}; choose one of: {', '.join(BUNDLED)}")
+        raise ConfigError(
+            f"unknown bundled segmenter {what!r}; choose one of: {', '.join(BUNDLED)}"
+        )
     path = BUNDLED_DIR / f"{what}.keras"
     if not path.is_file():
         raise ModelError(

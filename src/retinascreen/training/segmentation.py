@@ -70,9 +70,10 @@ def synthetic_data(seeds: Sequence[int], size: int, classes: Sequence[str]) -> S
         grade = (1, 2, 3, 4, 2, 3, 4, 0)[seed % 8]
         sample = generate(int(seed), grade, size=size)
         disc = find_disc(sample.image)
-        field = np.zeros(sample.image.shape[:2], bool)
+        h, w = sample.image.shape[:2]
+        field = np.zeros((h, w), bool)
         if disc is not None:
-            yy, xx = np.ogrid[: field.shape[0], : field.shape[1]]
+            yy, xx = np.ogrid[:h, :w]
             field = (xx - disc.cx) ** 2 + (yy - disc.cy) ** 2 <= (0.97 * disc.radius) ** 2
         masks = {name: sample.masks[name] for name in classes}
         view, cut = crop_with_masks(sample.image, {**masks, "__field": field}, size, disc=disc)
@@ -122,7 +123,9 @@ class PatchSampler(keras.utils.PyDataset):
         self.rng = np.random.default_rng(seed)
         side = data.views.shape[1]
         half = patch // 2
-        self.inner = [np.argwhere(f[half : side - half + 1, half : side - half + 1]) for f in data.fields]
+        self.inner = [
+            np.argwhere(f[half : side - half + 1, half : side - half + 1]) for f in data.fields
+        ]
         self.lesion = [
             np.argwhere(t.any(-1)[half : side - half + 1, half : side - half + 1])
             for t in data.targets

@@ -44,11 +44,13 @@ def vessel_rows(paths: list[Path]) -> list[str]:
 
     photos = read_drive(DRIVE, "test")
     rows = []
-    cache: dict[int, object] = {}
+    cache: dict[tuple[int, bool], object] = {}
     for path in paths:
         model, card = _load(path)
-        size = card.input_size
-        test = cache.setdefault(size, drive_data(photos, size))
+        key = (card.input_size, bool(card.preprocessing.get("clahe")))
+        if key not in cache:
+            cache[key] = drive_data(photos, key[0], clahe=key[1])
+        test = cache[key]
         start = time.perf_counter()
         maps = predict_maps(model, test.views)[..., 0]
         seconds = (time.perf_counter() - start) / len(maps)
@@ -61,7 +63,8 @@ def vessel_rows(paths: list[Path]) -> list[str]:
         mean_auc = float(np.mean([p["auc"] for p in per]))
         mean_f1 = float(np.mean([p["f1"] for p in per]))
         budget = card.metrics.get("training_seconds", "?")
-        label = f"{path.name} ({card.backbone}, {card.extra.get('width')}w, {budget} s training)"
+        clahe = ", CLAHE" if key[1] else ""
+        label = f"{path.name} ({card.backbone}{clahe}, {budget} s training)"
         rows.append(
             f"| {label} | {_fmt(pooled['auc'])} | {_fmt(mean_auc)} | {_fmt(pooled['f1'])} | "
             f"{_fmt(mean_f1)} | {_fmt(pooled['sensitivity'])} | {_fmt(pooled['specificity'])} | "
@@ -69,7 +72,7 @@ def vessel_rows(paths: list[Path]) -> list[str]:
         )
         print(rows[-1], flush=True)
     second = drive_data(photos, card.input_size, second=True)
-    first = cache[card.input_size]
+    first = drive_data(photos, card.input_size)
     human = pixel_metrics(
         second.targets[..., 0].astype(float), first.targets[..., 0], first.fields, None
     )

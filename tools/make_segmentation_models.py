@@ -44,14 +44,14 @@ def _threads(n: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
-def drive_test_metrics(model, size: int, threshold: float) -> dict:  # noqa: ANN001
+def drive_test_metrics(model, size: int, threshold: float, clahe: bool = False) -> dict:  # noqa: ANN001
     """Pooled and per-photo-mean figures on DRIVE's test set (inside the field, 1st observer)."""
     import numpy as np
 
     from retinascreen.data.drive import read_drive
     from retinascreen.training.segmentation import drive_data, pixel_metrics, predict_maps
 
-    test = drive_data(read_drive(DRIVE, "test"), size)
+    test = drive_data(read_drive(DRIVE, "test"), size, clahe=clahe)
     maps = predict_maps(model, test.views)[..., 0]
     pooled = pixel_metrics(maps, test.targets[..., 0], test.fields, threshold)
     per = [
@@ -73,7 +73,7 @@ def make_vessels(args: argparse.Namespace) -> Path:
     from retinascreen.training.segmentation import drive_data, train_segmenter
 
     photos = read_drive(DRIVE, "training")
-    data = drive_data(photos, args.size)
+    data = drive_data(photos, args.size, clahe=args.clahe)
     val_idx = [i for i, n in enumerate(data.names) if n in VAL_PHOTOS]
     train_idx = [i for i in range(len(data.names)) if i not in val_idx]
     model = build_segmenter(args.arch, ("vessels",), width=args.width, depth=args.depth)
@@ -90,7 +90,7 @@ def make_vessels(args: argparse.Namespace) -> Path:
         patience=args.patience,
         log=_log,
     )
-    metrics = drive_test_metrics(model, args.size, result.thresholds[0])
+    metrics = drive_test_metrics(model, args.size, result.thresholds[0], args.clahe)
     metrics |= {
         "validation_dice": round(result.val_dice[0], 4),
         "validation_photos": list(VAL_PHOTOS),
@@ -107,7 +107,7 @@ def make_vessels(args: argparse.Namespace) -> Path:
         head="segmentation",
         input_size=args.size,
         classes=["vessels"],
-        preprocessing=Preprocessing(size=args.size),
+        preprocessing=Preprocessing(size=args.size, clahe=args.clahe),
         thresholds=result.thresholds,
         training_data=f"{VESSELS_DATA} (17 for training, 3 for validation); {VESSELS_LICENCE}",
         metrics=metrics,
@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", default="unet")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clahe", action="store_true", help="CLAHE after the crop (vessels)")
     for key in ("size", "width", "depth", "patch", "batch", "steps", "epochs", "patience"):
         parser.add_argument(f"--{key}", type=int, default=None)
     parser.add_argument("--budget", type=float, default=None, help="training seconds")

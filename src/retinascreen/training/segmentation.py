@@ -24,7 +24,7 @@ import numpy as np
 from keras import ops
 
 from retinascreen.data.drive import DrivePhoto, crop_with_masks
-from retinascreen.data.fundus import find_disc
+from retinascreen.data.fundus import apply_clahe, find_disc
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.025), 3)
 
@@ -45,8 +45,11 @@ class SegData:
         )
 
 
-def drive_data(photos: Sequence[DrivePhoto], size: int, *, second: bool = False) -> SegData:
-    """DRIVE photos cropped to ``size``; target = 1st observer (2nd when ``second``)."""
+def drive_data(
+    photos: Sequence[DrivePhoto], size: int, *, second: bool = False, clahe: bool = False
+) -> SegData:
+    """DRIVE photos cropped to ``size`` (then CLAHE when ``clahe``, as the card's
+    pre-processing does); target = 1st observer (2nd when ``second``)."""
     views, targets, fields = [], [], []
     for photo in photos:
         truth = photo.second if second else photo.vessels
@@ -55,7 +58,7 @@ def drive_data(photos: Sequence[DrivePhoto], size: int, *, second: bool = False)
         view, cut = crop_with_masks(
             photo.image, {"v": truth, "f": photo.field}, size, disc=find_disc(photo.image)
         )
-        views.append(view)
+        views.append(apply_clahe(view) if clahe else view)
         targets.append(cut["v"][:, :, None])
         fields.append(cut["f"])
     return SegData(np.stack(views), np.stack(targets), np.stack(fields), [p.name for p in photos])

@@ -66,9 +66,11 @@ def drive_test_metrics(model, size: int, threshold: float, clahe: bool = False) 
 
 
 def make_vessels(args: argparse.Namespace) -> Path:
+    import keras
+
     from retinascreen.data.drive import read_drive
     from retinascreen.data.fundus import Preprocessing
-    from retinascreen.models.modelcard import ModelCard
+    from retinascreen.models.modelcard import ModelCard, read_card
     from retinascreen.models.segmentation import build_segmenter
     from retinascreen.training.segmentation import drive_data, train_segmenter
 
@@ -77,6 +79,8 @@ def make_vessels(args: argparse.Namespace) -> Path:
     val_idx = [i for i, n in enumerate(data.names) if n in VAL_PHOTOS]
     train_idx = [i for i in range(len(data.names)) if i not in val_idx]
     model = build_segmenter(args.arch, ("vessels",), width=args.width, depth=args.depth)
+    if args.init:  # continue from an earlier run's weights (its training time is added)
+        model.set_weights(keras.models.load_model(args.init, compile=False).get_weights())
     _log(f"vessels: {args.arch} w{args.width} d{args.depth}, {model.count_params()} params")
     result = train_segmenter(
         model,
@@ -88,13 +92,15 @@ def make_vessels(args: argparse.Namespace) -> Path:
         max_epochs=args.epochs,
         budget_s=args.budget,
         patience=args.patience,
+        learning_rate=args.lr,
         log=_log,
     )
+    earlier = read_card(args.init).metrics.get("training_seconds", 0) if args.init else 0
     metrics = drive_test_metrics(model, args.size, result.thresholds[0], args.clahe)
     metrics |= {
         "validation_dice": round(result.val_dice[0], 4),
         "validation_photos": list(VAL_PHOTOS),
-        "training_seconds": round(result.seconds),
+        "training_seconds": round(result.seconds + earlier),
         "epochs": len(result.history),
         "evaluation": "DRIVE test, 20 photos, inside the FOV mask, vs 1st observer, "
         f"in the {args.size} px fundus crop",
@@ -122,11 +128,10 @@ def make_lesions(args: argparse.Namespace) -> Path:
     import numpy as np
 
     from retinascreen.data.fundus import Preprocessing
-    from retinascreen.models.modelcard import ModelCard, write_card  # noqa: F401
+    from retinascreen.models.modelcard import ModelCard
     from retinascreen.models.segmentation import build_segmenter
     from retinascreen.synthetic import LESIONS
     from retinascreen.training.segmentation import (
-        choose_thresholds,  # noqa: F401
         mean_dice,
         predict_maps,
         synthetic_data,
@@ -150,6 +155,7 @@ def make_lesions(args: argparse.Namespace) -> Path:
         max_epochs=args.epochs,
         budget_s=args.budget,
         patience=args.patience,
+        learning_rate=args.lr,
         lesion_bias=0.5,
         log=_log,
     )
@@ -217,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clahe", action="store_true", help="CLAHE after the crop (vessels)")
     for key in ("size", "width", "depth", "patch", "batch", "steps", "epochs", "patience"):
         parser.add_argument(f"--{key}", type=int, default=None)
+    parser.add_argument("--init", type=Path, default=None, help="start from this model's weights")
+    parser.add_argument(
+        "--lr", type=float, default=2e-3, help="initial learning rate (cosine decay)"
+    )
     parser.add_argument("--budget", type=float, default=None, help="training seconds")
     parser.add_argument("--n-synthetic", type=int, default=400)
     parser.add_argument("--n-val", type=int, default=24)

@@ -125,10 +125,11 @@ def make_vessels(args: argparse.Namespace) -> Path:
 
 
 def make_lesions(args: argparse.Namespace) -> Path:
+    import keras
     import numpy as np
 
     from retinascreen.data.fundus import Preprocessing
-    from retinascreen.models.modelcard import ModelCard
+    from retinascreen.models.modelcard import ModelCard, read_card
     from retinascreen.models.segmentation import build_segmenter
     from retinascreen.synthetic import LESIONS
     from retinascreen.training.segmentation import (
@@ -144,6 +145,8 @@ def make_lesions(args: argparse.Namespace) -> Path:
     val = synthetic_data(range(100_000, 100_000 + args.n_val), args.size, classes)
     test = synthetic_data(range(200_000, 200_000 + args.n_test), args.size, classes)
     model = build_segmenter(args.arch, classes, width=args.width, depth=args.depth)
+    if args.init:  # continue from an earlier run's weights (its training time is added)
+        model.set_weights(keras.models.load_model(args.init, compile=False).get_weights())
     _log(f"lesions: {args.arch} w{args.width} d{args.depth}, {model.count_params()} params")
     result = train_segmenter(
         model,
@@ -159,6 +162,7 @@ def make_lesions(args: argparse.Namespace) -> Path:
         lesion_bias=0.5,
         log=_log,
     )
+    earlier = read_card(args.init).metrics.get("training_seconds", 0) if args.init else 0
     maps = predict_maps(model, test.views)
     dice = mean_dice(maps, test, result.thresholds)
     present = test.targets.reshape(-1, len(classes)).any(0)
@@ -168,7 +172,7 @@ def make_lesions(args: argparse.Namespace) -> Path:
         },
         "synthetic_test_photos": args.n_test,
         "training_photos": args.n_synthetic,
-        "training_seconds": round(result.seconds),
+        "training_seconds": round(result.seconds + earlier),
         "epochs": len(result.history),
         "mean_dice": round(float(np.mean([d for d, p in zip(dice, present, strict=True) if p])), 4),
     }

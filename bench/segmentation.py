@@ -64,7 +64,8 @@ def vessel_rows(paths: list[Path]) -> list[str]:
         mean_f1 = float(np.mean([p["f1"] for p in per]))
         budget = card.metrics.get("training_seconds", "?")
         clahe = ", CLAHE" if key[1] else ""
-        label = f"{path.name} ({card.backbone}{clahe}, {budget} s training)"
+        steps = 100 * int(card.metrics.get("epochs", 0))
+        label = f"{path.name} ({card.backbone}{clahe}, {budget} s, {steps} steps)"
         rows.append(
             f"| {label} | {_fmt(pooled['auc'])} | {_fmt(mean_auc)} | {_fmt(pooled['f1'])} | "
             f"{_fmt(mean_f1)} | {_fmt(pooled['sensitivity'])} | {_fmt(pooled['specificity'])} | "

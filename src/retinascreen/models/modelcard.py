@@ -30,6 +30,7 @@ KERAS_ENTRY = "retinascreen/model_card.json"
 ONNX_KEY = "retinascreen_model_card"
 RUN_DIR_CARD = "model_card.json"
 OBJECTIVES = ("softmax", "ordinal")
+TASKS = ("grading", "segmentation")
 SYNTHETIC_INTENDED_USE = "Trained on synthetic images only. Not for clinical use."
 DEFAULT_INTENDED_USE = (
     "Research and screening support for diabetic retinopathy (ICDR grades) on colour fundus "
@@ -47,6 +48,7 @@ class ModelCard:
 
     name: str = "retinascreen-model"
     version: str = "1"
+    task: str = "grading"  # or "segmentation" (per-pixel maps; see models/segmentation.py)
     backbone: str = "xception"
     head: str = "wise-srnet"
     input_size: int = 299
@@ -73,6 +75,8 @@ class ModelCard:
             raise ConfigError(
                 f"unknown objective {self.objective!r}; choose one of: {', '.join(OBJECTIVES)}"
             )
+        if self.task not in TASKS:
+            raise ConfigError(f"unknown task {self.task!r}; choose one of: {', '.join(TASKS)}")
         if self.thresholds is not None:
             self.thresholds = [float(t) for t in self.thresholds]
         self.classes = list(self.classes)

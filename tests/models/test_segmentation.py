@@ -1,0 +1,114 @@
+"""Segmentation models: fully convolutional, they learn, their cards say what they are."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from retinascreen.errors import ConfigError
+from retinascreen.models.modelcard import ModelCard, read_card, write_card
+from retinascreen.models.segmentation import SEGMENTERS, build_segmenter, bundled_segmenter
+from retinascreen.synthetic import LESIONS
+from retinascreen.training.segmentation import (
+    PatchSampler,
+    SegData,
+    bce_dice_loss,
+    pixel_metrics,
+)
+
+
+@pytest.mark.parametrize("arch", sorted(SEGMENTERS))
+def test_every_architecture_maps_any_size_to_per_pixel_probabilities(arch):
+    model = build_segmenter(arch, classes=("a", "b", "c"), width=4, depth=2)
+    for h, w in ((32, 48), (64, 20)):
+        out = np.asarray(model(np.full((1, h, w, 3), 200.0, np.float32)))
+        assert out.shape == (1, h, w, 3)
+        assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_unknown_architecture_names_the_choices():
+    with pytest.raises(ConfigError, match="encoder-decoder, unet"):
+        build_segmenter("segformer")
+
+
+def _stripes(n: int, size: int = 32, seed: int = 0) -> SegData:
+    """Reddish photos with dark thin 'vessels' (random horizontal/vertical lines)."""
+    rng = np.random.default_rng(seed)
+    views = np.zeros((n, size, size, 3), np.uint8)
+    views[...] = (180, 90, 40)
+    targets = np.zeros((n, size, size, 1), bool)
+    for i in range(n):
+        for _ in range(3):
+            k = int(rng.integers(2, size - 2))
+            if rng.random() < 0.5:
+                targets[i, k : k + 2, :, 0] = True
+            else:
+                targets[i, :, k : k + 2, 0] = True
+    views[targets[..., 0]] = (90, 30, 15)
+    return SegData(views, targets, np.ones((n, size, size), bool), [str(i) for i in range(n)])
+
+
+def test_a_tiny_unet_learns_a_vessel_like_pattern_in_a_few_steps():
+    import keras
+
+    keras.utils.set_random_seed(1)
+    data = _stripes(8)
+    model = build_segmenter("unet", width=4, depth=2)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=bce_dice_loss)
+    sampler = PatchSampler(data, patch=32, batch=8, steps=1, seed=0)
+    x, y = sampler[0]
+    before = float(model.evaluate(x, y, verbose=0))
+    model.fit(x, y, epochs=40, verbose=0)
+    after = float(model.evaluate(x, y, verbose=0))
+    assert after < 0.85 * before, (before, after)
+    maps = np.asarray(model(x))[..., 0]
+    assert pixel_metrics(maps, y[..., 0] > 0.5, np.ones_like(maps, bool), 0.5)["auc"] > 0.9
+
+
+def test_pixel_metrics_of_a_perfect_and_an_empty_prediction():
+    truth = np.zeros((4, 4), bool)
+    truth[1, :] = True
+    field = np.ones_like(truth)
+    perfect = pixel_metrics(truth.astype(float), truth, field, 0.5)
+    assert perfect["f1"] == 1.0 and perfect["auc"] == 1.0 and perfect["accuracy"] == 1.0
+    empty = pixel_metrics(np.zeros((4, 4)), truth, field, 0.5)
+    assert empty["f1"] == 0.0 and empty["sensitivity"] == 0.0 and empty["specificity"] == 1.0
+
+
+def test_segmentation_card_round_trips_inside_the_keras_file(tmp_path):
+    model = build_segmenter("encoder-decoder", width=4, depth=2)
+    path = tmp_path / "v.keras"
+    model.save(path)
+    card = ModelCard(task="segmentation", backbone="encoder-decoder", head="segmentation",
+                     classes=["vessels"], thresholds=[0.42], input_size=64)  # fmt: skip
+    write_card(path, card)
+    back = read_card(path)
+    assert (back.task, back.classes, back.thresholds) == ("segmentation", ["vessels"], [0.42])
+    assert ModelCard().task == "grading"
+    with pytest.raises(ConfigError, match="unknown task"):
+        ModelCard(task="detection")
+
+
+@pytest.mark.parametrize("what", ["vessels", "lesions"])
+def test_bundled_segmenters_load_and_say_what_they_were_trained_on(what):
+    import keras
+
+    path = bundled_segmenter(what)
+    assert path.stat().st_size < 3_000_000
+    card = read_card(path)
+    assert card.task == "segmentation" and card.head == "segmentation"
+    assert len(card.thresholds) == len(card.classes)
+    if what == "vessels":
+        assert card.classes == ["vessels"] and not card.synthetic
+        assert "DRIVE training set, 20 photos, manual annotations" in card.training_data
+    else:
+        assert card.classes == list(LESIONS) and card.synthetic
+        assert "synthetic photos only - no real lesion masks" in card.training_data
+    model = keras.models.load_model(path, compile=False)
+    out = np.asarray(model(np.zeros((1, 32, 32, 3), np.float32)))
+    assert out.shape == (1, 32, 32, len(card.classes))
+
+
+def test_unknown_bundled_segmenter_is_a_clear_error():
+    with pytest.raises(ConfigError, match="vessels, lesions"):
+        bundled_segmenter("optic-disc")

@@ -20,26 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.helpers.live_server import SlowClient, healthz_latency, live_server  # noqa: E402
-
-
-def tiny_model(folder: Path) -> Path:
-    """A tiny untrained mini_xception (64 px) with a model card."""
-    from retinascreen.models.build import build_model
-    from retinascreen.models.modelcard import ModelCard, write_card
-
-    path = folder / "tiny.keras"
-    build_model("mini_xception", "wise-srnet", size=64, widths=(8, 16)).save(path)
-    write_card(
-        path,
-        ModelCard(
-            name="tiny",
-            backbone="mini_xception",
-            input_size=64,
-            preprocessing={"size": 64},
-            synthetic=True,
-        ),
-    )
-    return path
+from tests.helpers.models import make_model, save_model  # noqa: E402
 
 
 def main() -> None:
@@ -51,7 +32,9 @@ def main() -> None:
     server_args = ["--threads", "4", "--body-timeout", "0"] if args.before else []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        with live_server(folder, tiny_model(folder), args=server_args) as server:
+        with live_server(
+            folder, save_model(make_model(), folder / "tiny.keras"), args=server_args
+        ) as server:
             token = server.token()
             baseline = [healthz_latency(server.port) for _ in range(5)]
             clients = [SlowClient(server.port, token, args.seconds) for _ in range(args.clients)]

@@ -3,9 +3,10 @@
 - ``vessels``: a U-Net trained on DRIVE's 20 training photos (3 held out for early stopping
   and the threshold), random 96 px patches of the 576 px fundus crop (DRIVE's ~540 px field
   at its native scale), BCE + Dice; measured on DRIVE's 20 test photos inside the field of
-  view against the 1st observer;
+  view against the 1st observer (the bundled one: ``vessels --clahe``, CLAHE after the crop);
 - ``lesions``: a U-Net trained on synthetic photos (256 px) with their per-lesion masks,
-  measured by per-lesion Dice on unseen synthetic photos.
+  measured by per-lesion Dice on unseen synthetic photos (the bundled one: ``lesions
+  --n-synthetic 300 --threads 1``, then ``--init`` it ``--lr 1e-3 --budget 480 --epochs 10``).
 
 Each model is written with its card to ``src/retinascreen/segmentation_models/<what>.keras``
 (or ``--out``). The photographs are only read from ``../shared/data/drive``; none is copied.

@@ -44,3 +44,22 @@ def test_a_folder_without_the_drive_layout_is_a_clear_error(tmp_path):
         read_drive(tmp_path, "test")
     with pytest.raises(DatasetError, match="unknown DRIVE split"):
         read_drive(tmp_path, "validation")
+
+
+def test_bundled_vessel_model_finds_the_vessels_of_an_unseen_drive_photo(test_split):
+    import keras
+
+    from retinascreen.models.modelcard import preprocessing_for, read_card
+    from retinascreen.models.segmentation import bundled_segmenter
+    from retinascreen.training.segmentation import drive_data, pixel_metrics
+
+    path = bundled_segmenter("vessels")
+    card = read_card(path)
+    photo = test_split[0]
+    view = preprocessing_for(card, card.input_size).apply(photo.image)  # what a user's photo gets
+    data = drive_data([photo], card.input_size, clahe=card.preprocessing["clahe"])
+    assert np.array_equal(view, data.views[0])  # training and serving see the same pixels
+    model = keras.models.load_model(path, compile=False)
+    maps = np.asarray(model(view[None].astype(np.float32)))[0, ..., 0]
+    figures = pixel_metrics(maps, data.targets[0, ..., 0], data.fields[0], card.thresholds[0])
+    assert figures["auc"] > 0.95 and figures["f1"] > 0.75, figures

@@ -101,3 +101,10 @@ def test_exported_from_the_package():
     import retinascreen
 
     assert retinascreen.Segmenter is Segmenter
+
+
+def test_the_grading_predictor_refuses_a_segmentation_model(segmentation_models):
+    from retinascreen.serving.predictor import Predictor
+
+    with pytest.raises(ModelError, match="segmentation model, not a grading model.*segment"):
+        Predictor(segmentation_models["vessels"])

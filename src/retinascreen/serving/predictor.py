@@ -94,6 +94,11 @@ class Predictor:
         self.engine: str = self._engine.kind
         self.card: ModelCard | None = load_card(self.model_path)
         card = self.card
+        if card is not None and card.task != "grading":
+            raise ModelError(
+                f"{self.model_path.name} is a {card.task} model, not a grading model: use "
+                "`retinascreen segment` or retinascreen.Segmenter for it"
+            )
         self.input_size: int = int(self._engine.input_size or (card.input_size if card else 299))
         try:
             self.preprocessing: Preprocessing = preprocessing_for(card, self.input_size)

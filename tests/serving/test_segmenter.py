@@ -108,3 +108,31 @@ def test_the_grading_predictor_refuses_a_segmentation_model(segmentation_models)
 
     with pytest.raises(ModelError, match="segmentation model, not a grading model.*segment"):
         Predictor(segmentation_models["vessels"])
+
+
+def test_export_command_writes_an_onnx_segmenter_with_the_same_maps(tmp_path, photo):
+    from retinascreen.errors import ConfigError
+    from retinascreen.serving.export import export_model
+
+    keras_path = save_tiny_segmenter(tmp_path)
+    out = tmp_path / "exported.onnx"
+    report = export_model(keras_path, out)
+    assert report.precision == "fp32" and report.max_abs_diff < 1e-4
+    exported = Segmenter(out)
+    assert exported.engine == "onnx" and exported.classes == ("vessels",)
+    np.testing.assert_allclose(
+        exported.segment(photo).maps["vessels"],
+        Segmenter(keras_path).segment(photo).maps["vessels"],
+        atol=1e-4,
+    )
+    with pytest.raises(ConfigError, match="segmentation model: export it as fp32"):
+        export_model(keras_path, tmp_path / "int8.onnx", int8=True, calibration=tmp_path)
+
+
+def test_the_bundled_segmenters_run_on_onnx_runtime():
+    from retinascreen.serving.segmenter import bundled_path
+
+    for what in ("vessels", "lesions"):
+        path = bundled_path(what)
+        assert path.suffix == ".onnx", path
+        assert Segmenter(what=what).engine == "onnx"

@@ -204,7 +204,12 @@ def export_model(
     source = resolve_model_path(model, engine="keras")
     keras_model = load_keras_model(source)
     card = load_card(source)
-    size = int(keras_model.input_shape[1])
+    segmentation = card is not None and card.task == "segmentation"
+    if segmentation and int8:
+        raise ConfigError(
+            f"{source.name} is a segmentation model: export it as fp32 (int8 maps are not measured)"
+        )
+    size = _input_size(keras_model, card)
     pre = preprocessing_for(card, size)
     from retinascreen.grading import grade_rule
 
@@ -257,7 +262,11 @@ def export_model(
         else:
             candidate = _run_onnx(final, probe)
         max_diff = float(np.abs(reference - candidate).max())
-        agreement = grade_agreement(reference, candidate, rule) if len(held_x) else None
+        agreement = (
+            grade_agreement(reference, candidate, rule)
+            if len(held_x) and not segmentation
+            else None
+        )
         precision = "int8" if int8 else "fp32"
         if agreement is not None:
             say(f"grade agreement with Keras fp32: {agreement:.1%} of {len(held_x)} held images")
@@ -268,7 +277,7 @@ def export_model(
                     f"nothing written to {out}. Use more representative calibration images, "
                     "or export fp32"
                 )
-        elif not int8 and max_diff > 1e-3:
+        if agreement is None and not int8 and max_diff > 1e-3:
             raise ExportAgreementError(
                 f"the ONNX model's probabilities differ from Keras by {max_diff:.2e}; nothing written"
             )
@@ -298,6 +307,16 @@ def export_model(
         max_abs_diff=max_diff,
         size_bytes=out.stat().st_size,
     )
+
+
+def _input_size(keras_model: Any, card: ModelCard | None) -> int:
+    """The square input side: the model's own, else (fully convolutional) the card's, in 16s."""
+    side = keras_model.input_shape[1]
+    if side is None and card is not None:
+        side = max(16, round(card.input_size / 16) * 16)
+    if side is None:
+        raise ModelError("the model takes any input size and has no model card to say which")
+    return int(side)
 
 
 def _random_probe(size: int) -> np.ndarray:

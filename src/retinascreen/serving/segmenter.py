@@ -128,7 +128,8 @@ def bundled_path(what: str) -> Path:
     path = Path(family.bundled_segmenter(what))
     if not path.is_file():
         raise ModelError(f"the bundled {what} model is missing ({path})")
-    return path
+    twin = path.with_suffix(".onnx")  # the same model exported for ONNX Runtime: 3-5x faster
+    return twin if twin.is_file() else path
 
 
 def card_task(card: ModelCard) -> str:

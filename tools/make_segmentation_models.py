@@ -9,7 +9,7 @@
   --n-synthetic 300 --threads 1``, then ``--init`` it ``--lr 1e-3 --budget 480 --epochs 10``).
 
 Each model is written with its card to ``src/retinascreen/segmentation_models/<what>.keras``
-(or ``--out``). The photographs are only read from ``../shared/data/drive``; none is copied.
+(or ``--out``), with its ONNX twin ``<what>.onnx`` beside it (what ``Segmenter`` runs). The photographs are only read from ``../shared/data/drive``; none is copied.
 """
 
 from __future__ import annotations
@@ -208,6 +208,10 @@ def _save(model, card, path: Path) -> Path:  # noqa: ANN001
     clean.save(path)
     write_card(path, card)
     _log(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    # The ONNX twin is what Segmenter runs (3-5x faster); never leave a stale one beside it.
+    from retinascreen.serving.export import export_model
+
+    _log(export_model(path, path.with_suffix(".onnx")).summary())
     return path
 
 

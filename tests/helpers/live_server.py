@@ -85,6 +85,8 @@ class LiveServer:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     cookies: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment (``RETINASCREEN_<KEY>`` settings, as an operator sets them)."""
 
     @property
     def base(self) -> str:
@@ -119,7 +121,7 @@ class LiveServer:
             *(["--database-url", self.database_url] if self.database_url else []),
             *self.args,
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         self.wait_for_workers(self.workers, timeout=timeout)

@@ -1,4 +1,7 @@
-"""A live ``retinascreen serve`` (real gunicorn, 2 workers, SQLite in a temporary folder).
+"""A live ``retinascreen serve`` driven with ``requests`` (cookies, headers, forms).
+
+The process is :class:`tests.helpers.live_server.LiveServer`'s (real gunicorn, 2 workers, SQLite
+in a temporary folder); this module adds the browser-like helpers the account tests need.
 
 ``served(tmp_path, model, env={...})`` is a context manager yielding a :class:`Served` with the
 base URL, the instance folder and the database file; the server stops (SIGTERM) on exit.
@@ -8,26 +11,14 @@ Settings go in as ``RETINASCREEN_<KEY>`` environment variables, as an operator w
 from __future__ import annotations
 
 import contextlib
-import os
-import re
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
-CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.helpers.live_server import CSRF_RE, LiveServer, free_port
 
 
 @dataclass
@@ -80,32 +71,19 @@ def served(
     instance = tmp_path / "instance"
     for username, password in (users or {}).items():
         create_admin(username, password, instance=instance)
-    port = free_port()
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    command = [sys.executable, "-m", "retinascreen", "serve", "--model", str(model)]
-    command += ["--port", str(port), "--workers", str(workers), "--instance", str(instance)]
-    log = tmp_path / "server.log"
-    with log.open("w") as output:  # a file, not a pipe: a full pipe would stall the server
-        process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, env=environment
-        )
-    server = Served(f"http://127.0.0.1:{port}", instance, process, log)
+    server = LiveServer(
+        port=free_port(),
+        instance=instance,
+        model_path=model,
+        database_url=None,
+        workers=workers,
+        args=(),
+        log_path=tmp_path / "server.log",
+        env=dict(env or {}),
+    )
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if requests.get(server.url("/healthz"), timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:  # refused while the workers start
-                pass
-            assert process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.3)
-        yield server
+        server.start()  # waits until every worker has loaded the model
+        assert server.process is not None
+        yield Served(server.base, instance, server.process, server.log_path)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.stop()

@@ -57,7 +57,7 @@ def save_tiny_segmenter(
     model = build_tiny_segmenter(classes)
     path = folder / f"{name}.keras"
     model.save(path)
-    card = ModelCard.from_dict(  # "task" is a field once SEG-MODEL's card lands, else extra
+    card = ModelCard.from_dict(
         {
             "name": f"tiny-{name}",
             "version": "0.1",

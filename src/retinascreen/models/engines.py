@@ -29,6 +29,26 @@ RUN_BEST_KERAS = "best.keras"
 RUN_KERAS = "model.keras"
 RUN_MODEL_FILES = (RUN_ONNX, RUN_BEST_KERAS, RUN_KERAS)
 MODEL_SUFFIXES = (".keras", ".onnx")
+SEGMENTATION_DIR = Path(__file__).resolve().parent.parent / "segmentation_models"
+BUNDLED_SEGMENTERS = ("vessels", "lesions")
+
+
+def bundled_segmenter(what: str = "vessels") -> Path:
+    """Path of the bundled ``vessels`` or ``lesions`` model (``.keras``; its ``.onnx`` twin lies
+    beside it). ConfigError for another name, ModelError when the file is missing."""
+    from retinascreen.errors import ConfigError
+
+    if what not in BUNDLED_SEGMENTERS:
+        raise ConfigError(
+            f"unknown bundled segmenter {what!r}; choose one of: {', '.join(BUNDLED_SEGMENTERS)}"
+        )
+    path = SEGMENTATION_DIR / f"{what}.keras"
+    if not path.is_file():
+        raise ModelError(
+            f"bundled {what} segmentation model not found at {path}; "
+            "run tools/make_segmentation_models.py"
+        )
+    return path
 
 
 def resolve_model_path(model: str | os.PathLike[str] | None, engine: str = "auto") -> Path:

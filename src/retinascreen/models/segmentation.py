@@ -15,16 +15,24 @@ overlap). The bundled models live in ``retinascreen/segmentation_models``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import keras
 from keras import layers
 
-from retinascreen.errors import ConfigError, ModelError
+from retinascreen.errors import ConfigError
+from retinascreen.models.engines import BUNDLED_SEGMENTERS as BUNDLED
+from retinascreen.models.engines import SEGMENTATION_DIR as BUNDLED_DIR
+from retinascreen.models.engines import bundled_segmenter
 
-BUNDLED_DIR = Path(__file__).resolve().parents[1] / "segmentation_models"
-BUNDLED = ("vessels", "lesions")
+__all__ = [
+    "BUNDLED",
+    "BUNDLED_DIR",
+    "SEGMENTERS",
+    "build_segmenter",
+    "bundled_segmenter",
+    "register_segmenter",
+]
 
 Builder = Callable[[Any, int, int], Any]
 SEGMENTERS: dict[str, Builder] = {}
@@ -115,18 +123,3 @@ def build_segmenter(
     x = SEGMENTERS[arch](x, int(width), int(depth))
     outputs = layers.Conv2D(len(classes), 1, activation="sigmoid", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=f"segmenter_{arch.replace('-', '_')}")
-
-
-def bundled_segmenter(what: str = "vessels") -> Path:
-    """Path of the bundled ``vessels`` or ``lesions`` model (``ModelError`` when missing)."""
-    if what not in BUNDLED:
-        raise ConfigError(
-            f"unknown bundled segmenter {what!r}; choose one of: {', '.join(BUNDLED)}"
-        )
-    path = BUNDLED_DIR / f"{what}.keras"
-    if not path.is_file():
-        raise ModelError(
-            f"bundled {what} segmentation model not found at {path}; "
-            "run tools/make_segmentation_models.py"
-        )
-    return path

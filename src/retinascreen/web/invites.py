@@ -9,8 +9,8 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from retinascreen.web.models import Invite, User, utcnow
-from retinascreen.web.security import as_utc, token_digest
+from retinascreen.web.models import Invite, User, as_utc, utcnow
+from retinascreen.web.security import token_digest
 
 
 def make_invite(db: Session, *, days: int = 7) -> str:

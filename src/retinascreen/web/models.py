@@ -94,6 +94,8 @@ class Screening(Base):
     heatmap_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
     vessels_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lesions_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    FILE_COLUMNS = ("photo_name", "heatmap_name", "vessels_name", "lesions_name")
+    """Every column naming a stored file (the start-up sweep keeps what these name)."""
     model_name: Mapped[str] = mapped_column(String(128))
     model_version: Mapped[str] = mapped_column(String(64))
     model_sha256: Mapped[str] = mapped_column(String(64))
@@ -111,12 +113,18 @@ class Screening(Base):
         photo_name: str,
         heatmap_name: str | None,
         model_card: dict[str, Any] | None = None,
+        overlay_names: dict[str, str] | None = None,
+        segmentation: dict[str, Any] | None = None,
     ) -> Screening:
-        """The row of a graded photograph: the SPEC result JSON (plus the card summary, if any)
-        and the columns the history pages filter on."""
+        """The row of a graded photograph: the SPEC result JSON (plus the card summary and the
+        segmentation summary, if any), its files and the columns the history pages filter on.
+        ``overlay_names``: stored file of each overlay (``vessels``, ``lesions``)."""
         result = prediction.to_dict()
         if model_card:
             result["model_card"] = model_card
+        if segmentation:
+            result["segmentation"] = segmentation
+        overlays = overlay_names or {}
         model = prediction.model
         return cls(
             user_id=user_id,
@@ -130,6 +138,8 @@ class Screening(Base):
             result_json=json.dumps(result),
             photo_name=photo_name,
             heatmap_name=heatmap_name,
+            vessels_name=overlays.get("vessels"),
+            lesions_name=overlays.get("lesions"),
             model_name=model.name[:128],
             model_version=model.version[:64],
             model_sha256=model.sha256[:64],

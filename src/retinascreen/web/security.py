@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from retinascreen.web.limits import Refused, login_limits, take
-from retinascreen.web.models import ApiToken, AuditEvent, User, utcnow
+from retinascreen.web.models import ApiToken, AuditEvent, User, as_utc, utcnow
 
 _hasher = PasswordHasher()
 TOKEN_PREFIX = "rs_"
@@ -166,11 +166,6 @@ def end_sessions(db: Session, user: User, *, tokens: bool) -> None:
             .where(ApiToken.user_id == user.id, ApiToken.revoked.is_(None))
             .values(revoked=utcnow())
         )
-
-
-def as_utc(moment: datetime) -> datetime:
-    """SQLite returns naive datetimes for what was stored as UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def token_expires(token: ApiToken) -> datetime:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 from typing import Any
@@ -173,11 +172,9 @@ def screen_upload(
         photo_name=next(iter(files)),
         heatmap_name=heatmap_name,
         model_card=card_summary(predictor),
+        overlay_names=overlay_names,
+        segmentation=overlays.summary,
     )
-    screening.vessels_name = overlay_names.get("vessels")
-    screening.lesions_name = overlay_names.get("lesions")
-    if overlays.summary:
-        screening.result_json = json.dumps({**screening.result, "segmentation": overlays.summary})
     store: PhotoStore = current_app.extensions["retinascreen.photos"]
     try:
         with store.staged(files):

@@ -130,12 +130,7 @@ def sweep_photos(engine: Engine, store: PhotoStore) -> tuple[list[str], list[str
     from retinascreen.web.models import Screening
 
     with Session(engine) as db:
-        columns = (
-            Screening.photo_name,
-            Screening.heatmap_name,
-            Screening.vessels_name,
-            Screening.lesions_name,
-        )
+        columns = [getattr(Screening, name) for name in Screening.FILE_COLUMNS]
         rows = db.execute(select(*columns)).all()
     referenced = {name for row in rows for name in row if name}
     published, removed = store.sweep(referenced)

@@ -15,7 +15,6 @@ EPILOG = """examples:
   retinascreen admin create alice --database-url postgresql://user:pw@db/retinascreen
   retinascreen admin invite --url https://screening.example.org   # link valid 7 days, once
 """
-MIN_PASSWORD = 10
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -81,8 +80,6 @@ def read_password(from_stdin: bool) -> str:
             raise ConfigError("the passwords differ")
     else:
         raise ConfigError("no terminal to ask for the password: use --password-stdin")
-    if len(password) < MIN_PASSWORD:
-        raise ConfigError(f"the password must have at least {MIN_PASSWORD} characters")
     return password
 
 

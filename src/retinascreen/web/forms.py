@@ -7,6 +7,8 @@ from flask_wtf.file import FileField, FileRequired
 from wtforms import PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, Regexp
 
+from retinascreen.web.security import MIN_PASSWORD_LENGTH
+
 try:  # WTForms >= 3.3 prefers SelectChoice objects to tuples
     from wtforms.fields.choices import SelectChoice
 
@@ -22,30 +24,28 @@ USERNAME_RULE = Regexp(
     r"^[A-Za-z0-9_.-]+$", message="Use letters, digits, dots, dashes or underscores."
 )
 
+# A new password: the length here, the strength (zxcvbn) in security.password_problem.
+NEW_PASSWORD_RULES = [
+    DataRequired(),
+    Length(MIN_PASSWORD_LENGTH, 256, message=f"Use at least {MIN_PASSWORD_LENGTH} characters."),
+]
+REPEAT_PASSWORD_RULES = [
+    DataRequired(),
+    EqualTo("password", message="The passwords differ."),
+]
+
 
 class RegisterForm(FlaskForm):
     username = StringField("Username", validators=[DataRequired(), Length(3, 64), USERNAME_RULE])
-    password = PasswordField(
-        "Password",
-        validators=[DataRequired(), Length(10, 256, message="Use at least 10 characters.")],
-    )
-    confirm = PasswordField(
-        "Repeat password",
-        validators=[DataRequired(), EqualTo("password", message="The passwords differ.")],
-    )
+    password = PasswordField("Password", validators=NEW_PASSWORD_RULES)
+    confirm = PasswordField("Repeat password", validators=REPEAT_PASSWORD_RULES)
     invite = StringField("Invite code", validators=[Optional(), Length(max=128)])
 
 
 class PasswordForm(FlaskForm):
     current = PasswordField("Current password", validators=[DataRequired(), Length(1, 256)])
-    password = PasswordField(
-        "New password",
-        validators=[DataRequired(), Length(10, 256, message="Use at least 10 characters.")],
-    )
-    confirm = PasswordField(
-        "Repeat new password",
-        validators=[DataRequired(), EqualTo("password", message="The passwords differ.")],
-    )
+    password = PasswordField("New password", validators=NEW_PASSWORD_RULES)
+    confirm = PasswordField("Repeat new password", validators=REPEAT_PASSWORD_RULES)
 
 
 class LoginForm(FlaskForm):

@@ -10,7 +10,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from retinascreen.commands.serve import add_server_arguments
+from retinascreen.commands.serve import (
+    add_server_arguments,
+    check_server_arguments,
+    serve_with_arguments,
+)
 
 EPILOG = """examples:
   retinascreen demo                    # open the printed URL, sign in with the printed account
@@ -59,8 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from retinascreen.errors import ModelError
     from retinascreen.web.accounts import ensure_demo_user
-    from retinascreen.web.server import prepare, serve
+    from retinascreen.web.server import prepare
 
+    check_server_arguments(args)
     try:
         config = prepare(args.instance, args.database_url, None)
     except ModelError as exc:
@@ -70,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         ) from exc
     # the demo lets visitors make their own accounts (a real server defaults to admin-only)
     config["REGISTRATION"] = os.environ.get("RETINASCREEN_REGISTRATION") or "open"
-    if getattr(args, "https", False):
+    if args.https:
         config["HTTPS"] = True
     password = ensure_demo_user(
         database_url=config["DATABASE_URL"], instance=config["INSTANCE_PATH"]
@@ -87,14 +92,7 @@ def run(args: argparse.Namespace) -> int:
         "Press Ctrl-C to stop.\n",
         flush=True,
     )
-    serve(
-        config,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        threads=args.threads,
-        body_timeout=args.body_timeout,
-    )
+    serve_with_arguments(config, args)
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 EPILOG = """examples:
   retinascreen serve                                   # demo model, SQLite in ./instance
@@ -78,22 +79,20 @@ def add_server_arguments(
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def check_server_arguments(args: argparse.Namespace) -> None:
+    """ConfigError for server options out of range (before anything is set up)."""
     from retinascreen.errors import ConfigError
-    from retinascreen.web.server import prepare, serve
 
     if args.workers < 1 or args.threads < 1 or not 0 <= args.port <= 65535:
         raise ConfigError("--workers and --threads must be at least 1 and --port 0..65535")
     if args.body_timeout < 0:
         raise ConfigError("--body-timeout must be 0 (no limit) or more seconds")
-    config = prepare(args.instance, args.database_url, args.model)
-    if args.https:
-        config["HTTPS"] = True
-    print(
-        f"retinascreen: serving {config['MODEL']} on http://{args.host}:{args.port}/ "
-        f"({args.workers} workers); Ctrl-C stops",
-        flush=True,
-    )
+
+
+def serve_with_arguments(config: dict[str, Any], args: argparse.Namespace) -> None:
+    """Serve ``config`` with the options :func:`add_server_arguments` added, until Ctrl-C."""
+    from retinascreen.web.server import serve
+
     serve(
         config,
         host=args.host,
@@ -102,4 +101,19 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         body_timeout=args.body_timeout,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    from retinascreen.web.server import prepare
+
+    check_server_arguments(args)
+    config = prepare(args.instance, args.database_url, args.model)
+    if args.https:
+        config["HTTPS"] = True
+    print(
+        f"retinascreen: serving {config['MODEL']} on http://{args.host}:{args.port}/ "
+        f"({args.workers} workers); Ctrl-C stops",
+        flush=True,
+    )
+    serve_with_arguments(config, args)
     return 0

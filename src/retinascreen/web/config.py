@@ -106,9 +106,9 @@ def defaults() -> dict[str, Any]:
         **account_defaults(),
         "MODEL": os.environ.get("RETINASCREEN_MODEL") or None,
         # Vessel and lesion overlays (retinascreen.web.segmentation): None = bundled models.
-        "SEGMENTATION": os.environ.get("RETINASCREEN_SEGMENTATION", "1") != "0",
-        "VESSEL_MODEL": os.environ.get("RETINASCREEN_VESSEL_MODEL") or None,
-        "LESION_MODEL": os.environ.get("RETINASCREEN_LESION_MODEL") or None,
+        "SEGMENTATION": _env("SEGMENTATION", True),
+        "VESSEL_MODEL": _env("VESSEL_MODEL", None),
+        "LESION_MODEL": _env("LESION_MODEL", None),
         "MAX_CONTENT_LENGTH": DEFAULT_MAX_UPLOAD_BYTES,
         "MAX_IMAGE_PIXELS": None,  # None = retinascreen.data.images.MAX_PIXELS
         "AUTO_MIGRATE": True,

@@ -45,7 +45,7 @@ class _TimedInput:
         self._deadline = deadline
         self._left = length
 
-    def _check(self, data: bytes, size: int | None) -> bytes:
+    def _check(self, data: bytes) -> bytes:
         if self._deadline.expired:
             raise RequestTimeout()
         if self._left is not None:
@@ -57,12 +57,12 @@ class _TimedInput:
     def read(self, size: int | None = None) -> bytes:
         if self._deadline.expired:
             raise RequestTimeout()
-        return self._check(self._stream.read(size), size)
+        return self._check(self._stream.read(size))
 
     def readline(self, size: int | None = None) -> bytes:
         if self._deadline.expired:
             raise RequestTimeout()
-        return self._check(self._stream.readline(size), size)
+        return self._check(self._stream.readline(size))
 
     def readlines(self, hint: int | None = None) -> list[bytes]:
         return list(iter(self.readline, b""))

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from retinascreen.serving.segmenter import BUNDLED
+from retinascreen.models.engines import BUNDLED_SEGMENTERS
 
 if TYPE_CHECKING:
     from retinascreen.serving.segmenter import Segmentation, Segmenter
@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument(
         "--what",
-        choices=BUNDLED,
+        choices=BUNDLED_SEGMENTERS,
         default="vessels",
         help="which bundled model to use without MODEL (default: vessels)",
     )

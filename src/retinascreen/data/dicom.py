@@ -181,8 +181,6 @@ def _image_info(ds: Any, label: str, max_pixels: int) -> _Info:
     if "PixelData" not in ds:
         raise NotAnImageError(f"{label}: the DICOM file holds no pixel data (not an image object)")
     _check_pixels(label, info.cols, info.rows, max_pixels)
-    if info.frames < 1:
-        raise CorruptImageError(f"{label}: the DICOM header claims {info.frames} frames")
     _check_frame_count(label, info.cols, info.rows, info.frames, max_pixels)
     if info.samples not in (1, 3, 4) or info.bits not in (1, 8, 16, 32):
         raise UnsupportedFormatError(

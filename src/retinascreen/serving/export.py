@@ -310,10 +310,12 @@ def export_model(
 
 
 def _input_size(keras_model: Any, card: ModelCard | None) -> int:
-    """The square input side: the model's own, else (fully convolutional) the card's, in 16s."""
+    """The square input side: the model's own, else (fully convolutional) what Segmenter runs."""
     side = keras_model.input_shape[1]
     if side is None and card is not None:
-        side = max(16, round(card.input_size / 16) * 16)
+        from retinascreen.serving.segmenter import network_side
+
+        side = network_side(card.input_size)
     if side is None:
         raise ModelError("the model takes any input size and has no model card to say which")
     return int(side)

@@ -112,6 +112,11 @@ class Segmentation:
         }
 
 
+def network_side(input_size: int) -> int:
+    """The side a segmentation network runs at: ``input_size`` rounded to a multiple of 16."""
+    return max(MULTIPLE, round(input_size / MULTIPLE) * MULTIPLE)
+
+
 def bundled_path(what: str) -> Path:
     """The bundled ``vessels`` or ``lesions`` model file, its ONNX twin when present (3-5x
     faster); a ModelError when the name is unknown or the file is missing."""
@@ -167,7 +172,7 @@ class Segmenter:
         self.classes: tuple[str, ...] = tuple(card.classes)
         self.thresholds: dict[str, float] = dict(zip(self.classes, thresholds, strict=True))
         self.input_size: int = int(card.input_size)
-        self.size: int = max(MULTIPLE, round(self.input_size / MULTIPLE) * MULTIPLE)
+        self.size: int = network_side(self.input_size)
         try:
             self.preprocessing = preprocessing_for(card, self.size)
         except ModelError as exc:

@@ -4,7 +4,6 @@ grade, quality, model."""
 from __future__ import annotations
 
 import io
-from datetime import UTC
 from pathlib import Path
 
 from reportlab.lib import colors
@@ -25,7 +24,7 @@ from retinascreen import __version__
 from retinascreen.data.fundus import explain_reasons
 from retinascreen.grading import LABELS
 from retinascreen.result import SYNTHETIC_WARNING
-from retinascreen.web.models import Screening
+from retinascreen.web.models import Screening, as_utc
 from retinascreen.web.pdf_text import SANS, SANS_BOLD, markup, register_fonts
 from retinascreen.web.storage import PhotoStore
 
@@ -166,9 +165,7 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
     ]
     if screening.synthetic:
         story += [Spacer(1, 3 * mm), Paragraph(markup(warning_text()), warning)]
-    created = screening.created
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
+    created = as_utc(screening.created)
     cell = ParagraphStyle("cell", parent=body, fontSize=9, leading=11)
 
     def value(text: str) -> Paragraph:

@@ -9,6 +9,8 @@ import os
 import re
 import shutil
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,20 +31,38 @@ ARGS = [
 ]
 
 
-@pytest.fixture
-def server(tmp_path, web_predictor):
+@contextmanager
+def served(app) -> Iterator[str]:
+    """``app`` on a threaded Werkzeug server on loopback; yields its base URL."""
     from werkzeug.serving import make_server
 
     from retinascreen.web import dispose
 
-    app = make_app(tmp_path / "instance", web_predictor, TESTING=False)
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join(5)
-    dispose(app)
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        thread.join(5)
+        dispose(app)
+
+
+@pytest.fixture
+def server(tmp_path, web_predictor):
+    with served(make_app(tmp_path / "instance", web_predictor, TESTING=False)) as url:
+        yield url
+
+
+def sign_in(page, username: str) -> None:
+    """Sign in on the page shown (the sign-in form) and land on the upload page."""
+    from playwright.sync_api import expect
+
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/screenings/new$"))
 
 
 @pytest.fixture
@@ -80,10 +100,7 @@ def test_register_upload_result_history_report(server, page, tmp_path):
     page.get_by_role("button", name="Create account").click()
     expect(page).to_have_url(re.compile(r"/auth/login$"))  # never says whether the name was free
     expect(page.get_by_role("status").first).to_contain_text("account is ready")
-    page.get_by_label("Username").fill("dr_jones")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(re.compile(r"/screenings/new$"))
+    sign_in(page, "dr_jones")
     expect(page.get_by_role("alert").first).to_contain_text("synthetic data")
 
     page.get_by_label("Fundus photograph").set_input_files(str(photo))
@@ -138,10 +155,7 @@ def test_register_upload_result_history_report(server, page, tmp_path):
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("link", name="Sign in").first).to_be_visible()
     page.goto(server + "/auth/login")
-    page.get_by_label("Username").fill("dr_jones")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(re.compile(r"/screenings/new$"))
+    sign_in(page, "dr_jones")
 
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     page.goto(server + "/screenings")
@@ -150,10 +164,6 @@ def test_register_upload_result_history_report(server, page, tmp_path):
 
 @pytest.fixture
 def seg_server(tmp_path, web_predictor, segmentation_models):
-    from werkzeug.serving import make_server
-
-    from retinascreen.web import dispose
-
     app = make_app(
         tmp_path / "instance",
         web_predictor,
@@ -162,13 +172,8 @@ def seg_server(tmp_path, web_predictor, segmentation_models):
         VESSEL_MODEL=str(segmentation_models["vessels"]),
         LESION_MODEL=str(segmentation_models["lesions"]),
     )
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join(5)
-    dispose(app)
+    with served(app) as url:
+        yield url
 
 
 def test_overlay_toggles_in_a_real_browser(seg_server, page, tmp_path):
@@ -182,10 +187,7 @@ def test_overlay_toggles_in_a_real_browser(seg_server, page, tmp_path):
     page.get_by_label("Repeat password").fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
     expect(page).to_have_url(re.compile(r"/auth/login$"))
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(re.compile(r"/screenings/new$"))
+    sign_in(page, "alice")
     page.get_by_label("Fundus photograph").set_input_files(str(photo))
     page.get_by_role("button", name="Grade photograph").click()
     expect(page).to_have_url(re.compile(r"/screenings/\d+$"))

@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Ben Graham local-colour normalisation (4*img - 4*blur + 128)",
     )
     parser.add_argument("--clahe", action="store_true", help="CLAHE on the lightness channel")
+    parser.add_argument(
+        "--equalize", action="store_true", help="per-channel histogram equalisation in the fundus"
+    )
     parser.set_defaults(func=run)
 
 
@@ -48,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.size < 8 or args.size > 8192:
         raise ConfigError(f"--size must be between 8 and 8192 pixels, got {args.size}")
-    steps = Preprocessing(size=args.size, ben_graham=args.ben_graham, clahe=args.clahe)
+    steps = Preprocessing(
+        size=args.size, ben_graham=args.ben_graham, clahe=args.clahe, equalize=args.equalize
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
 

@@ -40,6 +40,7 @@ _FLAGS = (
     "split_seed",
     "ben_graham",
     "clahe",
+    "equalize",
     "val",
     "test",
     "train_limit",
@@ -120,6 +121,11 @@ def register(subparsers: Any) -> None:
     add("--split-seed", type=int, help="seed of the train/val/test split alone (default: --seed)")
     add("--ben-graham", action=argparse.BooleanOptionalAction, help="Ben Graham pre-processing")
     add("--clahe", action=argparse.BooleanOptionalAction, help="CLAHE pre-processing")
+    add(
+        "--equalize",
+        action=argparse.BooleanOptionalAction,
+        help="per-channel histogram equalisation inside the fundus (raw and enhanced photos alike)",
+    )
     add("--val", type=float, help="validation fraction (default 0.15)")
     add("--test", type=float, help="test fraction (default 0.15)")
     add("--train-limit", type=int, help="use at most this many training images")

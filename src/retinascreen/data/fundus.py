@@ -490,18 +490,45 @@ def apply_clahe(rgb: np.ndarray, *, clip_limit: float = 2.0, tiles: int = 8) -> 
     return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
 
 
+def apply_equalize(
+    rgb: np.ndarray, field: np.ndarray, sample: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-channel histogram equalisation inside the fundus ``field``; black outside it.
+
+    Each channel's values inside ``sample`` (default: ``field``) are mapped through their own
+    cumulative histogram, so every photo leaves with the same within-field distribution
+    (about uniform): the "enhancement" of the EyePACS 256 px set, which makes a raw camera
+    photo look like an enhanced training photo.
+    """
+    sample = field if sample is None else sample & field
+    out = np.zeros_like(rgb)
+    if np.count_nonzero(sample) < 16:
+        out[field] = rgb[field]
+        return out
+    for c in range(3):
+        channel = rgb[:, :, c]
+        counts = np.bincount(channel[sample], minlength=256).astype(np.float64)
+        cdf = np.cumsum(counts)
+        low = cdf[np.flatnonzero(counts)[0]]
+        lut = np.clip(np.round(255.0 * (cdf - low) / max(cdf[-1] - low, 1.0)), 0, 255)
+        out[:, :, c][field] = lut.astype(np.uint8)[channel[field]]
+    return out
+
+
 def crop_fundus(
     rgb: np.ndarray,
     size: int,
     *,
     ben_graham: bool = False,
     clahe: bool = False,
+    equalize: bool = False,
     disc: Disc | None = None,
 ) -> np.ndarray:
     """Crop a square centred on the fundus disc, resize to (size, size, 3) uint8.
 
     Where no disc is found (e.g. an already-cropped image) the whole photo is padded to a
-    centred square instead. ``ben_graham`` / ``clahe`` apply those enhancements afterwards.
+    centred square instead. ``equalize`` / ``clahe`` / ``ben_graham`` apply those enhancements
+    afterwards, in that order.
     """
     rgb = _as_rgb(rgb)
     if size < 8:
@@ -515,6 +542,13 @@ def crop_fundus(
         crop, valid = _crop_square(rgb, box, size)
         if ben_graham:
             field = _field_in_crop(box, disc, size, 0.92)
+    if equalize:
+        if disc is None:
+            whole, inner = valid, valid & _circle_mask(size, 0.95)
+        else:
+            whole = _field_in_crop(box, disc, size, 1.0) & valid
+            inner = _field_in_crop(box, disc, size, 0.95)
+        crop = apply_equalize(crop, whole, inner)
     if clahe:
         crop = apply_clahe(crop)
     if ben_graham:
@@ -524,7 +558,7 @@ def crop_fundus(
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """What a model sees: fundus crop of ``size`` px, optionally Ben Graham and/or CLAHE.
+    """What a model sees: fundus crop of ``size`` px, optionally equalised, CLAHE, Ben Graham.
 
     Stored in the model card so a saved model reproduces its own pre-processing.
     """
@@ -532,6 +566,7 @@ class Preprocessing:
     size: int = 299
     ben_graham: bool = False
     clahe: bool = False
+    equalize: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 8:
@@ -539,7 +574,14 @@ class Preprocessing:
 
     def apply(self, rgb: np.ndarray, *, disc: Disc | None = None) -> np.ndarray:
         """Crop, square, resize and enhance one RGB photo (``disc``: reuse a found disc)."""
-        return crop_fundus(rgb, self.size, ben_graham=self.ben_graham, clahe=self.clahe, disc=disc)
+        return crop_fundus(
+            rgb,
+            self.size,
+            ben_graham=self.ben_graham,
+            clahe=self.clahe,
+            equalize=self.equalize,
+            disc=disc,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

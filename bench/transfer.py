@@ -1,0 +1,202 @@
+"""Transfer learning probe: ImageNet EfficientNet-Lite features, pre-processings and heads.
+
+For each (backbone, pre-processing) the frozen ImageNet backbone's feature maps of every photo
+of ``../shared/data/eyepacs-256`` (the product's patient-grouped 70/15/15 split, split seed 0)
+and of ``../shared/data/srahim-dr`` (raw photos of another clinic: external, never trained on)
+are computed once and cached; then each head (``gap``, ``wise-srnet``) is trained on the frozen
+maps with the product's regression objective (MSE on the grade, thresholds tuned for QWK on
+validation) for several seeds. Printed and written to ``bench/results/transfer-real.md``:
+test QWK and referable AUC, and on srahim-dr QWK, AUC and sensitivity / specificity at the
+threshold chosen on validation for 90 % sensitivity; mean ± standard deviation over seeds.
+
+This compares heads and inputs on a frozen backbone (the seeds' transfer-learning phase 1);
+fine-tuning every combination is out of a 2-core budget, the bundled model fine-tunes the
+winner (``configs/eyepacs-lite.toml``).
+
+    python bench/transfer.py                      # all combinations, 3 seeds
+    python bench/transfer.py --combos efficientnet_lite0:equalize --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+CACHE = ROOT / "runs" / "transfer"
+RESULTS = ROOT / "bench" / "results" / "transfer-real.md"
+COMBOS = (
+    "efficientnet_lite0:equalize",
+    "efficientnet_lite0:plain",
+    "efficientnet_lite0:ben_graham",
+    "efficientnet_lite2:equalize",
+)
+HEADS = ("gap", "wise-srnet")
+
+
+def _preprocessing(kind: str, size: int):  # noqa: ANN202 - bench script
+    from retinascreen.data.fundus import Preprocessing
+
+    return Preprocessing(
+        size, ben_graham=kind == "ben_graham", equalize=kind == "equalize", clahe=kind == "clahe"
+    )
+
+
+def _records():  # noqa: ANN202
+    from retinascreen.data.datasets import load_dataset, split_dataset
+
+    eyepacs = split_dataset(
+        load_dataset(DATA / "eyepacs-256", "eyepacs"), val=0.15, test=0.15, seed=0
+    )
+    external = load_dataset(DATA / "srahim-dr", "folders")
+    return {**eyepacs, "srahim": external}
+
+
+def _features(backbone: str, kind: str, size: int, records: dict) -> dict[str, np.ndarray]:
+    """Feature maps (float16) per split, cached in runs/transfer."""
+    import cv2
+    import keras
+
+    from retinascreen.data.pipeline import cache_crops
+    from retinascreen.models.backbones import create_backbone
+
+    out: dict[str, np.ndarray] = {}
+    model = None
+    for split, recs in records.items():
+        path = CACHE / f"{backbone}-{kind}-{size}-{split}.npy"
+        if path.is_file():
+            out[split] = np.load(path)
+            continue
+        if model is None:
+            inputs = keras.Input((size, size, 3))
+            model = create_backbone(backbone, inputs, weights="imagenet")
+        crops = cache_crops(recs, _preprocessing(kind, size), progress=False)
+        maps = []
+        for start in range(0, len(crops), 32):
+            batch = np.stack(
+                [
+                    cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
+                    for p in crops[start : start + 32]
+                ]
+            ).astype(np.float32)
+            maps.append(model.predict(batch, verbose=0).astype(np.float16))
+        out[split] = np.concatenate(maps)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, out[split])
+        print(f"  features {backbone} {kind} {split}: {out[split].shape}", flush=True)
+    return out
+
+
+def _train_head(head: str, feats: dict, grades: dict, seed: int) -> dict[str, float]:
+    import keras
+
+    from retinascreen.models.heads import get_head
+    from retinascreen.models.metrics import quadratic_kappa
+    from retinascreen.models.ordinal import fit_ordinal, ordinal_probabilities
+    from retinascreen.training.evaluation import choose_threshold
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(feats["train"].shape[1:])
+    probabilities = get_head(head)(inputs, 5)
+    pooled = probabilities._keras_history.operation.input  # the features before the softmax
+    score = keras.layers.Dense(
+        1, bias_initializer=keras.initializers.Constant(float(np.mean(grades["train"])))
+    )(pooled)
+    model = keras.Model(inputs, score)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    stop = keras.callbacks.EarlyStopping(patience=6, restore_best_weights=True)
+    model.fit(
+        feats["train"].astype(np.float32),
+        grades["train"].astype(np.float32),
+        validation_data=(feats["val"].astype(np.float32), grades["val"].astype(np.float32)),
+        epochs=60,
+        batch_size=64,
+        callbacks=[stop],
+        verbose=0,
+    )
+    scores = {
+        k: model.predict(v.astype(np.float32), verbose=0).reshape(-1) for k, v in feats.items()
+    }
+    thresholds, temperature = fit_ordinal(grades["val"], scores["val"])
+    probs = {k: ordinal_probabilities(s, thresholds, temperature) for k, s in scores.items()}
+    cut, _rule = choose_threshold(grades["val"], probs["val"], 0.9)
+    row: dict[str, float] = {}
+    from sklearn.metrics import roc_auc_score
+
+    for split in ("test", "srahim"):
+        y = grades[split]
+        referable = probs[split][:, 2:].sum(axis=1)
+        row[f"{split}_qwk"] = quadratic_kappa(y, probs[split].argmax(axis=1))
+        row[f"{split}_auc"] = float(roc_auc_score(y >= 2, referable))
+        flagged = referable >= cut
+        row[f"{split}_sens"] = float(np.mean(flagged[y >= 2]))
+        row[f"{split}_spec"] = float(np.mean(~flagged[y < 2]))
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--combos", nargs="*", default=list(COMBOS))
+    parser.add_argument("--heads", nargs="*", default=list(HEADS))
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--size", type=int, default=256)
+    args = parser.parse_args(argv)
+    if not (DATA / "eyepacs-256").is_dir():
+        print(f"error: {DATA} not found")
+        return 2
+    records = _records()
+    grades = {k: np.array([r.grade for r in v]) for k, v in records.items()}
+    print("photos: " + ", ".join(f"{k} {len(v)}" for k, v in records.items()), flush=True)
+    lines = [
+        "| backbone | input | head | seeds | test QWK | test AUC | srahim QWK | srahim AUC "
+        "| srahim sens. | srahim spec. |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    raw: dict[str, list[dict[str, float]]] = {}
+    for combo in args.combos:
+        backbone, kind = combo.split(":")
+        started = time.perf_counter()
+        feats = _features(backbone, kind, args.size, records)
+        print(f"{combo}: features in {time.perf_counter() - started:.0f} s", flush=True)
+        for head in args.heads:
+            rows = [_train_head(head, feats, grades, seed) for seed in args.seeds]
+            raw[f"{combo}:{head}"] = rows
+
+            def cell(key: str, rows: list[dict[str, float]] = rows) -> str:
+                values = np.array([r[key] for r in rows])
+                return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
+
+            line = (
+                f"| {backbone} | {kind} | {head} | {len(rows)} | {cell('test_qwk')} | "
+                f"{cell('test_auc')} | {cell('srahim_qwk')} | {cell('srahim_auc')} | "
+                f"{cell('srahim_sens')} | {cell('srahim_spec')} |"
+            )
+            lines.append(line)
+            print(line, flush=True)
+    table = "\n".join(lines)
+    print(table)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    (CACHE / "results.json").write_text(json.dumps(raw, indent=1))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    header = (
+        "# Frozen ImageNet EfficientNet-Lite features: inputs and heads\n\n"
+        f"`python bench/transfer.py --size {args.size}` ({time.strftime('%Y-%m-%d')}, 2 CPU "
+        "cores). Frozen backbone, head trained on the cached feature maps (regression on the "
+        "grade, MSE, Adam 1e-3, early stopping on validation loss), thresholds tuned for QWK "
+        "on validation; eyepacs-256 test split (608 photos, patient-grouped, split seed 0); "
+        "srahim-dr: 596 raw photos of another clinic, never trained on; sensitivity and "
+        "specificity at the referable threshold chosen on validation for 90 % sensitivity. "
+        "Mean ± standard deviation over seeds (the split is fixed; the seed changes the "
+        "head's initialisation and the batch order).\n\n"
+    )
+    RESULTS.write_text(header + table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -90,3 +90,10 @@ def test_train_errors_are_one_line(tmp_path, capsys):
     assert "epochs must be >= 1" in capsys.readouterr().err
     assert main(["compare", str(tmp_path)]) == 2
     assert "no metrics.json" in capsys.readouterr().err
+
+
+def test_train_help_names_every_registered_backbone():
+    from retinascreen.commands.train import BACKBONE_NAMES
+    from retinascreen.models.backbones import BACKBONES
+
+    assert sorted(BACKBONE_NAMES) == sorted(BACKBONES)

@@ -133,9 +133,28 @@ def test_clahe_raises_local_contrast():
     assert enhanced[30:66, 30:66].std() > plain[30:66, 30:66].std()
 
 
+def test_equalize_gives_dim_and_bright_photos_the_same_within_field_histogram():
+    rng = np.random.default_rng(0)
+    texture = rng.normal(0, 12, (200, 200, 1))  # a real fundus has a continuum of levels
+    photo = draw_fundus(200, gain=1.0).astype(float)
+    field = photo.max(axis=2) > 10
+    photo[field] += texture[field]
+    bright = np.clip(photo, 0, 255).astype(np.uint8)
+    dim = np.clip(photo * 0.5 * np.array([1.0, 0.8, 0.6]), 0, 255).astype(np.uint8)  # orange
+    outs = [crop_fundus(photo, 128, equalize=True) for photo in (bright, dim)]
+    field = outs[0].max(axis=2) > 0
+    for out in outs:
+        assert (out[:4, :4] == 0).all()  # black outside the field
+        for c in (0, 1):  # red and green: blue has too few levels in a dim photo to spread
+            p25, p50, p75 = np.percentile(out[:, :, c][field], (25, 50, 75))
+            assert 40 < p25 < 100 and 100 < p50 < 160 and 160 < p75 < 220
+    plain = crop_fundus(dim, 128)
+    assert np.percentile(plain[:, :, 1][field], 75) < 100  # the dim photo as it was
+
+
 def test_preprocessing_round_trips_through_dict_and_applies():
     steps = Preprocessing(size=48, ben_graham=True, clahe=False)
-    assert steps.to_dict() == {"size": 48, "ben_graham": True, "clahe": False}
+    assert steps.to_dict() == {"size": 48, "ben_graham": True, "clahe": False, "equalize": False}
     assert Preprocessing.from_dict(steps.to_dict()) == steps
     assert steps.apply(draw_fundus(100)).shape == (48, 48, 3)
     with pytest.raises(ConfigError, match="sharpen"):

@@ -201,3 +201,38 @@ def test_model_card_calls_synthetic_data_synthetic(tmp_path):
     (tmp_path / "manifest.json").unlink()
     text, synthetic = describe_training_data(TrainConfig(data=str(tmp_path)), 200)
     assert not synthetic and "synthetic" not in text
+
+
+def test_imagenet_lite_head_on_cached_features_then_fine_tuning(tmp_path, data, monkeypatch):
+    """Phase 1 from cached feature maps (one backbone pass per photo), then fine-tuning."""
+    from retinascreen.models.engines import load_keras_model
+    from retinascreen.training.loop import train
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    run = tmp_path / "lite"
+    config = tiny_config(
+        data,
+        run,
+        backbone="efficientnet_lite0",
+        weights="imagenet",
+        head="gap",
+        size=64,
+        epochs=8,
+        head_on_features=True,
+        fine_tune_epochs=1,
+        unfreeze_top=20,
+        equalize=True,
+        objective="ordinal",
+    )
+    config.widths = None  # (replace() ignores None)
+    train(config)
+    state = json.loads((run / "state.json").read_text())
+    assert [p["name"] for p in state["phases"]] == ["head", "finetune"]
+    assert history_epochs(run) == [0, 1]  # the cached head counts as one epoch
+    card = json.loads((run / "model_card.json").read_text())
+    assert card["backbone"] == "efficientnet_lite0"
+    assert card["preprocessing"]["equalize"] is True
+    probs = load_keras_model(run / "best.keras").predict(
+        np.full((1, 64, 64, 3), 120, "float32"), verbose=0
+    )
+    assert probs.shape == (1, 5)

@@ -34,6 +34,7 @@ _FLAGS = (
     "fine_tune_epochs",
     "fine_tune_lr",
     "unfreeze_top",
+    "head_on_features",
     "class_weights",
     "patience",
     "seed",
@@ -51,6 +52,21 @@ _FLAGS = (
     "widths",
     "stem_stride",
     "dropout",
+)
+
+
+# The registry's names (models.backbones.BACKBONES), written out so that `--help` needs no Keras
+# import; tests/commands/test_train.py checks that the two agree.
+BACKBONE_NAMES = (
+    "xception",
+    "vgg16",
+    "vgg19",
+    "resnet50",
+    "inception_v3",
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+    "mini_xception",
 )
 
 
@@ -77,9 +93,7 @@ def register(subparsers: Any) -> None:
         help="data set layout (default aptos)",
     )
     add("--out", metavar="RUN_DIR", help="run directory to write (required)")
-    add(
-        "--backbone", help="xception (default), vgg16, vgg19, resnet50, inception_v3, mini_xception"
-    )
+    add("--backbone", help=f"one of: {', '.join(BACKBONE_NAMES)} (default xception)")
     add(
         "--head",
         help="wise-srnet (default), wise-srnet-dropout, gap, gap-dropout, flatten-fc, "
@@ -104,6 +118,12 @@ def register(subparsers: Any) -> None:
         "--unfreeze-top",
         type=int,
         help="backbone layers unfrozen for fine-tuning (default 40; 0 = all)",
+    )
+    add(
+        "--head-on-features",
+        action=argparse.BooleanOptionalAction,
+        help="phase 1 on cached frozen feature maps (the backbone runs once per photo; "
+        "--epochs then counts passes over the cached maps)",
     )
     add(
         "--objective",

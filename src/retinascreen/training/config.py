@@ -57,6 +57,7 @@ class TrainConfig:
     fine_tune_epochs: int = 5
     fine_tune_lr: float = 1e-5
     unfreeze_top: int = 40
+    head_on_features: bool = False
     class_weights: bool = True
     patience: int = 5
     seed: int = 0

@@ -217,6 +217,8 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
                 body,
             )
         )
+        if prediction.referral_note:
+            story.append(Paragraph(markup(prediction.referral_note), body))
     story.append(Spacer(1, 4 * mm))
 
     rows = [["Grade", "Label", "Probability", ""]]

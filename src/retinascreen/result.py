@@ -54,6 +54,23 @@ class Quality:
         }
 
 
+def calibration_note(record: Any) -> str:
+    """One line on a model card's ``site_calibration`` record ("" when there is none)."""
+    if not isinstance(record, dict) or not record.get("site"):
+        return ""
+    text = f"Recalibrated for {record['site']}"
+    if record.get("date"):
+        text += f" on {record['date']}"
+    if record.get("photos"):
+        text += f" with {record['photos']} of its graded photos"
+        if record.get("patients"):
+            text += f" ({record['patients']} patients)"
+    if record.get("threshold") is not None and record.get("target_sensitivity") is not None:
+        (share,) = _percents(float(record["target_sensitivity"]))
+        text += f": referral threshold {float(record['threshold']):.3f} for {share} sensitivity"
+    return text + "."
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """Which model graded a photo: identity from its file and card, and its training data."""
@@ -64,6 +81,7 @@ class ModelInfo:
     synthetic: bool = False
     training_data: str = field(default="", compare=False)
     intended_use: str = field(default="", compare=False)
+    calibration: str = field(default="", compare=False)  # calibration_note() of its card
 
     @classmethod
     def from_card(cls, card: ModelCard | None, fallback_name: str, sha256: str = "") -> ModelInfo:
@@ -75,6 +93,7 @@ class ModelInfo:
             synthetic=bool(card.synthetic) if card else False,
             training_data=str(card.training_data) if card else "",
             intended_use=str(card.intended_use) if card else "",
+            calibration=calibration_note(card.extra.get("site_calibration")) if card else "",
         )
 
     @property
@@ -93,7 +112,7 @@ class ModelInfo:
         else:
             parts.append("training data not stated in its model card")
         text = ", ".join(parts) + "."
-        return f"{text} {self.intended_use}".strip()
+        return " ".join(t for t in (text, self.calibration, self.intended_use) if t)
 
     def to_dict(self) -> dict[str, str]:
         """The result's ``model`` object: ``{"name", "version", "sha256"}``."""

@@ -108,6 +108,9 @@ def test_calibrated_copy_records_the_site_and_predict_follows_it(site, kind, tmp
     old = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     main(["predict", str(out), *map(str, photos), "--json"])
     new = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    main(["predict", str(out), str(photos[0])])
+    header = capsys.readouterr().err
+    assert f"Recalibrated for Clinic A on {record['date']} with {N_PHOTOS} of its" in header
     assert all(r["referable"] == (r["referable_probability"] >= threshold) for r in new)
     assert all(r["referral_rule"]["threshold"] == threshold for r in new)
     assert sum(r["referable"] for r in old) >= N_PHOTOS - 2

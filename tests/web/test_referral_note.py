@@ -23,6 +23,15 @@ def thresholded_app(tmp_path, web_model_path, *, disagree: bool):
     threshold = p / 2 if low == disagree else (p + 1) / 2
     card.extra["referable_threshold"] = threshold
     card.metrics["referable"] = {"threshold": threshold, "target_sensitivity": 0.9}
+    if disagree:  # as `retinascreen calibrate` writes it
+        card.extra["site_calibration"] = {
+            "site": "North clinic",
+            "date": "2026-12-07",
+            "photos": 312,
+            "patients": 160,
+            "threshold": threshold,
+            "target_sensitivity": 0.9,
+        }
     write_card(path, card)
     predictor = Predictor(path)
     expected = predictor.predict(PHOTO)
@@ -45,8 +54,11 @@ def test_result_page_pdf_and_api_say_why_the_referral_differs_from_the_grade(
     assert "referral threshold" in note and "90 %" in note
     assert note.replace("'", "&#39;") in page
     sid = int(response.headers["Location"].rsplit("/", 1)[1])
+    recalibrated = "Recalibrated for North clinic on 2026-12-07 with 312 of its graded photos"
+    assert recalibrated in page  # the model notice says whose threshold this is
     pdf = client.get(f"/screenings/{sid}/report.pdf").data
-    assert note in " ".join(pdf_text(pdf).split())
+    text = " ".join(pdf_text(pdf).split())
+    assert note in text and recalibrated in text
     api = client.get(f"/api/v1/screenings/{sid}", headers=bearer(api_token(client, "alice")))
     assert api.get_json()["referral_note"] == note
     dispose(app)
@@ -62,4 +74,5 @@ def test_no_note_when_grade_and_referral_agree(tmp_path, web_model_path):
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert expected.referral_note is None
     assert "data-referral-note" not in page and "referral threshold" not in page
+    assert "Recalibrated" not in page
     dispose(app)

@@ -273,6 +273,8 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
     metrics = card.get("metrics") or {}
     if metrics:
         lines.append("Validation: " + ", ".join(f"{k} {float(v):.3f}" for k, v in metrics.items()))
+    if card.get("calibration"):
+        lines.append(markup(str(card["calibration"])))
     if card.get("intended_use"):
         lines.append(f"Intended use: {markup(str(card['intended_use']))}")
     if screening.synthetic:

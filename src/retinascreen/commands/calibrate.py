@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
         "for its grade probabilities and the highest referral threshold that reaches the "
         "target sensitivity on the sample, and write a copy of the model (same file type, "
         "same weights) whose model card records the site, the sample, the date and the "
-        "figures before and after with 95 %% bootstrap intervals over patients. Ungradable "
+        "figures before and after with 95 % bootstrap intervals over patients. Ungradable "
         "photos are left out.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -25,6 +25,7 @@ COMMAND_ORDER = (
     "preprocess",
     "train",
     "evaluate",
+    "calibrate",
     "compare",
     "predict",
     "segment",

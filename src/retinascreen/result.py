@@ -54,6 +54,23 @@ class Quality:
         }
 
 
+def calibration_note(record: Any) -> str:
+    """One line on a model card's ``site_calibration`` record ("" when there is none)."""
+    if not isinstance(record, dict) or not record.get("site"):
+        return ""
+    text = f"Recalibrated for {record['site']}"
+    if record.get("date"):
+        text += f" on {record['date']}"
+    if record.get("photos"):
+        text += f" with {record['photos']} of its graded photos"
+        if record.get("patients"):
+            text += f" ({record['patients']} patients)"
+    if record.get("threshold") is not None and record.get("target_sensitivity") is not None:
+        (share,) = _percents(float(record["target_sensitivity"]))
+        text += f": referral threshold {float(record['threshold']):.3f} for {share} sensitivity"
+    return text + "."
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """Which model graded a photo: identity from its file and card, and its training data."""
@@ -64,6 +81,7 @@ class ModelInfo:
     synthetic: bool = False
     training_data: str = field(default="", compare=False)
     intended_use: str = field(default="", compare=False)
+    calibration: str = field(default="", compare=False)  # calibration_note() of its card
 
     @classmethod
     def from_card(cls, card: ModelCard | None, fallback_name: str, sha256: str = "") -> ModelInfo:
@@ -75,6 +93,7 @@ class ModelInfo:
             synthetic=bool(card.synthetic) if card else False,
             training_data=str(card.training_data) if card else "",
             intended_use=str(card.intended_use) if card else "",
+            calibration=calibration_note(card.extra.get("site_calibration")) if card else "",
         )
 
     @property
@@ -93,11 +112,43 @@ class ModelInfo:
         else:
             parts.append("training data not stated in its model card")
         text = ", ".join(parts) + "."
-        return f"{text} {self.intended_use}".strip()
+        return " ".join(t for t in (text, self.calibration, self.intended_use) if t)
 
     def to_dict(self) -> dict[str, str]:
         """The result's ``model`` object: ``{"name", "version", "sha256"}``."""
         return {"name": self.name, "version": self.version, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class ReferralRule:
+    """How a model decides referral: referable probability >= ``threshold``.
+
+    ``target_sensitivity``: the share of referable eyes the threshold was chosen to catch (on
+    validation or on a site's own photos), when the model card says so.
+    """
+
+    threshold: float
+    target_sensitivity: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ReferralRule | None:
+        """Inverse of :meth:`to_dict` (None for anything else, e.g. an older stored result)."""
+        if not isinstance(data, dict) or data.get("threshold") is None:
+            return None
+        target = data.get("target_sensitivity")
+        return cls(float(data["threshold"]), None if target is None else float(target))
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {"threshold": self.threshold, "target_sensitivity": self.target_sensitivity}
+
+
+def _percents(*values: float) -> list[str]:
+    """Values as whole percents ("22 %"), with more decimals where that makes them differ."""
+    for decimals in (0, 1, 2):
+        texts = [f"{v * 100:.{decimals}f} %" for v in values]
+        if len(set(texts)) == len(set(values)):
+            break
+    return texts
 
 
 @dataclass(frozen=True)
@@ -112,10 +163,45 @@ class Prediction:
     quality: Quality  # score to 3 decimals, as in to_dict()
     model: ModelInfo
     path: str | None = field(default=None, compare=False)  # where it was read from, if a file
+    # The model's referral threshold (None: referable means grade >= 2).
+    referral_rule: ReferralRule | None = field(default=None, compare=False)
 
     @property
     def gradable(self) -> bool:
         return self.quality.gradable
+
+    @property
+    def referral_note(self) -> str | None:
+        """One plain sentence on why the referral decision and the grade disagree, else None.
+
+        The decision compares the referable probability with the model's threshold, so an eye
+        whose predicted grade is 0 or 1 can be referred (and one graded 2+ not referred). The
+        web page, the PDF report, the CLI and the API all show this same sentence. None for an
+        ungradable photo (it gets "retake the photograph", not a decision).
+        """
+        from retinascreen.grading import REFERABLE_MIN_GRADE
+
+        rule = self.referral_rule
+        graded_referable = self.grade >= REFERABLE_MIN_GRADE
+        if rule is None or not self.gradable or graded_referable == self.referable:
+            return None
+        p, t = _percents(self.referable_probability, rule.threshold)
+        if self.referable:
+            verb = "is above" if self.referable_probability > rule.threshold else "reaches"
+            start, compare = "Referred although", f"{verb} this model's referral threshold ({t})"
+        else:
+            start, compare = (
+                "Not referred although",
+                f"is below this model's referral threshold ({t})",
+            )
+        why = ""
+        if rule.target_sensitivity is not None:
+            (share,) = _percents(rule.target_sensitivity)
+            why = f", which was chosen to catch {share} of referable eyes"
+        return (
+            f"{start} the predicted grade is {self.grade} ({self.label}): the probability of "
+            f"referable DR ({p}) {compare}{why}."
+        )
 
     @property
     def synthetic(self) -> bool:
@@ -147,10 +233,15 @@ class Prediction:
                 sha256=str(model["sha256"]),
                 synthetic=bool(data.get("synthetic", False)),
             ),
+            referral_rule=ReferralRule.from_dict(data.get("referral_rule")),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The SPEC.md result JSON (``synthetic`` and ``warning`` only for synthetic models)."""
+        """The SPEC.md result JSON (``synthetic`` and ``warning`` only for synthetic models).
+
+        ``referral_rule`` (the threshold the decision used, or null) and ``referral_note``
+        (:attr:`referral_note`, null when grade and decision agree) follow ``model``.
+        """
         result: dict[str, Any] = {
             "grade": self.grade,
             "label": self.label,
@@ -164,6 +255,8 @@ class Prediction:
                 "measures": dict(self.quality.measures),
             },
             "model": self.model.to_dict(),
+            "referral_rule": None if self.referral_rule is None else self.referral_rule.to_dict(),
+            "referral_note": self.referral_note,
         }
         if self.model.synthetic:
             result["synthetic"] = True

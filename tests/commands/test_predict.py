@@ -48,6 +48,28 @@ def test_human_output_lists_top_grades_referable_and_quality(files, capsys):
     assert "synthetic" in out  # the card says synthetic: the user is warned
 
 
+def test_human_output_says_why_a_referral_differs_from_the_grade(files, tmp_path, capsys):
+    from retinascreen.models.modelcard import read_card, write_card
+    from retinascreen.serving.predictor import Predictor
+
+    photo = files["photos"][0]
+    plain = Predictor(files["model"]).predict(photo)
+    model = tmp_path / "thresholded.keras"
+    shutil.copyfile(files["model"], model)
+    card = read_card(model)
+    p = plain.referable_probability
+    card.extra["referable_threshold"] = p / 2 if plain.grade < 2 else (p + 1) / 2
+    write_card(model, card)  # no target sensitivity in this card: that clause is left out
+    assert main(["predict", str(model), str(photo)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    why = [line for line in lines if line.startswith("  why: ")]
+    start = "Referred although" if plain.grade < 2 else "Not referred although"
+    assert len(why) == 1 and why[0].startswith(f"  why: {start} the predicted grade is ")
+    assert "referral threshold" in why[0] and "chosen to catch" not in why[0]
+    assert main(["predict", str(files["model"]), str(photo)]) == 0  # no threshold: no note
+    assert "  why: " not in capsys.readouterr().out
+
+
 def test_json_lines_and_cam_overlays(files, tmp_path, capsys):
     cams = tmp_path / "cams"
     status = main(
@@ -72,6 +94,8 @@ def test_json_lines_and_cam_overlays(files, tmp_path, capsys):
         "gradable",
         "quality",
         "model",
+        "referral_rule",
+        "referral_note",
         "synthetic",
         "warning",
     ]

@@ -97,6 +97,19 @@ def test_folders_by_grade_name_or_number(tmp_path, named):
     assert records[0].patient == records[0].path.stem
 
 
+def test_folders_group_both_eyes_named_l_and_r(tmp_path):
+    # srahim-dr's names: Patient001_L.jpg / Patient001_R.jpg, the two eyes in different grades.
+    fundus_image(tmp_path / "0" / "Patient001_L.jpg", 1)
+    fundus_image(tmp_path / "2" / "Patient001_R.jpg", 2)
+    fundus_image(tmp_path / "0" / "img_l.jpg", 3)  # a lower-case letter is part of the name
+    records = sorted(load_dataset(tmp_path, "folders"), key=lambda r: r.path.name)
+    assert [(r.path.name, r.patient, r.eye) for r in records] == [
+        ("Patient001_L.jpg", "Patient001", "left"),
+        ("Patient001_R.jpg", "Patient001", "right"),
+        ("img_l.jpg", "img_l", None),
+    ]
+
+
 def test_folders_nested_like_kaggle_gaussian_set(tmp_path):
     write_folders(tmp_path / "gaussian_filtered_images" / "gaussian_filtered_images")
     assert len(load_dataset(tmp_path, "folders")) == 10

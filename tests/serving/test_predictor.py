@@ -63,6 +63,8 @@ def test_result_is_the_spec_dict(models, keras_predictor):
         "gradable",
         "quality",
         "model",
+        "referral_rule",
+        "referral_note",
         "synthetic",
         "warning",
     ]

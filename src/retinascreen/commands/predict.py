@@ -71,6 +71,8 @@ def format_human(path: str, result: Prediction, top: int) -> str:
         lines.append(f"  {rank}. grade {grade} {label(grade)}: {probs[grade]:.2%}")
     ref = "yes" if result.referable else "no"
     lines.append(f"  referable: {ref} (p={result.referable_probability:.2f})")
+    if result.referral_note:
+        lines.append(f"  why: {result.referral_note}")
     q = result.quality
     if result.gradable:
         lines.append(f"  quality: gradable (score {q.score:.2f})")

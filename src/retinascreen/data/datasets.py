@@ -57,6 +57,9 @@ _SPLIT_ALIASES = {
     "testing": "test",
 }
 _EYE_RE = re.compile(r"^(?P<patient>.+?)[_-](?P<eye>left|right)$", re.IGNORECASE)
+# ``Patient001_L`` / ``_R`` (e.g. srahim-dr): one capital letter, so ``img_l`` stays a name.
+_EYE_LETTER_RE = re.compile(r"^(?P<patient>.+?)[_-](?P<eye>[LR])$")
+_EYE_LETTERS = {"L": "left", "R": "right"}
 _SHOW = 5  # how many names an error message lists
 
 
@@ -151,10 +154,14 @@ def _parse_eye(value: str | None) -> str | None:
 
 
 def _patient_and_eye(stem: str) -> tuple[str, str | None]:
-    """``10_left`` -> ("10", "left"); names without an eye suffix are their own patient."""
+    """``10_left`` / ``10_L`` -> ("10", "left"); names without an eye suffix are their own
+    patient."""
     match = _EYE_RE.match(stem)
     if match:
         return match.group("patient"), match.group("eye").lower()
+    match = _EYE_LETTER_RE.match(stem)
+    if match:
+        return match.group("patient"), _EYE_LETTERS[match.group("eye")]
     return stem, None
 
 

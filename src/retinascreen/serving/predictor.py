@@ -38,6 +38,7 @@ from retinascreen.result import (
     PredictionError,
     PreparedImage,
     Quality,
+    ReferralRule,
 )
 
 if TYPE_CHECKING:
@@ -45,7 +46,15 @@ if TYPE_CHECKING:
     from retinascreen.models.engines import Engine
     from retinascreen.models.modelcard import ModelCard
 
-__all__ = ["FUNDUS_LEVEL", "ImageInput", "Predictor", "load_card", "to_rgb"]
+__all__ = [
+    "FUNDUS_LEVEL",
+    "ImageInput",
+    "Predictor",
+    "load_card",
+    "output_temperature",
+    "referral_rule",
+    "to_rgb",
+]
 
 FUNDUS_LEVEL = 20  # pixels of a cropped photo brighter than this (any channel) are fundus
 
@@ -68,6 +77,42 @@ def load_card(path: Path) -> ModelCard | None:
             path.stem,
         )
     return card
+
+
+def output_temperature(card: ModelCard | None) -> float:
+    """The temperature a recalibrated model's card asks for (1.0: the model's own output).
+
+    Set by ``retinascreen calibrate`` (:mod:`retinascreen.serving.calibration`).
+    """
+    if card is None or card.extra.get("output_temperature") is None:
+        return 1.0
+    value = card.extra["output_temperature"]
+    try:
+        temperature = float(value)
+    except (TypeError, ValueError):
+        temperature = float("nan")
+    if not np.isfinite(temperature) or temperature <= 0:
+        raise ModelError(f"model card {card.name!r}: output_temperature must be > 0, got {value!r}")
+    return temperature
+
+
+def referral_rule(card: ModelCard | None) -> ReferralRule | None:
+    """The card's referral threshold and the sensitivity it was chosen for (None: no threshold).
+
+    The sensitivity comes from the site calibration or the card's metrics, and only when they
+    name the same threshold as ``referable_threshold``.
+    """
+    threshold = card.extra.get("referable_threshold") if card is not None else None
+    if card is None or threshold is None:
+        return None
+    threshold = float(threshold)
+    sources = (card.extra.get("site_calibration"), card.metrics.get("referable"))
+    for source in sources:
+        if not isinstance(source, dict) or source.get("target_sensitivity") is None:
+            continue
+        if abs(float(source.get("threshold", float("nan"))) - threshold) < 1e-9:
+            return ReferralRule(threshold, float(source["target_sensitivity"]))
+    return ReferralRule(threshold)
 
 
 class Predictor:
@@ -110,8 +155,12 @@ class Predictor:
         self._cam_lock = threading.Lock()
         # How probabilities become a grade and a referral, as the model card says.
         self.grade_rule: str = grading.grade_rule(card.objective if card else None)
-        threshold = card.extra.get("referable_threshold") if card else None
-        self.referable_threshold: float | None = None if threshold is None else float(threshold)
+        self.referral_rule: ReferralRule | None = referral_rule(card)
+        self.referable_threshold: float | None = (
+            None if self.referral_rule is None else self.referral_rule.threshold
+        )
+        # Temperature fitted by site recalibration, applied to every engine's output.
+        self.output_temperature: float = output_temperature(card)
         self.model_info: ModelInfo = ModelInfo.from_card(
             card, self.model_path.stem, file_sha256(self.model_path)
         )
@@ -219,8 +268,11 @@ class Predictor:
         """
         return np.asarray(self.preprocessing.apply(rgb, disc=disc))
 
-    def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities (N, 5) for pre-processed pixels (N, S, S, 3) 0..255."""
+    def predict_arrays(self, batch: np.ndarray, *, calibrated: bool = True) -> np.ndarray:
+        """Probabilities (N, 5) for pre-processed pixels (N, S, S, 3) 0..255.
+
+        ``calibrated=False``: the model's own output, without the card's ``output_temperature``.
+        """
         batch = np.asarray(batch, dtype=np.float32)
         probs = self._engine(batch)
         if probs.ndim != 2 or probs.shape[1] != grading.N_CLASSES:
@@ -228,7 +280,12 @@ class Predictor:
                 f"{self.model_path.name}: model outputs shape {probs.shape}, "
                 f"expected (N, {grading.N_CLASSES}) grade probabilities"
             )
-        return probs
+        if not calibrated or self.output_temperature == 1.0:
+            return probs
+        from retinascreen.models.calibration import scale_probabilities
+
+        objective = self.card.objective if self.card is not None else "softmax"
+        return scale_probabilities(probs, self.output_temperature, objective).astype(np.float32)
 
     def heatmap(
         self,
@@ -294,6 +351,7 @@ class Predictor:
             quality=prepared.quality.rounded(),
             model=self.model_info,
             path=prepared.path,
+            referral_rule=self.referral_rule,
         )
 
 

@@ -96,6 +96,21 @@ _SCHEMAS: dict[str, Any] = {
                     "sha256": {"type": "string"},
                 },
             },
+            "referral_rule": {
+                "type": ["object", "null"],
+                "description": "the model's referral threshold (referable when "
+                "referable_probability >= threshold) and the sensitivity it was chosen for; "
+                "null when referable means grade >= 2",
+                "properties": {
+                    "threshold": {"type": "number"},
+                    "target_sensitivity": {"type": ["number", "null"]},
+                },
+            },
+            "referral_note": {
+                "type": ["string", "null"],
+                "description": "one sentence on why the referral decision and the grade "
+                "disagree; null when they agree",
+            },
             "model_card": {
                 "type": "object",
                 "description": "summary of the model card at screening time (architecture, "

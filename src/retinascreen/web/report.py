@@ -217,6 +217,8 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
                 body,
             )
         )
+        if prediction.referral_note:
+            story.append(Paragraph(markup(prediction.referral_note), body))
     story.append(Spacer(1, 4 * mm))
 
     rows = [["Grade", "Label", "Probability", ""]]
@@ -271,6 +273,8 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
     metrics = card.get("metrics") or {}
     if metrics:
         lines.append("Validation: " + ", ".join(f"{k} {float(v):.3f}" for k, v in metrics.items()))
+    if card.get("calibration"):
+        lines.append(markup(str(card["calibration"])))
     if card.get("intended_use"):
         lines.append(f"Intended use: {markup(str(card['intended_use']))}")
     if screening.synthetic:

@@ -130,6 +130,7 @@ def show(screening_id: int) -> Any:
         result.model,
         training_data=str(card.get("training_data") or ""),
         intended_use=str(card.get("intended_use") or ""),
+        calibration=str(card.get("calibration") or ""),
     )
     return render_template(
         "screenings/show.html",

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from retinascreen.data.fundus import REASON_NO_DISC
 from retinascreen.errors import ImageError, ModelError, NotFundusError, RetinascreenError
-from retinascreen.result import GradingService
+from retinascreen.result import GradingService, calibration_note
 from retinascreen.web.models import Screening, User
 from retinascreen.web.security import audit
 from retinascreen.web.segmentation import draw_overlays
@@ -92,6 +92,9 @@ def card_summary(predictor: GradingService) -> dict[str, Any] | None:
         kept["referable_auc"] = auc
     if kept:
         summary["metrics"] = kept
+    calibration = calibration_note(card.extra.get("site_calibration"))
+    if calibration:
+        summary["calibration"] = calibration
     return summary
 
 

@@ -1,6 +1,6 @@
 """Inference speed: the seed project's way vs Predictor (Keras), ONNX Runtime fp32 and int8.
 
-Run: ``.venv/bin/python bench/inference.py [--quick] [--n 32]``. For Xception at 299 px (random
+Run: ``.venv/bin/python bench/inference.py [--quick] [--n 32] [--also NAME=MODEL.keras]``. For Xception at 299 px (random
 weights: speed only) and the demo model (else mini_xception + wise-srnet at 256 px) it prints
 images/s at batch 1 and 16 and single-image latency for
   (a) seed: keras.utils.load_img + img_to_array + preprocess + model.predict per image,
@@ -209,6 +209,15 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="mini models only (a smoke run)")
     parser.add_argument("--models", choices=("all", "xception", "demo"), default="all")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL.keras",
+        help="time another model in the same run, e.g. the previous bundled model: "
+        "git show 164cae8:src/retinascreen/demo_model/demo.keras > old.keras; "
+        "--also old-demo=old.keras",
+    )
     args = parser.parse_args()
     from retinascreen.models.build import build_model
     from retinascreen.models.engines import DEMO_DIR
@@ -230,6 +239,9 @@ def main() -> int:
         mini = tmp / "mini.keras"
         build_model("mini_xception", "wise-srnet", size=256 if not args.quick else 96).save(mini)
         models.append(("mini_xception-wise-srnet", mini))
+    for item in args.also:
+        name, _, path = item.partition("=")
+        models.append((name, Path(path)))
     for name, path in models:
         timed_paths = paths[: args.n_xception] if name.startswith("xception") else paths
         bench_model(name, path, timed_paths, tmp / "calibration", tmp / "images", args)

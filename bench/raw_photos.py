@@ -9,14 +9,23 @@ photos are cropped and contrast-enhanced. This prints, for a model (default: the
 - the EyePACS-256 test split (patient-grouped split of the model's run, never trained on) as
   given and made raw-looking (the enhancement undone: contrast lowered towards the orange of a
   raw fundus, a colour cast, vignetting, the field placed in a black 1,600 px frame, JPEG 85):
-  QWK, referable AUC, sensitivity and specificity on both, side by side.
+  QWK, referable AUC, sensitivity and specificity on both, side by side;
+- srahim-dr (596 raw photos of both eyes from another clinic and camera, graded by
+  ophthalmologists; never trained on): the same figures with 95 % patient-bootstrap intervals;
+- quality vs grade: on the test split's photos that EyeQ graders labelled, the referral rate
+  of the non-referable eyes (truth grade 0-1) by quality label: a model that learned "poor
+  photo, severe DR" (58 % of the grade-4 training photos are EyeQ "Reject") refers the
+  Reject photos of healthy eyes far more often than the Good ones.
 
-    .venv/bin/python bench/raw_photos.py [MODEL] [--every 1]
+Sensitivity and specificity are at the model card's own referable threshold throughout.
+
+    .venv/bin/python bench/raw_photos.py [MODEL] [--every 1] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -58,21 +67,98 @@ def raw_looking(enhanced: np.ndarray, seed: int) -> np.ndarray:
     return cv2.imdecode(jpeg, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
 
 
-def _figures(y: np.ndarray, probabilities: np.ndarray, threshold: float, rule: str) -> str:
-    from retinascreen.models.metrics import compute_metrics
+FIGURES: dict[str, dict] = {}
+
+
+def _figures(
+    y: np.ndarray,
+    probabilities: np.ndarray,
+    threshold: float,
+    rule: str,
+    *,
+    name: str,
+    groups: list[str] | None = None,
+) -> str:
+    from retinascreen.models.metrics import bootstrap_intervals, compute_metrics
 
     m = compute_metrics(y, probabilities, referable_threshold=threshold, grade_rule=rule)
     ref = m["referable"]
+    row = {
+        "n": m["n"],
+        "qwk": m["qwk"],
+        "auc": ref["auc"],
+        "sensitivity": ref["sensitivity"],
+        "specificity": ref["specificity"],
+    }
+    text = {k: f"{v:.3f}" for k, v in row.items() if k != "n"}
+    if groups is not None:
+        intervals = bootstrap_intervals(
+            y, probabilities, threshold=threshold, groups=groups, grade_rule=rule
+        )
+        row["intervals"] = intervals
+        for key, (low, high) in intervals.items():
+            text[key] += f" [{low:.3f}, {high:.3f}]"
+    FIGURES[name] = row
     return (
-        f"QWK {m['qwk']:.3f}  AUC {ref['auc']:.3f}  sensitivity {ref['sensitivity']:.3f}  "
-        f"specificity {ref['specificity']:.3f}  (n={m['n']})"
+        f"QWK {text['qwk']}  AUC {text['auc']}  sensitivity {text['sensitivity']}  "
+        f"specificity {text['specificity']}  (n={m['n']})"
     )
+
+
+def _external(predictor, threshold: float) -> None:  # noqa: ANN001
+    from retinascreen.data.datasets import load_dataset
+
+    folder = SHARED / "srahim-dr"
+    if not folder.is_dir():
+        print("srahim-dr: not found, skipped")
+        return
+    records = load_dataset(folder, "folders")
+    results = predictor.predict_batch([r.path for r in records])
+    y = np.array([r.grade for r in records])
+    p = np.array([res.probabilities for res in results])
+    groups = [re.sub(r"_[LR]$", "", Path(r.path).stem) for r in records]  # PatientNNN_L
+    figures = _figures(y, p, threshold, predictor.grade_rule, name="srahim-dr", groups=groups)
+    print(f"\nsrahim-dr raw photos, another clinic: {figures}")
+    ungradable = sum(not res.gradable for res in results)
+    print(f"srahim-dr photos judged ungradable: {ungradable}/{len(results)}")
+
+
+def _quality_vs_grade(test: list, p_enhanced: np.ndarray, threshold: float) -> None:
+    labels_file = SHARED / "eyeq" / "eyepacs-256-quality.csv"
+    if not labels_file.is_file():
+        return
+    import csv
+
+    with labels_file.open(newline="") as handle:
+        quality = {row["image"]: row["quality"] for row in csv.DictReader(handle)}
+    referable = p_enhanced[:, 2:].sum(axis=1) >= threshold
+    expected = p_enhanced @ np.arange(5)
+    print("\nquality vs grade on the test split (EyeQ-labelled photos):")
+    rows = {}
+    for band, lo, hi in (("truth grade 0-1", 0, 1), ("truth grade 2-4", 2, 4)):
+        for label in ("Good", "Usable", "Reject"):
+            idx = [
+                i
+                for i, r in enumerate(test)
+                if quality.get(Path(r.path).stem) == label and lo <= r.grade <= hi
+            ]
+            if not idx:
+                continue
+            rate = float(referable[idx].mean())
+            mean_grade = float(expected[idx].mean())
+            rows[f"{band} {label}"] = {"n": len(idx), "referred": rate, "mean": mean_grade}
+            print(
+                f"  {band:16} {label:7} n={len(idx):3}  referred {rate:6.1%}  "
+                f"expected grade {mean_grade:.2f}"
+            )
+    FIGURES["quality_vs_grade"] = rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", nargs="?", default=None, help="model (default: bundled)")
     parser.add_argument("--every", type=int, default=1, help="use every n-th test photo")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)
 
     from retinascreen.data.datasets import load_dataset, split_dataset
@@ -90,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     results = predictor.predict_batch(drive)
     grades = np.bincount([r.grade for r in results], minlength=5)
     flagged = sum(r.referable_probability >= threshold for r in results)
+    FIGURES["drive"] = {"n": len(results), "referred": flagged, "grades": grades.tolist()}
     print(
         f"DRIVE raw photos (none referable): {flagged}/{len(results)} called referable "
         f"({flagged / len(results):.1%}); grades 0-4: {grades.tolist()}"
@@ -115,14 +202,22 @@ def main(argv: list[str] | None = None) -> int:
     raw = [raw_looking(image, i) for i, image in enumerate(enhanced)]
     raw_results = predictor.predict_batch(raw)
     p_raw = np.array([p.probabilities for p in raw_results])
-    print(
-        f"\nEyePACS-256 test split as given:   {_figures(y, p_enhanced, threshold, predictor.grade_rule)}"
-    )
-    print(
-        f"the same photos made raw-looking:  {_figures(y, p_raw, threshold, predictor.grade_rule)}"
-    )
+    groups = [r.patient for r in test]
+    rule = predictor.grade_rule
+    given = _figures(y, p_enhanced, threshold, rule, name="eyepacs-test", groups=groups)
+    print(f"\nEyePACS-256 test split as given:   {given}")
+    raw_text = _figures(y, p_raw, threshold, rule, name="eyepacs-test-raw-looking", groups=groups)
+    print(f"the same photos made raw-looking:  {raw_text}")
     gradable = np.mean([r.gradable for r in raw_results])
     print(f"raw-looking photos judged gradable: {gradable:.1%}")
+    _quality_vs_grade(test, p_enhanced, threshold)
+    _external(predictor, threshold)
+    if args.json:
+        import json
+
+        FIGURES["model"] = predictor.model_info.to_dict()
+        FIGURES["threshold"] = threshold
+        Path(args.json).write_text(json.dumps(FIGURES, indent=1, default=float) + "\n")
     return 0
 
 

@@ -1,12 +1,14 @@
 """Train and bundle the default model: ``make demo-model`` (one reproducible command).
 
-1. trains ``configs/eyepacs.toml`` (mini_xception + Wise-SrNet, regression objective, Ben
-   Graham pre-processing, 256 px, from scratch) on ``../shared/data/eyepacs-256`` into
-   ``runs/eyepacs`` (resumes if interrupted; patient-grouped 70/15/15 split, test split held
-   out); the run's metrics.json has the test figures with bootstrap intervals and the
-   calibration error before and after the temperature fitted on validation;
+1. trains ``configs/eyepacs-lite.toml`` (ImageNet EfficientNet-Lite0 + Wise-SrNet, regression
+   objective, histogram-equalised input, 256 px: the head on cached frozen features, then the
+   upper stages fine-tuned) on ``../shared/data/eyepacs-256`` into ``runs/eyepacs-lite``
+   (resumes if interrupted; patient-grouped 70/15/15 split, test split held out); the run's
+   metrics.json has the test figures with bootstrap intervals and the calibration error before
+   and after the temperature fitted on validation;
 2. writes the model card: the data (EyePACS subset, third-party pre-processing), its licence,
-   the measured metrics, the intended use and "not for clinical use";
+   the origin of the ImageNet weights, the measured metrics, the intended use and "not for
+   clinical use";
 3. exports it to ONNX fp32 (checked against Keras on real validation photos), tries int8 and
    keeps it only if its grade agreement with fp32 is >= 98 % on those photos, and copies the
    files to ``src/retinascreen/demo_model/`` where ``Predictor()`` finds them.
@@ -28,7 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / "src" / "retinascreen" / "demo_model"
 DATA = ROOT.parent / "shared" / "data" / "eyepacs-256"
 MODEL_NAME = "retinascreen-eyepacs"
-LICENCE = "EyePACS / Kaggle 2015 competition data: non-commercial research and education use"
+LICENCE = (
+    "EyePACS / Kaggle 2015 competition data: non-commercial research and education use; "
+    "ImageNet EfficientNet-Lite weights by Google: Apache-2.0"
+)
 INTENDED_USE = (
     "Research and education on diabetic retinopathy screening. Not for clinical use: not a "
     "medical device, not validated on a clinical population; every result needs review by a "
@@ -36,13 +41,14 @@ INTENDED_USE = (
 )
 
 
-def training_data_text(n_train: int, n_patients: int) -> str:
-    return (
+def training_data_text(n_train: int, n_patients: int, pretrained: bool) -> str:
+    text = (
         "EyePACS subset (Kaggle 2015 Diabetic Retinopathy Detection training set): 4,040 "
         "single-grader photos of 2,020 patients, cropped and contrast-enhanced to 256 px by a "
         f"third party; {n_train} photos of {n_patients} patients used for training "
         "(patient-grouped 70/15/15 split)"
     )
+    return text + ("; backbone pre-trained on ImageNet" if pretrained else "")
 
 
 def _link_photos(records: list, folder: Path) -> Path:
@@ -57,9 +63,9 @@ def _link_photos(records: list, folder: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=str(ROOT / "configs" / "eyepacs.toml"))
+    parser.add_argument("--config", default=str(ROOT / "configs" / "eyepacs-lite.toml"))
     parser.add_argument("--data", default=str(DATA), help="the EyePACS-layout data set")
-    parser.add_argument("--run", default=str(ROOT / "runs" / "eyepacs"))
+    parser.add_argument("--run", default=str(ROOT / "runs" / "eyepacs-lite"))
     parser.add_argument("--skip-training", action="store_true", help="bundle an existing run")
     args = parser.parse_args(argv)
     if not Path(args.data).is_dir():
@@ -68,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from retinascreen import __version__
     from retinascreen.errors import ExportAgreementError
+    from retinascreen.models.backbones import get_backbone_spec
     from retinascreen.models.modelcard import read_card, write_card
     from retinascreen.serving.export import export_model
     from retinascreen.training.config import load_config
@@ -95,10 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     card.version = __version__
     card.synthetic = False
     card.training_data = training_data_text(
-        len(splits["train"]), len({r.patient for r in splits["train"]})
+        len(splits["train"]),
+        len({r.patient for r in splits["train"]}),
+        str(config.weights).lower() == "imagenet",
     )
     card.intended_use = INTENDED_USE
     card.extra["licence"] = LICENCE
+    if str(config.weights).lower() == "imagenet":
+        card.extra["weights_origin"] = get_backbone_spec(config.backbone).weights_source
     timing = run / "timing.json"
     if timing.is_file():
         card.extra["training_minutes"] = json.loads(timing.read_text()).get("minutes")
@@ -120,10 +131,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         except ExportAgreementError as exc:
             print(f"int8 not bundled: {exc}")
+            exported = {"fp32": report.summary(), "int8": f"not bundled: {exc}"}
         else:
             print(int8.summary())
             shutil.copyfile(int8.path, DEMO_DIR / "demo.onnx")
             print("int8 bundled: its grade agreement with fp32 is >= 98 % on validation photos")
+            exported = {"fp32": report.summary(), "int8": int8.summary()}
+    (run / "export.json").write_text(json.dumps(exported, indent=1) + "\n")
     for path in sorted(DEMO_DIR.iterdir()):
         print(f"{path.relative_to(ROOT)}  {path.stat().st_size / 1e6:.2f} MB")
     return 0

@@ -54,7 +54,7 @@ _FLAGS = (
 
 
 def register(subparsers: Any) -> None:
-    from retinascreen.data.formats import FORMATS
+    from retinascreen.data.formats import FORMAT_HELP, FORMATS
     from retinascreen.training.config import OBJECTIVES, REGRESSION_LOSSES, STRATEGIES
 
     p = subparsers.add_parser(
@@ -73,7 +73,7 @@ def register(subparsers: Any) -> None:
     add(
         "--format",
         choices=FORMATS,
-        help="data set layout (default aptos)",
+        help=f"{FORMAT_HELP} (default aptos)",
     )
     add("--out", metavar="RUN_DIR", help="run directory to write (required)")
     add(

@@ -16,10 +16,13 @@ from retinascreen.data.datasets import (
     read_table,
     split_dataset,
 )
+from retinascreen.data.formats import LAYOUTS
 from retinascreen.errors import DatasetError
 from tests.helpers.layouts import (
     IDRID_CSV,
     IDRID_IMAGES,
+    IDRID_TEST_CSV,
+    IDRID_TEST_IMAGES,
     fundus_image,
     write_aptos,
     write_csv,
@@ -30,8 +33,17 @@ from tests.helpers.layouts import (
 )
 
 
-def test_formats_are_the_five_of_the_spec():
-    assert FORMATS == ("aptos", "eyepacs", "messidor2", "idrid", "folders")
+def test_formats_are_the_five_of_the_spec_with_idrids_two_splits():
+    assert FORMATS == (
+        "aptos",
+        "eyepacs",
+        "messidor2",
+        "idrid",
+        "idrid-test",
+        "idrid-all",
+        "folders",
+    )
+    assert LAYOUTS == ("aptos", "eyepacs", "messidor2", "idrid", "folders")  # what synth writes
 
 
 @pytest.mark.parametrize("point_at_csv", [False, True])
@@ -79,15 +91,82 @@ def test_messidor2_excludes_ungradable_rows_and_reports_them(tmp_path, caplog):
     assert table.records[1].patient == "20051020_00001_0100_PP"
 
 
-@pytest.mark.parametrize("point_at_csv", [False, True])
-def test_idrid_root_or_csv_with_trailing_space_header(tmp_path, point_at_csv):
+def test_idrid_fixture_is_written_as_idrid_publishes_it(tmp_path):
+    root = write_idrid(tmp_path, n=2, n_test=1)
+    train = (root / IDRID_CSV).read_text().splitlines()
+    assert train[0] == "Image name,Retinopathy grade,Risk of macular edema ,,"
+    assert train[1] == "IDRiD_001,0,0,," and train[-1] == ",,,,"
+    test = (root / IDRID_TEST_CSV).read_text().splitlines()
+    assert test == ["Image name,Retinopathy grade,Risk of macular edema ", "IDRiD_001,4,2"]
+
+
+@pytest.mark.parametrize("where", ["root", "grading folder", "csv"])
+def test_idrid_reads_the_published_training_set_and_its_edema_risk(tmp_path, where):
     root = write_idrid(tmp_path, n=6)
-    records = load_dataset(root / IDRID_CSV if point_at_csv else root, "idrid")
+    data = {"root": root, "grading folder": root / "B. Disease Grading", "csv": root / IDRID_CSV}
+    table = read_table(data[where], "idrid")
+    records = table.records
+    assert table.source == root / IDRID_CSV  # the published name, not a search
     assert len(records) == 6  # the blank trailing row is skipped
     assert [r.grade for r in records] == [0, 1, 2, 3, 4, 0]
+    assert [r.macular_edema for r in records] == [0, 1, 2, 0, 1, 2]
     # IDRiD's test set reuses the names: the training CSV must take the training images
     assert all(r.path.parent == root / IDRID_IMAGES for r in records)
-    assert records[0].patient == "IDRiD_001"
+    assert records[0].patient == "IDRiD_001" and all(r.split is None for r in records)
+
+
+@pytest.mark.parametrize("point_at_csv", [False, True])
+def test_idrid_test_reads_the_published_testing_set(tmp_path, point_at_csv):
+    root = write_idrid(tmp_path, n=6, n_test=3)
+    records = load_dataset(root / IDRID_TEST_CSV if point_at_csv else root, "idrid-test")
+    assert [r.path for r in records] == [
+        root / IDRID_TEST_IMAGES / f"IDRiD_{i:03d}.jpg" for i in (1, 2, 3)
+    ]
+    assert [r.grade for r in records] == [4, 3, 2]
+    assert [r.macular_edema for r in records] == [2, 1, 0]
+    assert all(r.split == "test" for r in records)
+    # another photo than the training set's IDRiD_001, so another patient
+    assert records[0].patient == "test/IDRiD_001"
+    splits = split_dataset(records)
+    assert splits["test"] == records and not splits["train"] and not splits["val"]
+
+
+def test_idrid_all_keeps_the_published_test_set_as_the_test_split(tmp_path):
+    root = write_idrid(tmp_path, n=20, n_test=5)
+    table = read_table(root, "idrid-all")
+    assert len(table.records) == 25 and table.source == root
+    splits = split_dataset(table.records, val=0.2, test=0.2, seed=0)
+    assert {r.path.parent for r in splits["test"]} == {root / IDRID_TEST_IMAGES}
+    assert len(splits["test"]) == 5
+    train_val = splits["train"] + splits["val"]
+    assert {r.path.parent for r in train_val} == {root / IDRID_IMAGES} and len(train_val) == 20
+    assert splits["val"] and len(splits["train"]) > len(splits["val"])
+    assert {r.macular_edema for r in table.records} == {0, 1, 2}
+
+
+def test_idrid_wrong_split_or_missing_file_says_what_to_do(tmp_path):
+    root = write_idrid(tmp_path, n=3)
+    with pytest.raises(DatasetError, match="IDRiD's testing labels: use --format idrid-test"):
+        load_dataset(root / IDRID_TEST_CSV, "idrid")
+    with pytest.raises(DatasetError, match="IDRiD's training labels: use --format idrid$"):
+        load_dataset(root / IDRID_CSV, "idrid-test")
+    with pytest.raises(DatasetError, match="reads both IDRiD label files"):
+        load_dataset(root / IDRID_CSV, "idrid-all")
+    (root / IDRID_TEST_CSV).unlink()
+    with pytest.raises(DatasetError, match="b. IDRiD_Disease Grading_Testing Labels.csv"):
+        load_dataset(root, "idrid-all")
+    assert len(load_dataset(root, "idrid")) == 3
+
+
+def test_idrid_unknown_edema_risk_is_reported_with_the_grades(tmp_path):
+    root = write_idrid(tmp_path, n=3, n_test=0)
+    header = ["Image name", "Retinopathy grade", "Risk of macular edema ", "", ""]
+    rows = [["IDRiD_001", 1, 5, "", ""], ["IDRiD_002", 9, 0, "", ""], ["IDRiD_003", 2, "", "", ""]]
+    write_csv(root / IDRID_CSV, header, rows)
+    with pytest.raises(DatasetError) as err:
+        load_dataset(root, "idrid")
+    assert "1 row has an unknown label" in str(err.value) and "IDRiD_002" in str(err.value)
+    assert "unknown macular-oedema risk (must be 0..2 or empty): IDRiD_001" in str(err.value)
 
 
 @pytest.mark.parametrize("named", [True, False])

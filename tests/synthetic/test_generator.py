@@ -226,12 +226,15 @@ def test_every_layout_is_written_as_designed_and_reads_back(tmp_path):
             ["image_id", "adjudicated_dr_grade", "adjudicated_dme", "adjudicated_gradable"],
         ),
         "idrid": (
-            "B. Disease Grading/2. Groundtruths/a. IDRiD_Training Set_Labels.csv",
+            "B. Disease Grading/2. Groundtruths/a. IDRiD_Disease Grading_Training Labels.csv",
             ["Image name", "Retinopathy grade", "Risk of macular edema "],
         ),
     }
+    out_of = {}
     for layout, (csv_name, columns) in expect.items():
-        out = write_dataset(tmp_path / layout, n, size=64, seed=1, layout=layout, workers=1)
+        out = out_of[layout] = write_dataset(
+            tmp_path / layout, n, size=64, seed=1, layout=layout, workers=1
+        )
         header, rows = read_csv(out / csv_name)
         assert header[: len(columns)] == columns and len(rows) == n
         images = _written_images(out)
@@ -250,6 +253,11 @@ def test_every_layout_is_written_as_designed_and_reads_back(tmp_path):
     assert sorted(p.name for p in idrid.iterdir()) == [
         f"IDRiD_{i:03d}.jpg" for i in range(1, n + 1)
     ]
+    # --format idrid keeps the written macular-oedema risk
+    risks = [
+        int(r["Risk of macular edema "]) for r in read_csv(out_of["idrid"] / expect["idrid"][0])[1]
+    ]
+    assert [r.macular_edema for r in load_dataset(out_of["idrid"], "idrid")] == risks
     _, aptos = read_csv(tmp_path / "aptos" / "train.csv")
     for row in aptos:
         assert (tmp_path / "aptos" / "train_images" / f"{row['id_code']}.png").is_file()

@@ -10,13 +10,14 @@ EPILOG = """examples:
   retinascreen evaluate runs/mini --data data/synth --format aptos            # its test split
   retinascreen evaluate model.onnx --data messidor2/ --format messidor2 --split all --out eval/
   retinascreen evaluate runs/mini --data data/synth --format aptos --target-sensitivity 0.9
+  retinascreen evaluate runs/x --data idrid/ --format idrid-test   # IDRiD's published testing set
 
 Writes metrics.json, confusion.png and roc.png to --out (default: eval-<split> beside the model)."""
 
 
 def register(subparsers: Any) -> None:
     from retinascreen.data.datasets import EVALUATION_SPLITS
-    from retinascreen.data.formats import FORMATS
+    from retinascreen.data.formats import FORMAT_HELP, FORMATS
 
     p = subparsers.add_parser(
         "evaluate",
@@ -30,7 +31,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("model", metavar="MODEL", help=".keras, .onnx or a training run directory")
     p.add_argument("--data", required=True, metavar="PATH", help="data set folder")
-    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--format", required=True, choices=FORMATS, help=FORMAT_HELP)
     p.add_argument(
         "--split",
         default="test",

@@ -18,7 +18,7 @@ compression vary independently of the grade. Masks go to OUT/masks/<id>_<lesion>
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from retinascreen.data.formats import FORMATS
+    from retinascreen.data.formats import LAYOUTS
     from retinascreen.synthetic import BENCHMARKS
 
     parser = subparsers.add_parser(
@@ -36,7 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
-        "--layout", choices=FORMATS, default="aptos", help="data-set layout (default aptos)"
+        "--layout",
+        choices=LAYOUTS,
+        default="aptos",
+        help="data-set layout (default aptos; idrid writes IDRiD's training set)",
     )
     parser.add_argument(
         "--folder-names",

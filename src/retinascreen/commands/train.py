@@ -71,7 +71,7 @@ BACKBONE_NAMES = (
 
 
 def register(subparsers: Any) -> None:
-    from retinascreen.data.formats import FORMATS
+    from retinascreen.data.formats import FORMAT_HELP, FORMATS
     from retinascreen.training.config import OBJECTIVES, REGRESSION_LOSSES, STRATEGIES
 
     p = subparsers.add_parser(
@@ -90,7 +90,7 @@ def register(subparsers: Any) -> None:
     add(
         "--format",
         choices=FORMATS,
-        help="data set layout (default aptos)",
+        help=f"{FORMAT_HELP} (default aptos)",
     )
     add("--out", metavar="RUN_DIR", help="run directory to write (required)")
     add("--backbone", help=f"one of: {', '.join(BACKBONE_NAMES)} (default xception)")

@@ -1,8 +1,8 @@
 """Read the published DR data-set layouts into one table of :class:`Record` and split it.
 
-Five layouts, defined in :mod:`retinascreen.data.formats` (SPEC.md "Data set formats",
-docs/design.md "Data-set layouts"): ``aptos``, ``eyepacs``, ``messidor2``, ``idrid`` and
-``folders``. Every problem found while reading (missing files, unknown labels) is gathered and
+The layouts defined in :mod:`retinascreen.data.formats` (SPEC.md "Data set formats",
+docs/design.md "Data-set layouts"): ``aptos``, ``eyepacs``, ``messidor2``, ``idrid`` (IDRiD's
+training set; ``idrid-test`` its testing set, ``idrid-all`` both) and ``folders``. Every problem found while reading (missing files, unknown labels) is gathered and
 raised as one :class:`DatasetError` before any training starts, with counts and the first few
 names.
 """
@@ -26,7 +26,9 @@ from retinascreen.data.formats import (
     FOLDERS,
     FORMATS,
     IDRID,
+    IDRID_ALL,
     IDRID_ROOT,
+    IDRID_TEST,
     KAGGLE_FOLDER_NAMES,
     MESSIDOR2,
     PATIENT_COLUMN,
@@ -65,13 +67,18 @@ _SHOW = 5  # how many names an error message lists
 
 @dataclass(frozen=True)
 class Record:
-    """One labelled photograph: file, ICDR grade, patient id, eye and optional fixed split."""
+    """One labelled photograph: file, ICDR grade, patient id, eye and optional fixed split.
+
+    ``macular_edema`` is the data set's macular-oedema column where it has one (IDRiD's risk
+    0..2, Messidor-2's adjudicated DME 0/1), else None.
+    """
 
     path: Path
     grade: int
     patient: str
     eye: str | None = None
     split: str | None = None
+    macular_edema: int | None = None
 
 
 @dataclass
@@ -133,6 +140,14 @@ def _parse_grade(value: str | None) -> int | None:
     return int(number)
 
 
+def _parse_edema(value: str | None) -> int | None:
+    """The macular-oedema risk in ``value`` (0..2), -1 when it is not one, None when empty."""
+    if value is None or not value.strip():
+        return None
+    grade = _parse_grade(value)
+    return grade if grade is not None and grade <= 2 else -1
+
+
 def _parse_split(value: str | None, where: str) -> str | None:
     if value is None or not value.strip():
         return None
@@ -168,23 +183,20 @@ def _patient_and_eye(stem: str) -> tuple[str, str | None]:
 class _FileIndex:
     """Case-insensitive lookup of image files in one or more folders, listed once."""
 
-    def __init__(self, folders: Iterable[Path], recursive: bool = False) -> None:
+    def __init__(self, folders: Iterable[Path]) -> None:
         self.by_name: dict[str, list[Path]] = defaultdict(list)
         self.by_stem: dict[str, list[Path]] = defaultdict(list)
         for folder in folders:
             if not folder.is_dir():
                 continue
-            files = folder.rglob("*") if recursive else folder.iterdir()
-            for f in sorted(files):
+            for f in sorted(folder.iterdir()):
                 if f.suffix.lower() in SUPPORTED_SUFFIXES and f.is_file():
                     self.by_name[f.name.lower()].append(f)
                     self.by_stem[f.stem.lower()].append(f)
 
-    def find(
-        self, name: str, suffixes: Sequence[str] = (), prefer: str | None = None
-    ) -> Path | None:
+    def find(self, name: str, suffixes: Sequence[str] = ()) -> Path | None:
         """The file called ``name`` (any case), else ``name`` + one of ``suffixes``, else any
-        image whose stem is ``name``; ``prefer`` picks among several by a folder-name word."""
+        image whose stem is ``name``; the first folder listed wins."""
         candidates = list(self.by_name.get(name.lower(), []))
         if not candidates:
             for suffix in suffixes:
@@ -193,12 +205,7 @@ class _FileIndex:
             candidates = list(self.by_stem.get(name.lower(), []))
             if not candidates and Path(name).suffix:
                 candidates = list(self.by_stem.get(Path(name).stem.lower(), []))
-        if not candidates:
-            return None
-        if prefer and len(candidates) > 1:
-            preferred = [c for c in candidates if any(prefer in p.lower() for p in c.parent.parts)]
-            candidates = preferred or candidates
-        return candidates[0]
+        return candidates[0] if candidates else None
 
 
 def _resolve_csv(path: Path, fmt: DatasetFormat) -> Path:
@@ -229,6 +236,7 @@ class _Problems:
         self.n_rows = n_rows
         self.missing: list[str] = []
         self.unknown: list[str] = []
+        self.unknown_edema: list[str] = []
 
     def raise_if_any(self) -> None:
         parts = []
@@ -238,14 +246,23 @@ class _Problems:
                 f"missing: {_first(self.missing)}"
             )
         if self.unknown:
-            noun = (
-                "row has an unknown label" if len(self.unknown) == 1 else "rows have unknown labels"
-            )
             parts.append(
-                f"{len(self.unknown)} {noun} (grades must be 0..4): {_first(self.unknown)}"
+                f"{_rows(len(self.unknown), 'an unknown label', 'unknown labels')} "
+                f"(grades must be 0..4): {_first(self.unknown)}"
+            )
+        if self.unknown_edema:
+            risk = "an unknown macular-oedema risk"
+            parts.append(
+                f"{_rows(len(self.unknown_edema), risk, risk)} (must be 0..2 or empty): "
+                f"{_first(self.unknown_edema)}"
             )
         if parts:
             raise DatasetError("; ".join(parts))
+
+
+def _rows(n: int, one: str, many: str) -> str:
+    """``1 row has <one>`` / ``3 rows have <many>``."""
+    return f"{n} row has {one}" if n == 1 else f"{n} rows have {many}"
 
 
 def _first(names: list[str]) -> str:
@@ -258,15 +275,16 @@ def _records_from_rows(
     rows: list[dict[str, str]],
     index: _FileIndex,
     fmt: DatasetFormat,
-    *,
-    prefer: str | None = None,
 ) -> list[Record]:
     """The records of a label CSV's rows; missing files and unknown labels raised together.
 
     Patient and eye come from ``patient_id``/``eye`` columns when present, else from the image
-    name (``<patient>_left``); a ``split`` column pre-assigns the split.
+    name (``<patient>_left``); a ``split`` column (else the format's published split)
+    pre-assigns the split. The images of a published split other than training are patients of
+    their own (``test/IDRiD_001``): IDRiD reuses the training set's names in its testing set.
     """
     name_column, grade_column = _key(fmt.id_column), _key(fmt.grade_column)
+    edema_column = _norm_header(fmt.dme_column) if fmt.dme_column else None
     problems = _Problems(csv_path.name, len(rows))
     records = []
     for i, row in enumerate(rows, start=2):
@@ -274,21 +292,27 @@ def _records_from_rows(
         if not name:
             continue
         grade = _parse_grade(row.get(grade_column))
-        file = index.find(name, fmt.read_suffixes, prefer=prefer)
+        edema = _parse_edema(row.get(edema_column)) if edema_column else None
+        file = index.find(name, fmt.read_suffixes)
         if file is None:
             problems.missing.append(f"{name}{fmt.image_suffix}")
         if grade is None:
             problems.unknown.append(f"{name} (line {i}: {row.get(grade_column, '')!r})")
-        if file is None or grade is None:
+        if edema == -1:
+            problems.unknown_edema.append(f"{name} (line {i}: {row.get(edema_column or '')!r})")
+        if file is None or grade is None or edema == -1:
             continue
         patient, eye = _patient_and_eye(Path(name).stem)
+        if fmt.split:
+            patient = f"{fmt.split}/{patient}"
         records.append(
             Record(
                 path=file,
                 grade=grade,
                 patient=row.get(PATIENT_COLUMN) or patient,
                 eye=_parse_eye(row.get(EYE_COLUMN)) or eye,
-                split=_parse_split(row.get(SPLIT_COLUMN), f"{csv_path.name} line {i}"),
+                split=_parse_split(row.get(SPLIT_COLUMN), f"{csv_path.name} line {i}") or fmt.split,
+                macular_edema=edema,
             )
         )
     problems.raise_if_any()
@@ -347,45 +371,61 @@ def _read_messidor2(path: Path) -> DatasetTable:
     return DatasetTable(records, csv_path, excluded)
 
 
-def _find_idrid_csv(root: Path) -> Path:
-    assert IDRID.labels_csv is not None
-    if (root / IDRID.labels_csv).is_file():
-        return root / IDRID.labels_csv
-    wanted = {_key(IDRID.id_column), _key(IDRID.grade_column)}
-    for candidate in sorted(root.rglob("*.csv")):
-        try:
-            with candidate.open(newline="", encoding="utf-8-sig") as fh:
-                header = [_norm_header(h) for h in next(csv.reader(fh), [])]
-        except (OSError, UnicodeDecodeError):
-            continue
-        if wanted <= set(header):
-            return candidate
-    raise DatasetError(
-        f"no IDRiD grading CSV under {root} (expected '{IDRID.labels_csv}' with columns "
-        f"'{IDRID.id_column},{IDRID.grade_column}'; --data may be the data-set folder or the "
-        "CSV file)"
-    )
+def _idrid_csv(path: Path, fmt: DatasetFormat) -> tuple[Path, Path]:
+    """The label CSV of IDRiD split ``fmt`` and the ``B. Disease Grading`` folder of its images.
+
+    ``path`` is the folder holding ``B. Disease Grading``, that folder itself, or the CSV.
+    """
+    assert fmt.labels_csv is not None and fmt.image_folder is not None
+    if path.is_file():
+        grading = next(
+            (p for p in path.parents if p.name.lower() == IDRID_ROOT.name.lower()),
+            path.parent.parent if path.parent.name.lower().endswith("groundtruths") else None,
+        )
+        testing = fmt.split == "test"
+        other, other_set = (IDRID, "training") if testing else (IDRID_TEST, "testing")
+        name = path.name.lower()
+        if other_set[:4] in name and ("test" if testing else "train") not in name:
+            raise DatasetError(
+                f"{path.name} looks like IDRiD's {other_set} labels: use --format {other.name}"
+            )
+        return path, grading if grading is not None else path.parent
+    root = path if path.name.lower() == IDRID_ROOT.name.lower() else path / IDRID_ROOT
+    csv_path = root / fmt.labels_csv.relative_to(IDRID_ROOT)
+    if not csv_path.is_file():
+        raise DatasetError(
+            f"no IDRiD grading CSV in {path} (the {fmt.name} layout is {fmt.layout}; --data "
+            f"may be the folder holding '{IDRID_ROOT}', that folder, or the CSV file)"
+        )
+    return csv_path, root
+
+
+def _read_idrid_split(path: Path, fmt: DatasetFormat) -> DatasetTable:
+    """One published IDRiD split: its label CSV and its images folder (else beside the CSV)."""
+    csv_path, grading = _idrid_csv(path, fmt)
+    rows = _read_labels(csv_path, fmt)
+    assert fmt.image_folder is not None
+    images = grading / fmt.image_folder.relative_to(IDRID_ROOT)
+    index = _FileIndex(dict.fromkeys([images, csv_path.parent]))
+    return DatasetTable(_records_from_rows(csv_path, rows, index, fmt), csv_path)
 
 
 def _read_idrid(path: Path) -> DatasetTable:
+    return _read_idrid_split(path, IDRID)
+
+
+def _read_idrid_test(path: Path) -> DatasetTable:
+    return _read_idrid_split(path, IDRID_TEST)
+
+
+def _read_idrid_all(path: Path) -> DatasetTable:
     if path.is_file():
-        csv_path = path
-        # The CSV lives in 'B. Disease Grading/2. Groundtruths/'; images are under the root.
-        root = next(
-            (p.parent for p in csv_path.parents if p.name.lower() == IDRID_ROOT.name.lower()),
-            csv_path.parent.parent
-            if csv_path.parent.name.lower().endswith("groundtruths")
-            else csv_path.parent,
+        raise DatasetError(
+            f"--format {IDRID_ALL.name} reads both IDRiD label files: give --data the folder "
+            f"holding '{IDRID_ROOT}' instead of {path.name}"
         )
-    else:
-        csv_path = _find_idrid_csv(path)
-        root = path
-    rows = _read_labels(csv_path, IDRID)
-    index = _FileIndex([root], recursive=True)
-    lowered = csv_path.name.lower()
-    prefer = "train" if "train" in lowered else "test" if "test" in lowered else None
-    records = _records_from_rows(csv_path, rows, index, IDRID, prefer=prefer)
-    return DatasetTable(records, csv_path)
+    train, test = _read_idrid(path), _read_idrid_test(path)
+    return DatasetTable(train.records + test.records, path)
 
 
 def _folder_grade(name: str) -> int | None:
@@ -434,6 +474,8 @@ _READERS: dict[str, Callable[[Path], DatasetTable]] = {
     EYEPACS.name: _read_eyepacs,
     MESSIDOR2.name: _read_messidor2,
     IDRID.name: _read_idrid,
+    IDRID_TEST.name: _read_idrid_test,
+    IDRID_ALL.name: _read_idrid_all,
     FOLDERS.name: _read_folders,
 }
 
@@ -486,9 +528,11 @@ def split_dataset(
     """Split into train/val/test, stratified by grade and grouped by patient; deterministic.
 
     Records with a pre-assigned ``split`` stay there (and so do the other images of their
-    patient). The rest are assigned patient by patient, rarest grades first, each to the split
-    that is furthest below its share of that grade, so every split gets every grade that has at
-    least one patient per split.
+    patient). When the data set names its test images (IDRiD's published testing set, a
+    ``split`` column) the test split is those alone, and the rest is shared between train and
+    val. The rest are assigned patient by patient, rarest grades first, each to the split that is
+    furthest below its share of that grade, so every split gets every grade that has at least
+    one patient per split.
     """
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise ValueError(f"val={val} and test={test} must be fractions with val + test < 1")
@@ -512,7 +556,8 @@ def split_dataset(
 
     totals = Counter(r.grade for rs in groups.values() for r in rs)
     patients_with = Counter(g for rs in groups.values() for g in {r.grade for r in rs})
-    active = [s for s in SPLITS if ratios[s] > 0]
+    test_given = bool(out["test"])
+    active = [s for s in SPLITS if ratios[s] > 0 and not (s == "test" and test_given)]
     target = {
         (s, g): max(ratios[s] * totals[g], 1.0 if patients_with[g] >= len(active) else 0.0)
         for s in active

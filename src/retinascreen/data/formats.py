@@ -4,7 +4,9 @@
 Each :class:`DatasetFormat` names its label CSV (relative to the data-set root), the columns that
 hold the image id and the grade, the folder of its images and the suffix an image id gets there.
 ``folders`` has no CSV: the name of an image's folder (``0..4`` or :data:`KAGGLE_FOLDER_NAMES`)
-is its grade. See docs/design.md "Data-set layouts".
+is its grade. IDRiD publishes two splits with a label file each: ``idrid`` reads the training
+set, ``idrid-test`` the testing set and ``idrid-all`` both (its ``parts``). See docs/design.md
+"Data-set layouts".
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ class DatasetFormat:
     own extension) and what the reader names a missing image with; ``read_suffixes`` are the
     extensions the reader tries after the id. ``dme_column`` and ``gradable_column`` are the
     optional macular-oedema and gradability columns, ``csv_aliases`` other names the reader
-    accepts for the label CSV.
+    accepts for the label CSV. ``split`` is the split the data set's publisher gave its images
+    (IDRiD's testing set: ``test``); ``parts`` names the formats a combined format reads together.
     """
 
     name: str
@@ -34,6 +37,8 @@ class DatasetFormat:
     dme_column: str | None = None
     gradable_column: str | None = None
     csv_aliases: tuple[str, ...] = ()
+    split: str | None = None
+    parts: tuple[str, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -49,6 +54,8 @@ class DatasetFormat:
     @property
     def layout(self) -> str:
         """One line for error messages, e.g. ``train.csv (id_code,diagnosis) + train_images/...``."""
+        if self.parts:
+            return " and ".join(DATASET_FORMATS[part].layout for part in self.parts)
         if self.labels_csv is None or self.image_folder is None:
             return "one sub-folder per grade"
         read = (self.id_column, self.grade_column, self.gradable_column)
@@ -70,6 +77,8 @@ SYNTHETIC_MANIFEST = "synthetic.json"  # retinascreen synth / write_dataset
 BENCHMARK_MANIFEST = "manifest.json"  # write_benchmark
 
 IDRID_ROOT = Path("B. Disease Grading")
+IDRID_LABELS = IDRID_ROOT / "2. Groundtruths"
+IDRID_IMAGES = IDRID_ROOT / "1. Original Images"
 
 APTOS = DatasetFormat(
     name="aptos",
@@ -103,13 +112,34 @@ MESSIDOR2 = DatasetFormat(
 )
 IDRID = DatasetFormat(
     name="idrid",
-    labels_csv=IDRID_ROOT / "2. Groundtruths" / "a. IDRiD_Training Set_Labels.csv",
+    labels_csv=IDRID_LABELS / "a. IDRiD_Disease Grading_Training Labels.csv",
     id_column="Image name",
     grade_column="Retinopathy grade",
-    image_folder=IDRID_ROOT / "1. Original Images" / "a. Training Set",
+    image_folder=IDRID_IMAGES / "a. Training Set",
     image_suffix=".jpg",
     read_suffixes=(".jpg", ".jpeg", ".png", ".tif"),
     dme_column="Risk of macular edema ",  # sic: the published header ends with a space
+)
+IDRID_TEST = DatasetFormat(
+    name="idrid-test",
+    labels_csv=IDRID_LABELS / "b. IDRiD_Disease Grading_Testing Labels.csv",
+    id_column=IDRID.id_column,
+    grade_column=IDRID.grade_column,
+    image_folder=IDRID_IMAGES / "b. Testing Set",
+    image_suffix=IDRID.image_suffix,
+    read_suffixes=IDRID.read_suffixes,
+    dme_column=IDRID.dme_column,
+    split="test",
+)
+IDRID_ALL = DatasetFormat(
+    name="idrid-all",
+    labels_csv=None,
+    id_column=IDRID.id_column,
+    grade_column=IDRID.grade_column,
+    image_folder=None,
+    image_suffix=IDRID.image_suffix,
+    dme_column=IDRID.dme_column,
+    parts=(IDRID.name, IDRID_TEST.name),
 )
 FOLDERS = DatasetFormat(
     name="folders",
@@ -121,9 +151,17 @@ FOLDERS = DatasetFormat(
 )
 
 DATASET_FORMATS: dict[str, DatasetFormat] = {
-    f.name: f for f in (APTOS, EYEPACS, MESSIDOR2, IDRID, FOLDERS)
+    f.name: f for f in (APTOS, EYEPACS, MESSIDOR2, IDRID, IDRID_TEST, IDRID_ALL, FOLDERS)
 }
-FORMATS: tuple[str, ...] = tuple(DATASET_FORMATS)
+FORMATS: tuple[str, ...] = tuple(DATASET_FORMATS)  # what --format reads
+# What retinascreen synth writes (--layout): one per data set; for IDRiD its training set.
+LAYOUTS: tuple[str, ...] = tuple(n for n, f in DATASET_FORMATS.items() if not (f.split or f.parts))
+# One line per format for the commands' --help.
+FORMAT_HELP = (
+    "data-set layout: aptos, eyepacs, messidor2, folders; idrid is IDRiD's training set, "
+    "idrid-test its testing set (all of it the test split), idrid-all both (the testing set is "
+    "the test split, the training set is shared between train and val)"
+)
 
 
 __all__ = [
@@ -134,9 +172,15 @@ __all__ = [
     "EYE_COLUMN",
     "FOLDERS",
     "FORMATS",
+    "FORMAT_HELP",
     "IDRID",
+    "IDRID_ALL",
+    "IDRID_IMAGES",
+    "IDRID_LABELS",
     "IDRID_ROOT",
+    "IDRID_TEST",
     "KAGGLE_FOLDER_NAMES",
+    "LAYOUTS",
     "MESSIDOR2",
     "PATIENT_COLUMN",
     "SPLIT_COLUMN",

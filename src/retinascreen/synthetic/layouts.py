@@ -32,12 +32,12 @@ from retinascreen.data.formats import (
     FOLDERS,
     IDRID,
     KAGGLE_FOLDER_NAMES,
+    LAYOUTS,
     MESSIDOR2,
     PATIENT_COLUMN,
     SPLIT_COLUMN,
     SYNTHETIC_MANIFEST,
 )
-from retinascreen.data.formats import FORMATS as LAYOUTS
 from retinascreen.errors import ConfigError
 from retinascreen.synthetic.acquisition import UNGRADABLE_KINDS
 from retinascreen.synthetic.generator import (
@@ -266,7 +266,9 @@ def write_dataset(
 ) -> Path:
     """Write ``n`` synthetic photographs to ``out`` in ``layout``; returns ``out``.
 
-    ``layout`` is one of aptos, eyepacs, messidor2, idrid, folders (``folder_names`` "kaggle"
+    ``layout`` is one of aptos, eyepacs, messidor2, idrid (IDRiD's training set, as published:
+    ``B. Disease Grading/2. Groundtruths/a. IDRiD_Disease Grading_Training Labels.csv`` and
+    ``1. Original Images/a. Training Set/``), folders (``folder_names`` "kaggle"
     -> No_DR..Proliferate_DR, "numeric" -> 0..4). Ungradable images keep their underlying
     grade in every layout except messidor2, where they have ``adjudicated_gradable=0`` and an
     empty grade. Label CSVs carry the design's columns first; aptos, messidor2 and idrid add

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -241,18 +239,6 @@ def test_grey_disc_on_black_is_not_a_colour_fundus():
 def test_quality_reuses_a_given_disc():
     photo = draw_fundus(200)
     assert assess_quality(photo, disc=Disc(100, 100, 90)).gradable
-
-
-def test_quality_and_crop_of_a_2000px_photo_are_fast():
-    photo = draw_fundus(2000)
-    assess_quality(photo)  # warm up
-    start = time.perf_counter()
-    for _ in range(3):
-        disc = find_disc(photo)
-        assess_quality(photo, disc=disc)
-        crop_fundus(photo, 299, disc=disc)
-    per_photo = (time.perf_counter() - start) / 3
-    assert per_photo < 0.25  # ~30-60 ms on a quiet core; generous for a shared CI machine
 
 
 # --------------------------------------------------------------------------- synthetic photos

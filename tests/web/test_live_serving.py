@@ -41,7 +41,9 @@ def test_twelve_slow_clients_do_not_slow_healthz_and_get_408(server, token):
     latencies = [healthz_latency(server.port, timeout=5) for _ in range(3)]
     for client in clients:
         client.join(20)
-    assert max(latencies) < 1.5, latencies
+    # Blocked, /healthz would not answer within its 5 s timeout; answered, it takes milliseconds
+    # (measured 2-15 ms, bench/slow_clients.py): 4 s tells the two apart on a loaded machine.
+    assert max(latencies) < 4.0, latencies
     assert [client.status for client in clients] == [408] * 12
     assert all(c.answered_after is not None and c.answered_after < 10 for c in clients)
     assert time.monotonic() - start < 20

@@ -19,6 +19,8 @@ from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from retinascreen.web.private import private_sqlite
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_SECONDS = 5.0
 """How long a request waits for another process's SQLite lock before answering 503."""
@@ -101,6 +103,11 @@ def upgrade(engine: Engine) -> None:
     This is the one step allowed to create a SQLite file; it migrates on its own engine.
     """
     url = engine.url.render_as_string(hide_password=False)
+    path = sqlite_file(url)
+    if (
+        path is not None
+    ):  # created 0600 (SQLite gives -wal/-shm the same mode), older ones tightened
+        private_sqlite(path)
     migrator = make_engine(url, create=True, busy_timeout=MIGRATE_BUSY_TIMEOUT_SECONDS)
     try:
         with migrator.begin() as connection:

@@ -20,11 +20,11 @@ def prepare(instance: Path | None, db_url: str | None, model: str | None) -> dic
     """
     from retinascreen.models.engines import resolve_model_path
     from retinascreen.web.db import make_engine, upgrade
+    from retinascreen.web.private import private_folder
     from retinascreen.web.storage import PhotoStore, sweep_photos
 
     model_path = str(resolve_model_path(model))  # clear ModelError now, not in every worker
-    instance = Path(instance or default_instance_path()).resolve()
-    instance.mkdir(parents=True, exist_ok=True)
+    instance = private_folder(Path(instance or default_instance_path()).resolve())
     config: dict[str, Any] = {"INSTANCE_PATH": instance, "MODEL": model_path}
     url = database_url({"DATABASE_URL": db_url}, instance)
     config["DATABASE_URL"] = url

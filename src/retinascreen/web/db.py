@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from retinascreen.web.private import private_sqlite
+from retinascreen.web.writable import write_failure
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_SECONDS = 5.0
@@ -49,7 +50,7 @@ def make_engine(
     """
     path = sqlite_file(url)
     if path is None and make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return _reopen_after_write_failures(create_engine(url, pool_pre_ping=True))
     if path is None:
         return create_engine(url)
     mode = "rwc" if create else "rw"
@@ -77,6 +78,23 @@ def make_engine(
     def _same_file(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         if _identity(path) != record.info.get("inode"):
             raise exc.DisconnectionError(f"database file {path} was removed or replaced")
+
+    return _reopen_after_write_failures(engine)
+
+
+def _reopen_after_write_failures(engine: Engine) -> Engine:
+    """A write refused as read-only or disk-full discards every pooled connection.
+
+    SQLite opens a file it may not write read-only and keeps it so (and its ``-shm``) for the
+    connection's life: once the file is writable again only new connections can write. So such
+    a failure counts as a disconnect and the pool starts afresh; the request still fails (503
+    or 507), the next one gets a new connection, and no restart is needed.
+    """
+
+    @event.listens_for(engine, "handle_error")
+    def _write_failure(context: Any) -> None:
+        if write_failure(context.original_exception) is not None:
+            context.is_disconnect = True
 
     return engine
 

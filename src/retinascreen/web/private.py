@@ -37,7 +37,7 @@ def tighten(path: Path) -> None:
             path.chmod(mode & ~0o077)
     except FileNotFoundError:
         return
-    except PermissionError as exc:  # not our file: say so, do not stop
+    except OSError as exc:  # not our file, or a read-only file system: say so, do not stop
         log.warning("cannot make %s private: %s", path, exc)
 
 

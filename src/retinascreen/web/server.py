@@ -106,8 +106,9 @@ class GunicornServer(BaseApplication):
 
     def load(self) -> Any:
         from retinascreen.web import create_app
+        from retinascreen.web.config import DEFAULT_MAX_UPLOAD_BYTES
         from retinascreen.web.service import warm_up
-        from retinascreen.web.slowbody import BodyTimeout
+        from retinascreen.web.slowbody import BodyTimeout, UnreadBody
 
         config = dict(self.app_config)
         body_timeout = float(config.pop("BODY_TIMEOUT", 0) or 0)
@@ -115,6 +116,9 @@ class GunicornServer(BaseApplication):
         warm_up(app)  # the model loads once per worker, before its first request
         if body_timeout:
             app.wsgi_app = BodyTimeout(app.wsgi_app, body_timeout)  # type: ignore[method-assign]
+        # Outermost: a body left unread by a refusal is drained, or the connection closed.
+        limit = int(app.config.get("MAX_CONTENT_LENGTH") or 0) or DEFAULT_MAX_UPLOAD_BYTES
+        app.wsgi_app = UnreadBody(app.wsgi_app, limit)  # type: ignore[method-assign]
         logging.getLogger("gunicorn.error").info("retinascreen worker %d ready", os.getpid())
         return app
 

@@ -57,3 +57,15 @@ def test_files_an_older_version_left_readable_are_tightened_at_start_up(tmp_path
         assert mode(database) == mode(photo) == 0o600
     finally:
         dispose(restarted)
+
+
+def test_a_shared_sticky_folder_given_as_instance_is_not_narrowed(tmp_path):
+    from retinascreen.web.private import private_folder
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp: narrowing it would lock every other user out
+    private_folder(shared)
+    assert stat.S_IMODE(os.stat(shared).st_mode) == 0o1777
+    private_folder(shared / "instance")
+    assert mode(shared / "instance") == 0o700

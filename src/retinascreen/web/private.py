@@ -23,9 +23,16 @@ log = logging.getLogger(__name__)
 
 
 def private_folder(path: Path) -> Path:
-    """Create ``path`` (and its parents) if needed; the folder itself ends up 0700."""
+    """Create ``path`` (and its parents) if needed; the folder itself ends up 0700.
+
+    A shared folder with the sticky bit (``/tmp``) is never narrowed: that would lock every
+    other user out of it. The parents are created 0700 but existing ones are left alone.
+    """
     path.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
-    tighten(path)
+    if path.stat().st_mode & stat.S_ISVTX:
+        log.warning("%s is a shared folder (sticky bit): not making it private", path)
+    else:
+        tighten(path)
     return path
 
 
@@ -55,7 +62,9 @@ def write_private(path: Path, data: bytes, *, sync: bool = True) -> None:
 
 def private_sqlite(database: Path) -> None:
     """Create the SQLite file 0600 if it is missing; tighten it and its side files if not."""
-    private_folder(database.parent)
+    database.parent.mkdir(
+        mode=FOLDER_MODE, parents=True, exist_ok=True
+    )  # not narrowed: may be shared
     with contextlib.suppress(FileExistsError):
         os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
     for suffix in ("", *SQLITE_SIDE_FILES):

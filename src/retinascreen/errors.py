@@ -48,6 +48,13 @@ class ImageTooLargeError(ImageError):
     status = 413
 
 
+class AbnormalEncodingError(ImageError):
+    """A file encoded in a way no camera writes, which would cost far too much to decode.
+
+    E.g. a JPEG with thousands of scans, or a PNG whose metadata inflates to megabytes.
+    """
+
+
 class NotFundusError(ImageError):
     """The photo does not show a fundus."""
 

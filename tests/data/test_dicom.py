@@ -141,3 +141,26 @@ def test_colour_jpeg_in_dicom_matches_pydicoms_own_decode():
     reference = pixel_array(pydicom.dcmread(io.BytesIO(data)), as_rgb=True)
     np.testing.assert_array_equal(load_image(data), reference)
     assert np.abs(load_image(data)[5, 5].astype(int) - (200, 40, 30)).max() <= 3
+
+
+def test_jpeg_frame_with_thousands_of_scans_is_refused_before_decoding(monkeypatch):
+    from PIL import ImageFile
+
+    from retinascreen.errors import AbnormalEncodingError
+    from tests.helpers.jpeg_bombs import scan_bomb
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("the pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+    frame = scan_bomb(512, 512, scans=2_000)
+    data = dicom_bytes(
+        frames=[frame],
+        syntax=JPEG_BASELINE,
+        rows=512,
+        cols=512,
+        samples=3,
+        photometric="YBR_FULL_422",
+    )
+    with pytest.raises(AbnormalEncodingError, match=r"eye.dcm: frame 1: .*scans"):
+        load_image(data, name="eye.dcm")

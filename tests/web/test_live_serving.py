@@ -58,6 +58,7 @@ def test_readyz_reports_each_check(server):
         "database": True,
         "schema": True,
         "model": True,
+        "writable": True,
     }
     assert body["checks"]["model"]["name"] == "tiny-web-test"
 

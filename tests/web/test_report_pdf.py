@@ -45,3 +45,40 @@ def test_exif_rotated_jpeg_is_embedded_upright(web_app):
     pdf = report_of(web_app, buffer.getvalue(), "turned.jpg")
     assert (80, 96) in images(pdf)  # upright: 80 wide, 96 tall
     assert (96, 80) not in images(pdf)
+
+
+def _screen(app, client, photo: bytes, name: str) -> int:
+    response = upload(client, photo, name)
+    assert response.status_code == 303, response.get_data(as_text=True)[-600:]
+    return int(response.headers["Location"].rsplit("/", 1)[1])
+
+
+def test_a_large_photo_is_embedded_bounded_and_the_report_rendered_once(web_app, monkeypatch):
+    from retinascreen.web import report as report_module
+    from retinascreen.web.db import session
+    from retinascreen.web.models import Screening
+
+    client = web_app.test_client()
+    assert register(client, "alice").status_code == 302
+    sid = _screen(web_app, client, fundus_png(4), "eye.png")
+    # The stored photo becomes a 12-megapixel JPEG, as a camera original would be.
+    big = np.asarray(Image.fromarray(draw_fundus(500, seed=4)).resize((4000, 3000)))
+    buffer = io.BytesIO()
+    Image.fromarray(big).save(buffer, format="JPEG", quality=90)
+    with web_app.app_context():
+        photo = session().get(Screening, sid).photo_name
+    (web_app.extensions["retinascreen.photos"].path(photo)).write_bytes(buffer.getvalue())
+
+    renders = []
+    build = report_module.build_report
+    monkeypatch.setattr(
+        report_module, "build_report", lambda *a, **k: renders.append(1) or build(*a, **k)
+    )
+    first = client.get(f"/screenings/{sid}/report.pdf")
+    assert first.status_code == 200
+    sizes = images(first.data)
+    assert sizes and max(max(size) for size in sizes) <= 1600  # EMBED_MAX_SIDE
+    assert (1600, 1200) in sizes  # the photo, reduced with its proportions kept
+    assert len(first.data) < 1_500_000
+    again = client.get(f"/screenings/{sid}/report.pdf")
+    assert again.data == first.data and len(renders) == 1  # cached, not rendered again

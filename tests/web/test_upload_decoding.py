@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.dicom_files import deflate_bomb_dicom, dicom_bytes, jpeg_bomb_dicom
+from tests.helpers.jpeg_bombs import scan_bomb
 from tests.helpers.web import api_token, api_upload, register, stored_files
 
 
@@ -40,3 +41,33 @@ def test_hostile_dicom_is_a_clear_4xx_and_nothing_is_stored(web_app, make, statu
     assert response.status_code == status, response.get_json()
     assert words in response.get_json()["error"]
     assert [name for name in stored_files(web_app) if not name.startswith(".")] == []
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "make,name,words",
+    [
+        (lambda: scan_bomb(1_024, 1_024, scans=2_000), "eye.jpg", "encoded abnormally"),
+        (lambda: _png(np.zeros((1, 40_000, 3), np.uint8)), "strip.png", "40000 x 1 pixels"),
+    ],
+    ids=["scan-bomb", "one-pixel-strip"],
+)
+def test_abnormal_photos_say_what_is_wrong_and_nothing_is_stored(web_app, make, name, words):
+    client = web_app.test_client()
+    assert register(client, "alice").status_code == 302
+    token = api_token(client, "alice")
+    response = api_upload(client, token, make(), name)
+    assert response.status_code == 422, response.get_json()
+    message = response.get_json()["error"]
+    assert words in message
+    assert "RGB image array" not in message
+    assert [n for n in stored_files(web_app) if not n.startswith(".")] == []

@@ -6,7 +6,8 @@ can hold a 13,000 x 13,000 JPEG. So before decoding, :func:`load_dicom`
 - checks Rows x Columns x frames, samples and bits against the pixel limit;
 - reads each encapsulated frame's own header (JPEG SOF, JPEG-LS SOF55, JPEG 2000 SIZ, RLE
   segment table) and refuses a frame whose size differs from the DICOM header or is over the
-  limit, and an RLE segment longer than any honest encoding of one frame;
+  limit, a JPEG frame with more scans than a camera writes (a scan bomb), and an RLE segment
+  longer than any honest encoding of one frame;
 - inflates the Deflated transfer syntax itself, at most the bytes the header's size allows;
 
 and turns whatever a corrupt or fuzzed header makes pydicom raise into the typed errors of
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from retinascreen.data.images import _check_pixels, decode_slot
+from retinascreen.data.images import _check_pixels, check_jpeg_scans, decode_slot
 from retinascreen.errors import (
     CorruptImageError,
     ImageTooLargeError,
@@ -256,6 +257,8 @@ def _check_frames(ds: Any, info: _Info, label: str, max_pixels: int) -> bytes | 
                 f"{label}: {where} but the DICOM header says {info.cols}x{info.rows}; "
                 "refused before decoding (corrupt or crafted file)"
             )
+        if info.syntax in _JPEG:
+            check_jpeg_scans(frame, f"{label}: frame {number}")
 
     return frames[0]
 

@@ -364,6 +364,10 @@ def _path_of(image: ImageInput) -> str | None:
     return None
 
 
+MIN_SIDE = 8
+"""Fewest pixels a side of a photo may have (a 1 x 40,000 strip is not a photograph)."""
+
+
 def to_rgb(image: ImageInput) -> np.ndarray:
     """An RGB uint8 (H, W, 3) array from a path, bytes or an array (typed errors on bad input)."""
     from retinascreen.errors import NotAnImageError
@@ -372,8 +376,14 @@ def to_rgb(image: ImageInput) -> np.ndarray:
         arr = image
         if arr.ndim == 2:
             arr = np.repeat(arr[..., None], 3, axis=2)
-        if arr.ndim != 3 or arr.shape[2] not in (3, 4) or min(arr.shape[:2]) < 8:
+        if arr.ndim != 3 or arr.shape[2] not in (3, 4):
             raise NotAnImageError(f"expected an RGB image array (H, W, 3), got shape {image.shape}")
+        if min(arr.shape[:2]) < MIN_SIDE:
+            height, width = arr.shape[:2]
+            raise NotAnImageError(
+                f"the image is {width} x {height} pixels (width x height): not a photograph (a fundus "
+                f"photograph is roughly square; each side must be at least {MIN_SIDE} pixels)"
+            )
         arr = arr[..., :3]
         if arr.dtype != np.uint8:
             if np.issubdtype(arr.dtype, np.floating) and float(np.nanmax(arr)) <= 1.0:

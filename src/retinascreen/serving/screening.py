@@ -9,7 +9,8 @@ and a patient summary next to it (``results.patients.csv``): a patient is refera
 gradable eye is, and ungradable when no eye is gradable. A bad file gets its ``error`` in its row
 and the run goes on. Rows are appended and flushed + fsynced batch by batch, so after a crash
 ``resume=True`` drops a trailing half-written line and goes on with the images not yet done;
-at the end the CSV is rewritten (temp file + rename) sorted by path.
+at the end the CSV is rewritten (temp file + rename) sorted by path. Every cell goes through
+:mod:`retinascreen.data.csvcells`, so a file named ``=HYPERLINK(...)`` is text in a spreadsheet.
 
 Engines: ``local`` (one Predictor in this process) or ``ray`` (Ray Data: ``map_batches`` over an
 actor pool, one Predictor per actor). ``ray.init()`` connects to ``RAY_ADDRESS`` when it is set
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from retinascreen.data.csvcells import SafeDictWriter, plain_cell, read_plain_rows
 from retinascreen.data.images import SUPPORTED_SUFFIXES
 from retinascreen.errors import ConfigError, DatasetError
 from retinascreen.result import Prediction, PredictionError
@@ -178,7 +180,7 @@ def read_done(out: Path) -> set[str]:
             f"{out}: not a retinascreen results file (its columns differ); "
             "choose another --out or remove it"
         )
-    return {row["path"] for row in reader}
+    return {plain_cell(row["path"]) for row in reader}
 
 
 def screen(
@@ -231,7 +233,7 @@ def screen(
     bar = _progress(len(rel), len(rel) - len(todo), progress)
     try:
         with open(out, "a", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer = SafeDictWriter(f, COLUMNS)
             for rows in batches:
                 writer.writerows(rows)
                 f.flush()
@@ -350,7 +352,7 @@ def _ray_batches(
 def _finalise(out: Path) -> list[dict[str, str]]:
     """Rewrite ``out`` sorted by path, one row per path (atomically); returns the rows."""
     with open(out, newline="", encoding="utf-8") as f:
-        rows = {row["path"]: row for row in csv.DictReader(f)}
+        rows = {row["path"]: row for row in read_plain_rows(f)}
     ordered = [rows[k] for k in sorted(rows)]
     _atomic_csv(out, COLUMNS, ordered)
     return ordered
@@ -359,7 +361,7 @@ def _finalise(out: Path) -> list[dict[str, str]]:
 def _atomic_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(columns))
+        writer = SafeDictWriter(f, columns)
         writer.writeheader()
         writer.writerows(rows)
         f.flush()

@@ -21,6 +21,7 @@ from retinascreen.web import db as database
 from retinascreen.web import handlers, health
 from retinascreen.web.config import database_url, default_instance_path, defaults, load_secret_key
 from retinascreen.web.models import User
+from retinascreen.web.private import private_folder
 from retinascreen.web.storage import PhotoStore, sweep_photos
 
 csrf = CSRFProtect()
@@ -36,7 +37,7 @@ def create_app(config: dict[str, Any] | None = None, *, predictor: Any = None) -
     """
     config = dict(config or {})
     instance_path = Path(config.pop("INSTANCE_PATH", None) or default_instance_path()).resolve()
-    instance_path.mkdir(parents=True, exist_ok=True)
+    private_folder(instance_path)  # 0700: database, photos and secret key are patient data
     app = Flask(__name__, instance_path=str(instance_path))
     app.config.update(defaults())
     app.config.update(config)

@@ -19,6 +19,9 @@ from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from retinascreen.web.private import private_sqlite
+from retinascreen.web.writable import write_failure
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_SECONDS = 5.0
 """How long a request waits for another process's SQLite lock before answering 503."""
@@ -47,7 +50,7 @@ def make_engine(
     """
     path = sqlite_file(url)
     if path is None and make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return _reopen_after_write_failures(create_engine(url, pool_pre_ping=True))
     if path is None:
         return create_engine(url)
     mode = "rwc" if create else "rw"
@@ -76,6 +79,23 @@ def make_engine(
         if _identity(path) != record.info.get("inode"):
             raise exc.DisconnectionError(f"database file {path} was removed or replaced")
 
+    return _reopen_after_write_failures(engine)
+
+
+def _reopen_after_write_failures(engine: Engine) -> Engine:
+    """A write refused as read-only or disk-full discards every pooled connection.
+
+    SQLite opens a file it may not write read-only and keeps it so (and its ``-shm``) for the
+    connection's life: once the file is writable again only new connections can write. So such
+    a failure counts as a disconnect and the pool starts afresh; the request still fails (503
+    or 507), the next one gets a new connection, and no restart is needed.
+    """
+
+    @event.listens_for(engine, "handle_error")
+    def _write_failure(context: Any) -> None:
+        if write_failure(context.original_exception) is not None:
+            context.is_disconnect = True
+
     return engine
 
 
@@ -101,6 +121,11 @@ def upgrade(engine: Engine) -> None:
     This is the one step allowed to create a SQLite file; it migrates on its own engine.
     """
     url = engine.url.render_as_string(hide_password=False)
+    path = sqlite_file(url)
+    if (
+        path is not None
+    ):  # created 0600 (SQLite gives -wal/-shm the same mode), older ones tightened
+        private_sqlite(path)
     migrator = make_engine(url, create=True, busy_timeout=MIGRATE_BUSY_TIMEOUT_SECONDS)
     try:
         with migrator.begin() as connection:

@@ -16,11 +16,15 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError
 from werkzeug.routing import IntegerConverter, Map
 
+from retinascreen.web.writable import READ_ONLY_MESSAGE, STORAGE_FULL_MESSAGE, write_failure
+
 log = logging.getLogger(__name__)
 
 MAX_ID = 2**31 - 1
 """Largest id or page number accepted (a 32-bit signed integer, as in every database)."""
 RETRY_AFTER_SECONDS = 5
+STORAGE_RETRY_AFTER_SECONDS = 60
+"""A full disk needs a person to free space: clients should not retry every few seconds."""
 DATABASE_UNAVAILABLE = "Database unavailable: try again in a few seconds."
 
 _MESSAGES = {
@@ -93,6 +97,11 @@ def _answer(message: str, code: int, headers: dict[str, str] | None = None, **ex
     return response
 
 
+def _storage_full() -> Any:
+    """507 Insufficient Storage with ``Retry-After``: the upload or change was not saved."""
+    return _answer(STORAGE_FULL_MESSAGE, 507, {"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)})
+
+
 def init_app(app: Flask) -> None:
     """Install the guards and error handlers (call before registering blueprints)."""
     app.url_map.converters["int"] = BoundedIntConverter
@@ -118,7 +127,19 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     def _database_unavailable(exc: OperationalError) -> Any:
         log.warning("database unavailable on %s %s: %s", request.method, request.path, exc.orig)
-        return _answer(DATABASE_UNAVAILABLE, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        failure = write_failure(exc)
+        if failure == "disk_full":
+            return _storage_full()
+        message = READ_ONLY_MESSAGE if failure == "read_only" else DATABASE_UNAVAILABLE
+        return _answer(message, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    @app.errorhandler(OSError)
+    def _storage_error(exc: OSError) -> Any:
+        """A full disk (ENOSPC, EDQUOT) is 507 with Retry-After; any other OSError stays a 500."""
+        if write_failure(exc) != "disk_full":
+            raise exc
+        log.error("storage full on %s %s: %s", request.method, request.path, exc)
+        return _storage_full()
 
     @app.errorhandler(InternalServerError)
     def _internal_error(exc: InternalServerError) -> Any:

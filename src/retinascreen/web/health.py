@@ -24,9 +24,11 @@ def healthz() -> Any:
 
 @bp.get("/readyz")
 def readyz() -> Any:
-    """Readiness: database reachable, schema at the Alembic head, model loaded (200 or 503)."""
+    """Readiness: database reachable and writable, schema at the Alembic head, photos can be
+    saved (the disk is not full), model loaded (200 or 503)."""
     engine: Engine = current_app.extensions["retinascreen.engine"]
     checks = {"database": _database(engine), "schema": _schema(engine), "model": _model()}
+    checks["writable"] = _writable(engine) if checks["database"]["ok"] else {"ok": False}
     ready = all(check["ok"] for check in checks.values())
     response = jsonify(status="ready" if ready else "not ready", version=__version__, checks=checks)
     response.status_code = 200 if ready else 503
@@ -53,6 +55,19 @@ def _schema(engine: Engine) -> dict[str, Any]:
     if current != head:
         return {"ok": False, "revision": current, "head": head, "detail": "schema is not at head"}
     return {"ok": True, "revision": current}
+
+
+def _writable(engine: Engine) -> dict[str, Any]:
+    """A database write (rolled back) and a one-byte file in the photo folder both succeed."""
+    from retinascreen.web.writable import database_write_problem, folder_write_problem
+
+    try:
+        problem = database_write_problem(engine) or folder_write_problem(
+            current_app.extensions["retinascreen.photos"].folder
+        )
+    except Exception as exc:
+        return {"ok": False, "detail": _first_line(exc)}
+    return {"ok": False, "detail": problem} if problem else {"ok": True}
 
 
 def _model() -> dict[str, Any]:

@@ -182,11 +182,12 @@ def lesions(screening_id: int) -> Response:
 @bp.get("/<int:screening_id>/report.pdf")
 @login_required
 def report(screening_id: int) -> Response:
-    from retinascreen.web.report import build_report
+    from retinascreen.web.report import ReportCache
 
     screening = own_screening(screening_id)
     store = current_app.extensions["retinascreen.photos"]
-    pdf = build_report(screening, store, user=current_user.username)
+    reports: ReportCache = current_app.extensions.setdefault("retinascreen.reports", ReportCache())
+    pdf = reports.report(screening, store, user=current_user.username)
     return Response(
         pdf,
         mimetype="application/pdf",

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from retinascreen.data.fundus import REASON_NO_DISC
 from retinascreen.errors import ImageError, ModelError, NotFundusError, RetinascreenError
 from retinascreen.result import GradingService, calibration_note
+from retinascreen.web.disconnect import stop_if_client_gone
 from retinascreen.web.models import Screening, User
 from retinascreen.web.security import audit
 from retinascreen.web.segmentation import draw_overlays
@@ -140,7 +141,9 @@ def screen_upload(
     """Grade an uploaded photograph and store it; bad input raises before anything is written."""
     patient_id = clean_patient_id(patient_id)
     eye = clean_eye(eye)
+    stop_if_client_gone()  # before each costly step: nobody would read the answer
     rgb = decode_upload(data, filename)
+    stop_if_client_gone()
     predictor = get_predictor()
     prepared = predictor.prepare(rgb)  # one read, quality check and crop for grade and heat map
     if REASON_NO_DISC in prepared.quality.reasons:
@@ -149,6 +152,7 @@ def screen_upload(
             "was found). Upload a colour photograph of the retina."
         )
     prediction = predictor.predict_prepared(prepared)
+    stop_if_client_gone()
     heatmap = None
     if prediction.gradable:
         try:

@@ -16,6 +16,8 @@ from PIL import Image
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from retinascreen.web.private import private_folder, tighten, write_private
+
 log = logging.getLogger(__name__)
 
 # Formats a browser shows as they are; anything else (TIFF, BMP, DICOM) is stored as PNG.
@@ -56,8 +58,7 @@ class PhotoStore:
     """A folder of photos and heat maps addressed by generated names."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder = private_folder(Path(folder))
 
     def path(self, name: str) -> Path:
         """Path of a stored file; refuses names that are not plain generated names."""
@@ -83,10 +84,7 @@ class PhotoStore:
             for name, data in files.items():
                 temp = self.staging_path(name)
                 staged[name] = temp
-                with open(temp, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
+                write_private(temp, data)  # 0600: patient data
             yield
         except BaseException:
             for temp in staged.values():
@@ -112,10 +110,14 @@ class PhotoStore:
                 final = name[1 : -len(STAGED_SUFFIX)]
                 if final in referenced and _GENERATED.fullmatch(final):
                     os.replace(entry, self.folder / final)
+                    tighten(self.folder / final)
                     published.append(final)
                     continue
-            elif name in referenced or not _GENERATED.fullmatch(name):
-                continue  # a stored photo, or not a file this store wrote: leave it alone
+            elif name in referenced:
+                tighten(entry)  # a stored photo (an older version wrote them 0644)
+                continue
+            elif not _GENERATED.fullmatch(name):
+                continue  # not a file this store wrote: leave it alone
             entry.unlink(missing_ok=True)
             removed.append(name)
         return published, removed

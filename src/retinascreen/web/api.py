@@ -18,6 +18,7 @@ from retinascreen.web.models import ApiToken, Screening, User, utcnow
 from retinascreen.web.openapi import openapi_document
 from retinascreen.web.screenings import escape_like
 from retinascreen.web.security import (
+    DISABLED_MESSAGE,
     audit,
     find_token,
     issue_token,
@@ -57,14 +58,14 @@ def token_required(view: Callable[..., Any]) -> Callable[..., Any]:
         if scheme.lower() != "bearer" or not secret.strip():
             return error("Missing bearer token: send 'Authorization: Bearer <token>'.", 401)
         db = session()
-        token, why = find_token(db, secret.strip())
-        if token is None:
+        token, user, why = find_token(db, secret.strip())
+        if token is None or user is None:  # unknown, revoked, expired, account gone/disabled
             return error(why, 401)
         if request.method not in ("GET", "HEAD"):  # reads never write (no lock waits)
             token.last_used = utcnow()
             db.commit()
         g.api_token = token
-        g.api_user = db.get(User, token.user_id)
+        g.api_user = user
         return view(*args, **kwargs)
 
     return wrapper
@@ -87,9 +88,9 @@ def create_token() -> Any:
     user = sign_in(db, username, password, via="api")
     if isinstance(user, Refused):
         return limited(user)
-    if user is None:
+    if user is None or not user.is_active:
         db.commit()
-        return error("Wrong username or password.", 401)
+        return error("Wrong username or password." if user is None else DISABLED_MESSAGE, 401)
     return _new_token(user)
 
 

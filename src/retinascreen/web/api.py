@@ -26,7 +26,7 @@ from retinascreen.web.security import (
     sign_in,
     token_expires,
 )
-from retinascreen.web.service import screen_upload
+from retinascreen.web.service import clean_patient_id, screen_upload
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_PER_PAGE = 100
@@ -174,9 +174,12 @@ def create_screening() -> Any:
 def list_screenings() -> Any:
     db = session()
     page = page_number()
-    per_page = min(max(request.args.get("per_page", 20, type=int) or 20, 1), MAX_PER_PAGE)
+    per_page = page_number("per_page", default=20, maximum=MAX_PER_PAGE)
     where = [Screening.user_id == g.api_user.id]
-    patient = (request.args.get("patient_id") or "").strip()
+    try:
+        patient = clean_patient_id(request.args.get("patient_id"))
+    except RetinascreenError as exc:
+        return error(str(exc), exc.status)
     if patient:
         where.append(Screening.patient_id.ilike(f"%{escape_like(patient)}%", escape="\\"))
     total = db.scalar(select(func.count(Screening.id)).where(*where)) or 0

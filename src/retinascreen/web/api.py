@@ -13,6 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from retinascreen.errors import RetinascreenError
 from retinascreen.web.db import session
 from retinascreen.web.handlers import page_number, too_large_message
+from retinascreen.web.inputs import text_problem
 from retinascreen.web.limits import Refused, take, token_limits
 from retinascreen.web.models import ApiToken, Screening, User, utcnow
 from retinascreen.web.openapi import openapi_document
@@ -84,6 +85,10 @@ def create_token() -> Any:
         or not password
     ):
         return error("username and password are required strings.", 400)
+    for name, value in (("username", username), ("password", password)):
+        problem = text_problem(value)
+        if problem:
+            return error(f"Bad input: {name} {problem}.", 400)
     db = session()
     user = sign_in(db, username, password, via="api")
     if isinstance(user, Refused):

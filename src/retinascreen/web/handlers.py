@@ -53,10 +53,10 @@ class SafeJSONProvider(DefaultJSONProvider):
 
 
 def page_number(name: str = "page", *, default: int = 1, maximum: int = MAX_ID) -> int:
-    """A whole number 1..``maximum`` from the query string (``default`` when absent or empty);
-    anything else (``null``, ``1.5``, ``0``, too large) is 400 with the allowed range."""
+    """A whole number 1..``maximum`` from the query string (``default`` when absent); anything
+    else (empty, ``null``, ``1.5``, ``0``, too large) is 400 with the allowed range."""
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     value = int(raw) if _WHOLE.fullmatch(raw) else 0
     if not 1 <= value <= maximum:

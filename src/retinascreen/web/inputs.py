@@ -1,8 +1,9 @@
 """Text input guard: NUL bytes and lone surrogates are refused at the boundary (400).
 
 Neither can be stored (PostgreSQL refuses NUL in text; no database can encode a lone UTF-16
-surrogate), so before any view runs, every query-string value, every field of a URL-encoded
-form and every string of a JSON body is checked by :func:`text_problem`; the first bad one
+surrogate). :func:`text_problem` says what is wrong with a string; :func:`refuse_bad_text`
+applies it, before any view runs, to every query-string value and every form field, and the
+JSON endpoint (``POST /api/v1/tokens``) applies it to the strings it reads. The first bad one
 answers 400 with the field's name (JSON for the API, the error page for the web).
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
 
 from flask import request
 from werkzeug.exceptions import BadRequest
@@ -38,36 +38,23 @@ def text_problem(value: str) -> str | None:
     return "contains an invalid character (a lone UTF-16 surrogate)"
 
 
-def _strings(value: Any, name: str) -> Iterator[tuple[str, str]]:
-    """(field name, text) for every string in a decoded JSON value, keys included."""
-    if isinstance(value, str):
-        yield name, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield "a field name", str(key)
-            yield from _strings(item, str(key))
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item, name)
-
-
 def _inputs() -> Iterator[tuple[str, str]]:
     for key, value in request.args.items(multi=True):
         yield "a parameter name", key
         yield key, value
-    if request.mimetype == "application/x-www-form-urlencoded":
+    form = request.mimetype == "application/x-www-form-urlencoded"
+    if form or not request.path.startswith("/api/"):  # pages: CSRF has parsed the form already
         for key, value in request.form.items(multi=True):
             yield "a field name", key
             yield key, value
-    if request.is_json:
-        yield from _strings(request.get_json(silent=True), "the JSON body")
 
 
 def refuse_bad_text() -> None:
     """``before_request`` hook: 400 when any text input has a NUL byte or a lone surrogate.
 
-    Multipart fields (uploads) are left to their view, which checks them itself (the patient
-    id allows printable characters only), so a refused upload's body is not read here.
+    API multipart fields (uploads) are left to their view, which checks them itself (the
+    patient id allows printable characters only), so an upload refused for its token is not
+    read here.
     """
     for name, value in _inputs():
         problem = text_problem(value)

@@ -18,6 +18,7 @@ from retinascreen.web.models import ApiToken, AuditEvent, User, as_utc, username
 
 _hasher = PasswordHasher()
 TOKEN_PREFIX = "rs_"
+USERNAME_MAX = 64
 # A real hash of a random password: verifying against it makes unknown usernames cost the
 # same time as known ones, so timing does not reveal which accounts exist.
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
@@ -42,7 +43,11 @@ def verify_password(user: User | None, password: str) -> bool:
 
 
 def find_user(db: Session, username: str) -> User | None:
-    """The account named ``username`` regardless of case and Unicode form (see username_key)."""
+    """The account named ``username`` regardless of case and Unicode form (see username_key).
+
+    Names longer than any account's (64) are not normalised (NFKC can grow text 18-fold)."""
+    if len(username) > USERNAME_MAX:
+        return None
     return db.scalar(select(User).where(User.username_key == username_key(username)))
 
 
@@ -150,7 +155,7 @@ def sign_in(db: Session, username: str, password: str, *, via: str) -> User | Re
     The attempt is counted atomically BEFORE the password is checked (see ``web/limits.py``);
     a right password gives the count back, so only failures use up the allowance.
     """
-    ticket = take(login_limits(client_ip(), username_key(username)))
+    ticket = take(login_limits(client_ip(), username_key(username[:USERNAME_MAX])))
     if isinstance(ticket, Refused):
         return ticket
     user = authenticate(db, username, password, via=via)

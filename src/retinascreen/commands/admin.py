@@ -1,5 +1,6 @@
-"""``retinascreen admin create USER`` (an administrator) and ``admin invite`` (a single-use
-registration link for ``REGISTRATION=invite``)."""
+"""``retinascreen admin create USER`` (an administrator), ``admin invite`` (a single-use
+registration link for ``REGISTRATION=invite``) and the account lifecycle: ``admin disable``,
+``admin enable`` and ``admin delete``."""
 
 from __future__ import annotations
 
@@ -14,13 +15,18 @@ EPILOG = """examples:
   echo "$PASSWORD" | retinascreen admin create alice --password-stdin
   retinascreen admin create alice --database-url postgresql://user:pw@db/retinascreen
   retinascreen admin invite --url https://screening.example.org   # link valid 7 days, once
+  retinascreen admin disable alice         # sessions end, tokens revoked, no sign-in until enable
+  retinascreen admin enable alice
+  retinascreen admin delete bob            # refused while bob has screenings, unless:
+  retinascreen admin delete bob --screenings delete   # ... they and their photos go too
+  retinascreen admin delete bob --screenings keep     # ... they stay; the account is closed for good
 """
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "admin",
-        help="manage web accounts (create the first administrator)",
+        help="manage web accounts (create, invite, disable, enable, delete)",
         description="Manage accounts of the web application in its database.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -65,6 +71,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     invite.add_argument(
         "--instance", type=Path, metavar="DIR", help="instance folder (default ./instance)"
     )
+    disable = actions.add_parser(
+        "disable",
+        help="disable an account: end its sessions, revoke its tokens, refuse its sign-ins",
+        description="Disable an account at once: every session ends, every API token is "
+        "revoked, and it cannot sign in or get a token until 'admin enable'. Screenings stay.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    enable = actions.add_parser(
+        "enable",
+        help="let a disabled account sign in again",
+        description="Enable a disabled account (its old sessions and tokens stay ended).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    remove = actions.add_parser(
+        "delete",
+        help="delete an account (sessions and tokens end at once; the audit log keeps its name)",
+        description="Delete an account: every session and API token ends at once; audit events "
+        "keep the username. An account with screenings needs --screenings: 'delete' deletes "
+        "them and their stored photos too; 'keep' keeps them under the account, which is then "
+        "closed for good (no sign-in, cannot be enabled, its name is not reused).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    remove.add_argument(
+        "--screenings",
+        choices=("delete", "keep"),
+        help="what happens to the account's screenings (required when it has any)",
+    )
+    for lifecycle in (disable, enable, remove):
+        lifecycle.add_argument("username", metavar="USER")
+        lifecycle.add_argument(
+            "--database-url",
+            metavar="URL",
+            help="SQLAlchemy URL (default: $DATABASE_URL or SQLite)",
+        )
+        lifecycle.add_argument(
+            "--instance", type=Path, metavar="DIR", help="instance folder (default ./instance)"
+        )
     parser.set_defaults(func=run)
 
 
@@ -84,7 +130,19 @@ def read_password(from_stdin: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from retinascreen.web import accounts
     from retinascreen.web.accounts import create_admin, create_invite
+
+    where = {"database_url": args.database_url, "instance": args.instance}
+    if args.action == "disable":
+        print(accounts.disable_user(args.username, **where))
+        return 0
+    if args.action == "enable":
+        print(accounts.enable_user(args.username, **where))
+        return 0
+    if args.action == "delete":
+        print(accounts.delete_user(args.username, screenings=args.screenings, **where))
+        return 0
 
     if args.action == "invite":
         code = create_invite(days=args.days, database_url=args.database_url, instance=args.instance)

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask, request
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from retinascreen import __version__
@@ -108,13 +109,14 @@ def _init_login(app: Flask) -> None:
 
     @manager.user_loader
     def _load_user(alternative_id: str) -> User | None:
-        # "<id>:<session_version>": a sign-out or password change bumps the version, which
-        # ends every cookie issued before it (copied ones included).
-        user_id, _, version = alternative_id.partition(":")
-        if not user_id.isdigit() or not version.isdigit():
+        # "<public_id>:<session_version>": the random id dies with the account (a reused
+        # integer id cannot inherit the cookie); a sign-out, password change or disable bumps
+        # the version, which ends every cookie issued before it (copied ones included).
+        public_id, _, version = alternative_id.partition(":")
+        if not public_id or not version.isdigit():
             return None
-        user = database.session().get(User, int(user_id))
-        if user is None or user.session_version != int(version):
+        user = database.session().scalar(select(User).where(User.public_id == public_id))
+        if user is None or not user.is_active or user.session_version != int(version):
             return None
         return user
 

@@ -13,11 +13,13 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from retinascreen.errors import RetinascreenError
 from retinascreen.web.db import session
 from retinascreen.web.handlers import page_number, too_large_message
+from retinascreen.web.inputs import text_problem
 from retinascreen.web.limits import Refused, take, token_limits
 from retinascreen.web.models import ApiToken, Screening, User, utcnow
 from retinascreen.web.openapi import openapi_document
 from retinascreen.web.screenings import escape_like
 from retinascreen.web.security import (
+    DISABLED_MESSAGE,
     audit,
     find_token,
     issue_token,
@@ -25,7 +27,7 @@ from retinascreen.web.security import (
     sign_in,
     token_expires,
 )
-from retinascreen.web.service import screen_upload
+from retinascreen.web.service import clean_patient_id, screen_upload
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_PER_PAGE = 100
@@ -57,14 +59,14 @@ def token_required(view: Callable[..., Any]) -> Callable[..., Any]:
         if scheme.lower() != "bearer" or not secret.strip():
             return error("Missing bearer token: send 'Authorization: Bearer <token>'.", 401)
         db = session()
-        token, why = find_token(db, secret.strip())
-        if token is None:
+        token, user, why = find_token(db, secret.strip())
+        if token is None or user is None:  # unknown, revoked, expired, account gone/disabled
             return error(why, 401)
         if request.method not in ("GET", "HEAD"):  # reads never write (no lock waits)
             token.last_used = utcnow()
             db.commit()
         g.api_token = token
-        g.api_user = db.get(User, token.user_id)
+        g.api_user = user
         return view(*args, **kwargs)
 
     return wrapper
@@ -83,13 +85,17 @@ def create_token() -> Any:
         or not password
     ):
         return error("username and password are required strings.", 400)
+    for name, value in (("username", username), ("password", password)):
+        problem = text_problem(value)
+        if problem:
+            return error(f"Bad input: {name} {problem}.", 400)
     db = session()
     user = sign_in(db, username, password, via="api")
     if isinstance(user, Refused):
         return limited(user)
-    if user is None:
+    if user is None or not user.is_active:
         db.commit()
-        return error("Wrong username or password.", 401)
+        return error("Wrong username or password." if user is None else DISABLED_MESSAGE, 401)
     return _new_token(user)
 
 
@@ -173,9 +179,12 @@ def create_screening() -> Any:
 def list_screenings() -> Any:
     db = session()
     page = page_number()
-    per_page = min(max(request.args.get("per_page", 20, type=int) or 20, 1), MAX_PER_PAGE)
+    per_page = page_number("per_page", default=20, maximum=MAX_PER_PAGE)
     where = [Screening.user_id == g.api_user.id]
-    patient = (request.args.get("patient_id") or "").strip()
+    try:
+        patient = clean_patient_id(request.args.get("patient_id"))
+    except RetinascreenError as exc:
+        return error(str(exc), exc.status)
     if patient:
         where.append(Screening.patient_id.ilike(f"%{escape_like(patient)}%", escape="\\"))
     total = db.scalar(select(func.count(Screening.id)).where(*where)) or 0

@@ -11,6 +11,7 @@ from flask import (
     Blueprint,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -20,7 +21,6 @@ from flask import (
     session as cookie,
 )
 from flask_login import current_user, login_required, login_user, logout_user
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from retinascreen.web.db import session
@@ -29,10 +29,12 @@ from retinascreen.web.invites import use_invite, valid_invite
 from retinascreen.web.limits import Refused, registration_limits, take
 from retinascreen.web.models import User
 from retinascreen.web.security import (
+    DISABLED_MESSAGE,
     audit,
     client_ip,
     create_user,
     end_sessions,
+    find_user,
     hash_password,
     password_problem,
     rate_limit_message,
@@ -65,10 +67,15 @@ NEUTRAL_REGISTERED = (
 def start_session(user: User) -> None:
     """Sign ``user`` in for at most ``SESSION_LIFETIME_SECONDS`` from now.
 
-    The cookie lasts the browser session (not "permanent": Flask-Login's strong protection
-    only signs out non-permanent sessions seen from another address or browser); the absolute
-    lifetime is enforced on the server by :func:`enforce_session_lifetime`.
+    The CSRF token is rotated (the one from before sign-in is void). The cookie lasts the
+    browser session (not "permanent": Flask-Login's strong protection only signs out
+    non-permanent sessions seen from another address or browser); the absolute lifetime is
+    enforced on the server by :func:`enforce_session_lifetime`.
     """
+    # A new CSRF token for the signed-in session: one seen before sign-in stops working.
+    field = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    cookie.pop(field, None)
+    g.pop(field, None)
     login_user(user)
     cookie["login_at"] = int(time.time())
 
@@ -129,7 +136,7 @@ def _create_account(form: RegisterForm, mode: str) -> Any:
             "This invite is not valid (used, expired or mistyped).",
         ]
         return None
-    if db.scalar(select(User).where(User.username == username)) is not None:
+    if find_user(db, username) is not None:
         hash_password(form.password.data)  # same cost as creating the account
         audit(db, "register_taken", username=username[:64])
         db.commit()
@@ -159,12 +166,11 @@ def login() -> Any:
         if isinstance(user, Refused):
             return _limited(user, "auth/login.html", form=form)
         db.commit()
-        if user is not None:
+        if user is not None and user.is_active:
             start_session(user)
             return redirect(_safe_next(request.args.get("next")))
-        return render_template(
-            "auth/login.html", form=form, error="Wrong username or password."
-        ), 401
+        message = "Wrong username or password." if user is None else DISABLED_MESSAGE
+        return render_template("auth/login.html", form=form, error=message), 401
     status = 400 if form.is_submitted() else 200
     return render_template("auth/login.html", form=form, error=None), status
 

@@ -40,11 +40,16 @@ def sqlite_file(url: str) -> Path | None:
 
 
 def make_engine(
-    url: str, *, create: bool = False, busy_timeout: float = BUSY_TIMEOUT_SECONDS
+    url: str,
+    *,
+    create: bool = False,
+    busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+    foreign_keys: bool = True,
 ) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys on.
 
-    A SQLite file is created only with ``create=True``. Each checkout checks that the file a
+    A SQLite file is created only with ``create=True``; ``foreign_keys=False`` is for
+    migrations only (SQLite rebuilds a table by dropping it, which would otherwise cascade). Each checkout checks that the file a
     pooled connection has open is still the file at that path, so deleting the database makes
     requests fail (503) instead of writing into the deleted file.
     """
@@ -71,7 +76,7 @@ def make_engine(
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.close()
 
     @event.listens_for(engine, "checkout")
@@ -118,7 +123,8 @@ def alembic_config(url: str) -> Config:
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest migration (``alembic upgrade head``).
 
-    This is the one step allowed to create a SQLite file; it migrates on its own engine.
+    This is the one step allowed to create a SQLite file; it migrates on its own engine, with
+    SQLite's foreign keys off while tables are rebuilt (as SQLite's ALTER TABLE guide says).
     """
     url = engine.url.render_as_string(hide_password=False)
     path = sqlite_file(url)
@@ -126,7 +132,9 @@ def upgrade(engine: Engine) -> None:
         path is not None
     ):  # created 0600 (SQLite gives -wal/-shm the same mode), older ones tightened
         private_sqlite(path)
-    migrator = make_engine(url, create=True, busy_timeout=MIGRATE_BUSY_TIMEOUT_SECONDS)
+    migrator = make_engine(
+        url, create=True, busy_timeout=MIGRATE_BUSY_TIMEOUT_SECONDS, foreign_keys=False
+    )
     try:
         with migrator.begin() as connection:
             config = alembic_config(url)

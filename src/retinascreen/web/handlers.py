@@ -6,6 +6,7 @@ API paths (``/api/...``) answer JSON ``{"error": ...}``; pages render ``error.ht
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -16,12 +17,14 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError
 from werkzeug.routing import IntegerConverter, Map
 
+from retinascreen.web.inputs import refuse_bad_text
 from retinascreen.web.writable import READ_ONLY_MESSAGE, STORAGE_FULL_MESSAGE, write_failure
 
 log = logging.getLogger(__name__)
 
 MAX_ID = 2**31 - 1
 """Largest id or page number accepted (a 32-bit signed integer, as in every database)."""
+_WHOLE = re.compile(r"-?[0-9]{1,20}")
 RETRY_AFTER_SECONDS = 5
 STORAGE_RETRY_AFTER_SECONDS = 60
 """A full disk needs a person to free space: clients should not retry every few seconds."""
@@ -52,17 +55,15 @@ class SafeJSONProvider(DefaultJSONProvider):
             raise ValueError("JSON nested too deeply") from None
 
 
-def page_number(name: str = "page") -> int:
-    """The 1-based page number in the query string (default 1); 400 when not 1..2**31-1."""
+def page_number(name: str = "page", *, default: int = 1, maximum: int = MAX_ID) -> int:
+    """A whole number 1..``maximum`` from the query string (``default`` when absent); anything
+    else (empty, ``null``, ``1.5``, ``0``, too large) is 400 with the allowed range."""
     raw = request.args.get(name)
-    if raw is None or raw == "":
-        return 1
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be a whole number from 1 to {MAX_ID}.") from None
-    if not 1 <= value <= MAX_ID:
-        raise BadRequest(f"{name} must be a whole number from 1 to {MAX_ID}.")
+    if raw is None:
+        return default
+    value = int(raw) if _WHOLE.fullmatch(raw) else 0
+    if not 1 <= value <= maximum:
+        raise BadRequest(f"{name} must be a whole number from 1 to {maximum}.")
     return value
 
 
@@ -106,6 +107,7 @@ def init_app(app: Flask) -> None:
     """Install the guards and error handlers (call before registering blueprints)."""
     app.url_map.converters["int"] = BoundedIntConverter
     app.json = SafeJSONProvider(app)
+    app.before_request(refuse_bad_text)  # NUL bytes and lone surrogates: 400, never 500
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc: CSRFError) -> Any:

@@ -5,6 +5,7 @@ A load balancer restarts on a failing ``/healthz`` and stops routing on a failin
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify
@@ -14,6 +15,7 @@ from retinascreen import __version__
 from retinascreen.web.db import schema_revision
 
 bp = Blueprint("health", __name__)
+log = logging.getLogger(__name__)
 
 
 @bp.get("/healthz")
@@ -43,7 +45,7 @@ def _database(engine: Engine) -> dict[str, Any]:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except Exception as exc:  # any failure to reach the database means "not ready"
-        return {"ok": False, "detail": _first_line(exc)}
+        return _failed("database", "database unreachable", exc)
     return {"ok": True}
 
 
@@ -51,7 +53,7 @@ def _schema(engine: Engine) -> dict[str, Any]:
     try:
         current, head = schema_revision(engine)
     except Exception as exc:
-        return {"ok": False, "detail": _first_line(exc)}
+        return _failed("schema", "schema revision unreadable", exc)
     if current != head:
         return {"ok": False, "revision": current, "head": head, "detail": "schema is not at head"}
     return {"ok": True, "revision": current}
@@ -75,6 +77,13 @@ def _model() -> dict[str, Any]:
     if predictor is None:
         return {"ok": False, "detail": "model not loaded yet"}
     return {"ok": True, "name": predictor.model_info.name}
+
+
+def _failed(check: str, reason: str, exc: BaseException) -> dict[str, Any]:
+    """A failed check: a generic reason in the (public) answer, the error text in the log only
+    (it can name the database host, port, user or file)."""
+    log.warning("readyz: %s check failed: %s", check, _first_line(exc))
+    return {"ok": False, "detail": reason}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import secrets
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +17,7 @@ from sqlalchemy import (
     String,
     Text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 from retinascreen.result import Prediction
 
@@ -34,29 +36,64 @@ class Base(DeclarativeBase):
     """Declarative base of every table; Alembic's target metadata."""
 
 
+def username_key(username: str) -> str:
+    """The form usernames are compared in: NFKC, case-folded (``Alice``, ``ALICE`` and
+    ``ａｌｉｃｅ`` are one name). The account keeps the spelling it was created with."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", username).casefold())
+
+
+def new_public_id() -> str:
+    """A random account identifier (128 bits) that is never reused."""
+    return secrets.token_hex(16)
+
+
 class User(Base):
-    """A clinician's account. ``password_hash`` is an argon2 hash, never the password."""
+    """A clinician's account. ``password_hash`` is an argon2 hash, never the password.
+
+    Sessions and API tokens name the account by ``public_id`` (random, never reused), not by
+    ``id``: an account deleted outside the app cannot hand its cookies or tokens to the next
+    account. ``id`` is AUTOINCREMENT on SQLite too, so it is never reused either.
+    """
 
     __tablename__ = "users"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(
+        String(32), unique=True, index=True, default=new_public_id
+    )
     username: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    username_key: Mapped[str] = mapped_column(String(255), unique=True, index=True)
+    """:func:`username_key` of ``username``: unique, so names differing only in case clash."""
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """Part of every session cookie; bumped on sign-out and password change, which ends them."""
+    disabled: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """When an administrator disabled the account (None: active): no sign-in, no token."""
+    deleted: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """When the account was closed with its screenings kept (it can never be enabled again)."""
 
     screenings: Mapped[list[Screening]] = relationship(back_populates="user")
 
+    @validates("username")
+    def _set_key(self, _name: str, value: str) -> str:
+        self.username_key = username_key(value)
+        return value
+
     # Flask-Login protocol
-    is_active = True
     is_authenticated = True
     is_anonymous = False
 
+    @property
+    def is_active(self) -> bool:
+        """Whether the account may sign in and use its tokens (not disabled, not deleted)."""
+        return self.disabled is None and self.deleted is None
+
     def get_id(self) -> str:
-        """Flask-Login's alternative id ``"<id>:<session_version>"``."""
-        return f"{self.id}:{self.session_version}"
+        """Flask-Login's alternative id ``"<public_id>:<session_version>"``."""
+        return f"{self.public_id}:{self.session_version}"
 
 
 class ApiToken(Base):
@@ -66,6 +103,8 @@ class ApiToken(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_public_id: Mapped[str] = mapped_column(String(32))
+    """The owner's ``User.public_id``: a token works only while it matches (see find_token)."""
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

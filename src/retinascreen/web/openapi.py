@@ -6,6 +6,8 @@ from typing import Any
 
 from retinascreen import __version__
 from retinascreen.grading import LABELS
+from retinascreen.web.handlers import MAX_ID
+from retinascreen.web.inputs import PATIENT_ID_MAX, PATIENT_ID_PATTERN
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -26,6 +28,14 @@ _UNAVAILABLE = _error("Database unavailable (answered with Retry-After)")
 _AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
 _ID = {"name": "screening_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 _TOKEN_ID = {"name": "token_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_PATIENT_ID = {
+    "type": "string",
+    "maxLength": PATIENT_ID_MAX,
+    "pattern": PATIENT_ID_PATTERN,
+    "description": "no control or invisible characters; surrounding spaces are trimmed",
+}
+_TEXT = "No text may contain a NUL byte or a lone surrogate (400)."
+_NO_NUL = "^[^\\x00]*$"
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -36,7 +46,10 @@ _SCHEMAS: dict[str, Any] = {
     "Credentials": {
         "type": "object",
         "required": ["username", "password"],
-        "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+        "properties": {
+            "username": {"type": "string", "minLength": 1, "pattern": _NO_NUL},
+            "password": {"type": "string", "minLength": 1, "pattern": _NO_NUL},
+        },
     },
     "Token": {
         "type": "object",
@@ -192,7 +205,7 @@ PATHS: dict[str, dict[str, Any]] = {
             },
             "responses": {
                 "201": _json("Token", "The token (shown once; only its hash is stored)"),
-                "400": _error("Missing username or password"),
+                "400": _error(f"Missing username or password. {_TEXT}"),
                 "401": _error("Wrong username or password"),
                 "429": _error(
                     "Too many failed sign-ins or new tokens; the Retry-After header says how "
@@ -247,22 +260,30 @@ PATHS: dict[str, dict[str, Any]] = {
             "operationId": "listScreenings",
             "security": _AUTH,
             "parameters": [
-                {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                {
+                    "name": "page",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                },
                 {
                     "name": "per_page",
                     "in": "query",
                     "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                    "description": "default 20",
                 },
                 {
                     "name": "patient_id",
                     "in": "query",
-                    "schema": {"type": "string"},
-                    "description": "substring of the patient id",
+                    "schema": _PATIENT_ID,
+                    "description": "substring of the patient id (case-insensitive)",
                 },
             ],
             "responses": {
                 "200": _json("ScreeningPage", "One page of screenings"),
-                "400": _error("page is not a whole number from 1 to 2147483647"),
+                "400": _error(
+                    f"page not a whole number from 1 to {MAX_ID}, per_page not 1 to 100, or a "
+                    "bad patient id"
+                ),
                 "401": _error("No valid token (unknown, revoked or expired)"),
                 "503": _UNAVAILABLE,
             },
@@ -282,8 +303,9 @@ PATHS: dict[str, dict[str, Any]] = {
                                 "image": {
                                     "type": "string",
                                     "contentMediaType": "application/octet-stream",
+                                    "minLength": 1,
                                 },
-                                "patient_id": {"type": "string", "maxLength": 64},
+                                "patient_id": _PATIENT_ID,
                                 "eye": {"enum": ["left", "right"]},
                             },
                         }

@@ -14,10 +14,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from retinascreen.web.limits import Refused, login_limits, take
-from retinascreen.web.models import ApiToken, AuditEvent, User, as_utc, utcnow
+from retinascreen.web.models import ApiToken, AuditEvent, User, as_utc, username_key, utcnow
 
 _hasher = PasswordHasher()
 TOKEN_PREFIX = "rs_"
+USERNAME_MAX = 64
 # A real hash of a random password: verifying against it makes unknown usernames cost the
 # same time as known ones, so timing does not reveal which accounts exist.
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
@@ -41,8 +42,18 @@ def verify_password(user: User | None, password: str) -> bool:
     return True
 
 
+def find_user(db: Session, username: str) -> User | None:
+    """The account named ``username`` regardless of case and Unicode form (see username_key).
+
+    Names longer than any account's (64) are not normalised (NFKC can grow text 18-fold)."""
+    if len(username) > USERNAME_MAX:
+        return None
+    return db.scalar(select(User).where(User.username_key == username_key(username)))
+
+
 def create_user(db: Session, username: str, password: str, *, is_admin: bool = False) -> User:
-    """Add a user (the caller commits). Username uniqueness is the caller's check."""
+    """Add a user (the caller commits). Username uniqueness is the caller's check
+    (:func:`find_user`); the database refuses a clash too (IntegrityError)."""
     user = User(username=username, password_hash=hash_password(password), is_admin=is_admin)
     db.add(user)
     db.flush()
@@ -57,23 +68,39 @@ def token_digest(secret: str) -> str:
 def issue_token(db: Session, user: User) -> tuple[ApiToken, str]:
     """Create a token for ``user``; returns the row and the secret (shown once, never stored)."""
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken(user_id=user.id, token_sha256=token_digest(secret))
+    token = ApiToken(
+        user_id=user.id, user_public_id=user.public_id, token_sha256=token_digest(secret)
+    )
     db.add(token)
     db.flush()
     return token, secret
 
 
-def find_token(db: Session, secret: str) -> tuple[ApiToken | None, str]:
-    """The live token with this secret, else None and why (unknown, revoked or expired)."""
+def find_token(db: Session, secret: str) -> tuple[ApiToken | None, User | None, str]:
+    """The live token with this secret and its account, else None and why (unknown, revoked,
+    expired, or its account is gone or disabled).
+
+    The account must still be the one the token was made for (same ``public_id``): an id
+    reused after a deletion outside the app does not inherit the token.
+    """
     token = db.scalar(select(ApiToken).where(ApiToken.token_sha256 == token_digest(secret)))
     if token is None or token.revoked is not None:
-        return None, "Invalid or revoked token."
+        return None, None, "Invalid or revoked token."
+    user = db.get(User, token.user_id)
+    if user is None or user.public_id != token.user_public_id:
+        return None, None, "Invalid or revoked token."
+    if not user.is_active:
+        return None, None, "This account is disabled: ask an administrator."
     if token_expires(token) <= utcnow():
-        return None, (
-            "The token expired: create a new one with POST /api/v1/tokens "
-            "(or refresh tokens before they expire with POST /api/v1/tokens/refresh)."
+        return (
+            None,
+            None,
+            (
+                "The token expired: create a new one with POST /api/v1/tokens "
+                "(or refresh tokens before they expire with POST /api/v1/tokens/refresh)."
+            ),
         )
-    return token, ""
+    return token, user, ""
 
 
 def client_ip() -> str:
@@ -101,10 +128,21 @@ def audit(
     )
 
 
+DISABLED_MESSAGE = "This account is disabled: ask an administrator."
+
+
 def authenticate(db: Session, username: str, password: str, *, via: str) -> User | None:
-    """Check credentials and record the attempt in the audit log (the caller commits)."""
-    user = db.scalar(select(User).where(User.username == username))
+    """Check credentials and record the attempt in the audit log (the caller commits).
+
+    A disabled account's right password is still checked (same cost) and refused; the caller
+    tells a disabled account apart by ``user.is_active``.
+    """
+    user = find_user(db, username)
     if verify_password(user, password):
+        assert user is not None
+        if not user.is_active:
+            audit(db, "login_disabled", user=user, detail=via)
+            return user
         audit(db, "login_success", user=user, detail=via)
         return user
     audit(db, "login_failure", username=username[:64], detail=via)
@@ -117,7 +155,7 @@ def sign_in(db: Session, username: str, password: str, *, via: str) -> User | Re
     The attempt is counted atomically BEFORE the password is checked (see ``web/limits.py``);
     a right password gives the count back, so only failures use up the allowance.
     """
-    ticket = take(login_limits(client_ip(), username))
+    ticket = take(login_limits(client_ip(), username_key(username[:USERNAME_MAX])))
     if isinstance(ticket, Refused):
         return ticket
     user = authenticate(db, username, password, via=via)

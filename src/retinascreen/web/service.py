@@ -15,13 +15,13 @@ from retinascreen.data.fundus import REASON_NO_DISC
 from retinascreen.errors import ImageError, ModelError, NotFundusError, RetinascreenError
 from retinascreen.result import GradingService, calibration_note
 from retinascreen.web.disconnect import stop_if_client_gone
+from retinascreen.web.inputs import PATIENT_ID_MAX, PATIENT_ID_RE
 from retinascreen.web.models import Screening, User
 from retinascreen.web.security import audit
 from retinascreen.web.segmentation import draw_overlays
 from retinascreen.web.storage import PhotoStore, new_name, photo_bytes, png_bytes
 
 EYES = ("left", "right")
-PATIENT_ID_MAX = 64
 
 log = logging.getLogger(__name__)
 _predictor_lock = threading.Lock()
@@ -100,15 +100,15 @@ def card_summary(predictor: GradingService) -> dict[str, Any] | None:
 
 
 def clean_patient_id(value: str | None) -> str | None:
-    """Trimmed patient id or None; raises a 400 error when too long or with control characters."""
-    value = (value or "").strip()
-    if not value:
-        return None
-    if len(value) > PATIENT_ID_MAX or not value.isprintable():
+    """Trimmed patient id or None; a 400 error when over 64 characters or with control or
+    invisible characters (checked before trimming, as the OpenAPI document says)."""
+    value = value or ""
+    if len(value) > PATIENT_ID_MAX or not PATIENT_ID_RE.fullmatch(value):
         raise RetinascreenError(
-            f"Patient id must be at most {PATIENT_ID_MAX} printable characters."
+            f"Patient id must be at most {PATIENT_ID_MAX} printable characters "
+            "(no control or invisible characters)."
         )
-    return value
+    return value.strip() or None
 
 
 def clean_eye(value: str | None) -> str | None:

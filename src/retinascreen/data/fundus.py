@@ -103,6 +103,8 @@ def find_disc(rgb: np.ndarray) -> Disc | None:
     h, w = small.shape[:2]
     if min(h, w) < 16:
         return None
+    # Burned-in text, timestamps and marks are thin strokes: a small opening removes them.
+    small = cv2.morphologyEx(small, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     backdrop = _backdrop_colour(small)
     if backdrop is None:
         return None  # no even border around a field of view: not a fundus photograph
@@ -111,6 +113,8 @@ def find_disc(rgb: np.ndarray) -> Disc | None:
         difference.astype(np.uint8), (0, 0), sigmaX=max(1.0, max(h, w) / 170)
     )
     background, foreground = np.percentile(intensity, (2, 90))
+    # A field clipped on four sides leaves the backdrop only in the corners (< 2 % of it).
+    background = min(background, _corner_level(intensity))
     if foreground - background < 8 or background > 60:
         return None  # a flat image, or one whose border is not even
     low = background + max(5.0, _THRESHOLD_SHARE * (foreground - background))
@@ -238,8 +242,15 @@ def _backdrop_colour(small: np.ndarray) -> np.ndarray | None:
     whatever the backdrop's colour (black, or grey and white in some pre-processed sets). The
     median of the four corner colours tolerates one corner that is not backdrop.
     """
-    h, w = small.shape[:2]
-    k = max(2, min(h, w) // 25)
+    colour = _backdrop_in_corners(small, max(2, min(small.shape[:2]) // 25))
+    if colour is None:
+        # A field clipped on four sides leaves only slivers of backdrop in the corners.
+        colour = _backdrop_in_corners(small, max(2, min(small.shape[:2]) // 80))
+    return colour
+
+
+def _backdrop_in_corners(small: np.ndarray, k: int) -> np.ndarray | None:
+    """:func:`_backdrop_colour` from ``k`` x ``k`` corner patches."""
     corners = [small[:k, :k], small[:k, -k:], small[-k:, :k], small[-k:, -k:]]
     medians = np.array([np.median(c.reshape(-1, 3), axis=0) for c in corners])
     colour = np.median(medians, axis=0)
@@ -255,6 +266,14 @@ def _backdrop_colour(small: np.ndarray) -> np.ndarray | None:
     if darkest.max() <= 30 and np.abs(darkest[0] - darkest[1]).max() <= 15 and even <= 12:
         return darkest.mean(axis=0).astype(np.uint8)
     return None
+
+
+def _corner_level(intensity: np.ndarray) -> float:
+    """The median of the four corner patches' median levels (the backdrop's level)."""
+    h, w = intensity.shape
+    k = max(2, min(h, w) // 80)
+    corners = [intensity[:k, :k], intensity[:k, -k:], intensity[-k:, :k], intensity[-k:, -k:]]
+    return float(np.median([np.median(c) for c in corners]))
 
 
 def _unevenness(patch: np.ndarray, colour: np.ndarray) -> float:
@@ -672,6 +691,9 @@ def assess_quality(rgb: np.ndarray, *, disc: Disc | None = None) -> Quality:
             missing.append(REASON_DARK)  # maybe a fundus, but far too dark to see it
         return Quality(False, 0.0, tuple(missing), label="reject")
     measures = _measures_of(*field)
+    if not _looks_like_retina(*field, measures):
+        rounded = {name: round(value, 4) for name, value in measures.items()}
+        return Quality(False, 0.0, (REASON_NO_DISC,), rounded, label="reject")
     scores = {
         name: _ramp(measures[name], *QUALITY_THRESHOLDS[name])
         for name in ("brightness", "shaded", "clipped", "washed")
@@ -703,6 +725,41 @@ def assess_quality(rgb: np.ndarray, *, disc: Disc | None = None) -> Quality:
     reasons = tuple(r for r in _REASON_ORDER if r in failing)
     label = "reject" if reasons else ("usable" if usable_share > 0.5 else "good")
     return Quality(not reasons, min(scores.values()), reasons, rounded, label=label)
+
+
+def _looks_like_retina(crop: np.ndarray, inner: np.ndarray, measures: dict[str, float]) -> bool:
+    """False for round things that are not a retina, though they stand out from a dark backdrop.
+
+    - the front of an eye (an external-eye or anterior-segment photo, a dark room, a flash): a
+      dark pupil in the field's centre, ringed all round by a far brighter iris and sclera (a
+      fundus's dark macula is a shade darker than its surroundings; a shadow covers one side);
+    - a surface without a single dark line (drawings, a slit-lamp beam): every photograph of
+      the retina, even a blurred one, shows some vessel or texture (``vessels`` > 0.004);
+    - a smooth shaded object (a ball, a lamp): noise but no coarse structure at all
+      (``sharpness`` > 1.2 with hardly any vessels), where a defocused retina keeps its disc,
+      macula and blurred vessels;
+    - a picture whose field is mostly bluer or greener than red (sky, screens): < 20 % of the
+      field red-dominant, where the most colour-enhanced fundus is above 30 %.
+    """
+    lum = np.maximum(crop[:, :, 0], crop[:, :, 1]).astype(np.float32)
+    centre = _circle_mask(_QUALITY_SIZE, 0.3) & inner
+    if np.count_nonzero(centre) > 100:
+        centre_level = float(lum[centre].mean())
+        yy, xx = np.mgrid[:_QUALITY_SIZE, :_QUALITY_SIZE]
+        half = (_QUALITY_SIZE - 1) / 2
+        angle = np.arctan2(yy - half, xx - half)
+        ring = _circle_mask(_QUALITY_SIZE, 0.75) & ~_circle_mask(_QUALITY_SIZE, 0.4) & inner
+        sectors = [lum[ring & (np.floor((angle + np.pi) / (np.pi / 4)) == k)] for k in range(8)]
+        levels = [float(s.mean()) for s in sectors if s.size > 20]
+        if len(levels) == 8 and min(levels) >= 1.6 * centre_level + 10:
+            return False  # a pupil
+    if measures["vessels"] <= 0.004:
+        return False
+    if measures["sharpness"] > 1.2 and measures["vessels"] < 0.03:
+        return False
+    pixels = crop[inner].astype(np.int16)
+    red = np.mean(pixels[:, 0] >= np.maximum(pixels[:, 1], pixels[:, 2]) - 5)
+    return bool(red >= 0.2)
 
 
 _REASON_ORDER = (

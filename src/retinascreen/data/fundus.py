@@ -753,9 +753,13 @@ def _looks_like_retina(crop: np.ndarray, inner: np.ndarray, measures: dict[str, 
         levels = [float(s.mean()) for s in sectors if s.size > 20]
         if len(levels) == 8 and min(levels) >= 1.6 * centre_level + 10:
             return False  # a pupil
-    if measures["vessels"] <= 0.004:
+    exposed = (
+        measures["brightness"] >= QUALITY_THRESHOLDS["brightness"][0]
+        and measures["shaded"] <= QUALITY_THRESHOLDS["shaded"][0]
+    )
+    if exposed and measures["vessels"] <= 0.004:  # (a dark photo hides its vessels)
         return False
-    if measures["sharpness"] > 1.2 and measures["vessels"] < 0.03:
+    if exposed and measures["sharpness"] > 1.2 and measures["vessels"] < 0.03:
         return False
     pixels = crop[inner].astype(np.int16)
     red = np.mean(pixels[:, 0] >= np.maximum(pixels[:, 1], pixels[:, 2]) - 5)

@@ -708,9 +708,10 @@ def assess_quality(rgb: np.ndarray, *, disc: Disc | None = None) -> Quality:
     usable_share = 0.0
     model = bundled_model()
     if model is not None and REASON_NO_DISC not in failing:
-        p_good, p_usable, p_reject = model.probabilities(
-            feature_vector(measures, *field, model.extractor)
-        )
+        vector = feature_vector(measures, *field, model.extractor)
+        probabilities = model.probabilities(vector)
+        p_good, p_usable = probabilities[:2]
+        p_reject = model.reject_probability(vector, probabilities)
         cut = model.reject_threshold
         learned = (
             0.5 + 0.5 * (cut - p_reject) / cut
@@ -753,11 +754,11 @@ def _looks_like_retina(crop: np.ndarray, inner: np.ndarray, measures: dict[str, 
         levels = [float(s.mean()) for s in sectors if s.size > 20]
         if len(levels) == 8 and min(levels) >= 1.6 * centre_level + 10:
             return False  # a pupil
-    exposed = (
-        measures["brightness"] >= QUALITY_THRESHOLDS["brightness"][0]
-        and measures["shaded"] <= QUALITY_THRESHOLDS["shaded"][0]
+    exposed = all(
+        _ramp(measures[name], *QUALITY_THRESHOLDS[name]) >= 0.5
+        for name in ("brightness", "shaded", "clipped", "washed")
     )
-    if exposed and measures["vessels"] <= 0.004:  # (a dark photo hides its vessels)
+    if exposed and measures["vessels"] <= 0.004:  # (a dark or washed-out photo hides them)
         return False
     if exposed and measures["sharpness"] > 1.2 and measures["vessels"] < 0.03:
         return False

@@ -162,6 +162,9 @@ class TreeEnsemble:
     trees: tuple[tuple[dict[str, np.ndarray], ...], ...]
     reject_threshold: float
     meta: dict[str, Any]
+    # Optional logistic regression (Reject vs the rest) on standardised features, averaged
+    # with the trees' P(reject): ``mean``, ``scale``, ``coef`` and ``intercept``.
+    linear: dict[str, np.ndarray] | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TreeEnsemble:
@@ -187,6 +190,11 @@ class TreeEnsemble:
                 trees=trees,
                 reject_threshold=float(data["reject_threshold"]),
                 meta=dict(data.get("meta", {})),
+                linear=(
+                    {k: np.asarray(v, np.float64) for k, v in data["linear"].items()}
+                    if data.get("linear")
+                    else None
+                ),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"not a quality model file: {exc}") from exc
@@ -209,6 +217,14 @@ class TreeEnsemble:
         raw -= raw.max()
         p = np.exp(raw)
         return p / p.sum()
+
+    def reject_probability(self, features: np.ndarray, probabilities: np.ndarray) -> float:
+        """P(reject): the trees' (``probabilities[2]``), averaged with the linear model's."""
+        if self.linear is None:
+            return float(probabilities[2])
+        z = (np.asarray(features, np.float64) - self.linear["mean"]) / self.linear["scale"]
+        logit = float(z @ self.linear["coef"] + self.linear["intercept"])
+        return float((probabilities[2] + 1.0 / (1.0 + np.exp(-logit))) / 2)
 
 
 def feature_vector(

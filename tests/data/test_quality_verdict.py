@@ -139,3 +139,16 @@ def test_the_learned_reason_is_given_only_where_no_measure_explains(real_data):
         verdict = assess_quality(sets.defocus(rgb, 0.03))
         assert "blurred" in verdict.reasons, name
         assert REASON_LEARNED not in verdict.reasons, name
+
+
+def test_quality_command_refuses_a_front_of_eye_photo_as_not_a_fundus(tmp_path, capsys):
+    from retinascreen.cli import main
+    from retinascreen.data.images import save_image
+
+    save_image(tmp_path / "eye-front.jpg", sets.anterior_segment(7))
+    status = main(["quality", str(tmp_path / "eye-front.jpg")])
+    out = capsys.readouterr()
+    line = json.loads(out.out.splitlines()[0])
+    assert status == 2 and "no fundus disc found" in out.err
+    assert line["gradable"] is False and line["reasons"] == [REASON_NO_DISC]
+    assert line["label"] == "reject"

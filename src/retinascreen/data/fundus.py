@@ -753,7 +753,12 @@ def _looks_like_retina(crop: np.ndarray, inner: np.ndarray, measures: dict[str, 
         sectors = [lum[ring & (np.floor((angle + np.pi) / (np.pi / 4)) == k)] for k in range(8)]
         levels = [float(s.mean()) for s in sectors if s.size > 20]
         if len(levels) == 8 and min(levels) >= 1.6 * centre_level + 10:
-            return False  # a pupil
+            # A dark centre ringed by brighter all round: a pupil if its rim is sharp or the
+            # field is dim (a dark room); a fundus's dark macula fades out softly in a bright
+            # field.
+            dim = float(lum[inner].mean()) < 100
+            if dim or _dark_centre_rim(lum, inner, centre, ring) >= 0.12:
+                return False
     exposed = all(
         _ramp(measures[name], *QUALITY_THRESHOLDS[name]) >= 0.5
         for name in ("brightness", "shaded", "clipped", "washed")
@@ -765,6 +770,27 @@ def _looks_like_retina(crop: np.ndarray, inner: np.ndarray, measures: dict[str, 
     pixels = crop[inner].astype(np.int16)
     red = np.mean(pixels[:, 0] >= np.maximum(pixels[:, 1], pixels[:, 2]) - 5)
     return bool(red >= 0.2)
+
+
+def _dark_centre_rim(
+    lum: np.ndarray, inner: np.ndarray, centre: np.ndarray, ring: np.ndarray
+) -> float:
+    """How sharp the rim of the dark blob in the field's centre is: the median brightness
+    gradient along it (per pixel at 256 px) over the contrast between the blob and its ring."""
+    lum = cv2.GaussianBlur(lum, (0, 0), 1.0)
+    low, high = float(np.median(lum[centre])), float(np.median(lum[ring]))
+    mask = ((lum < (low + high) / 2) & inner).astype(np.uint8)
+    _, labels = cv2.connectedComponents(mask)
+    in_centre = labels[centre & (mask > 0)]
+    if in_centre.size == 0 or np.bincount(in_centre).argmax() == 0:
+        return 0.0
+    blob = (labels == np.bincount(in_centre).argmax()).astype(np.uint8)
+    rim = cv2.morphologyEx(blob, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(bool)
+    rim &= inner
+    if not rim.any():
+        return 0.0
+    gy, gx = np.gradient(lum)
+    return float(np.median(np.hypot(gx, gy)[rim])) / (high - low + 1.0)
 
 
 _REASON_ORDER = (

@@ -5,7 +5,9 @@ often clipped at the top and bottom (as on many EyePACS photos). :func:`find_dis
 circle at a small working resolution; :class:`Preprocessing` crops the square around the
 visible field (:func:`crop_box`: padded with black where the frame clips it, tightened where
 that would leave more black than retina), resizes it and optionally applies Ben Graham's
-local-colour normalisation and CLAHE; :func:`assess_quality` gives the gradable / ungradable verdict.
+local-colour normalisation and CLAHE; :func:`assess_quality` gives the gradable / ungradable verdict
+(the measured reasons, the learned score of :mod:`retinascreen.data.quality_model`, and the
+refusal of what is not a photograph of the retina).
 """
 
 from __future__ import annotations
@@ -95,7 +97,9 @@ def find_disc(rgb: np.ndarray) -> Disc | None:
     the field), or else the best fit if its IoU is >= 0.45 (a field cut by the frame), or else
     a strip of the field cut straight on three or four sides. The region must cover a good part
     of the frame, and the backdrop outside the circle must be even (a portrait, a document, a
-    screenshot or noise is not).
+    screenshot or noise is not). Burned-in text and timestamps are thin strokes, removed first
+    by a small opening; a field clipped on all four sides, with only slivers of backdrop left in
+    the corners, is judged on those slivers.
     """
     rgb = _as_rgb(rgb)
     step = max(1, max(rgb.shape[:2]) // _FIND_SIZE)
@@ -673,8 +677,13 @@ REASON_OF_MEASURE = {
 def assess_quality(rgb: np.ndarray, *, disc: Disc | None = None) -> Quality:
     """Is this photo a gradable fundus photograph? ``reasons`` say why not.
 
-    Each measure gets a score (0.5 at its threshold in ``QUALITY_THRESHOLDS``); the photo's
-    score is the worst of them, so it is >= 0.5 exactly when the photo is gradable. Contrast,
+    Each measure gets a score (0.5 at its threshold in ``QUALITY_THRESHOLDS``), and so does the
+    bundled learned model (``learned``: 0.5 at its P(reject) threshold); the photo's score is
+    the worst of them, so it is >= 0.5 exactly when the photo is gradable. The learned score
+    gives its own reason only where no measure fails (the measures' reasons are the ones a
+    photographer can act on). ``label`` is EyeQ's scale: reject, or good / usable as the model
+    finds likelier. A round thing that is not a retina (:func:`_looks_like_retina`) gets
+    "no fundus disc found". Contrast,
     sharpness and vessels are judged only when the exposure is right (a dark or washed-out
     photo lacks them anyway, and its exposure is what the photographer must fix first), and
     colour only when the contrast is right (a veil of haze greys the colours too).

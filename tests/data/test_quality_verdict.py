@@ -101,7 +101,7 @@ def test_eyeq_held_back_part_agrees_with_the_graders(real_data):
         passed[label].append(verdict.gradable)
     assert np.mean(passed["Good"]) >= 0.97
     assert np.mean(passed["Usable"]) >= 0.90
-    # Measured 68 % caught (issue 23's target is 80 %: see the README's quality section).
+    # Measured 66 % caught (issue 23's target is 80 %: see the README's quality section).
     assert 1 - np.mean(passed["Reject"]) >= 0.55
 
 

@@ -33,6 +33,8 @@ class Quality:
     score: float
     reasons: tuple[str, ...] = ()
     measures: dict[str, float] = field(default_factory=dict, compare=False)
+    # EyeQ's three-way scale: "good", "usable" or "reject" (None where no model judged it).
+    label: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "gradable", bool(self.gradable))
@@ -42,16 +44,21 @@ class Quality:
 
     def rounded(self) -> Quality:
         """The same verdict with the score to 3 decimals (as results report it)."""
-        return Quality(self.gradable, round(self.score, 3), self.reasons, self.measures)
+        return Quality(
+            self.gradable, round(self.score, 3), self.reasons, self.measures, label=self.label
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"gradable", "score" (3 decimals), "reasons", "measures"}`` (``quality``'s JSON)."""
-        return {
+        """``{"gradable", "score" (3 decimals), "reasons", "measures", "label"}`` (``quality``)."""
+        result: dict[str, Any] = {
             "gradable": self.gradable,
             "score": round(self.score, 3),
             "reasons": list(self.reasons),
             "measures": dict(self.measures),
         }
+        if self.label is not None:
+            result["label"] = self.label
+        return result
 
 
 def calibration_note(record: Any) -> str:
@@ -226,6 +233,7 @@ class Prediction:
                 quality["score"],
                 quality["reasons"],
                 quality.get("measures", {}),
+                label=quality.get("label"),
             ),
             model=ModelInfo(
                 name=str(model["name"]),
@@ -250,9 +258,7 @@ class Prediction:
             "referable_probability": self.referable_probability,
             "gradable": self.gradable,
             "quality": {
-                "score": round(self.quality.score, 3),
-                "reasons": list(self.quality.reasons),
-                "measures": dict(self.quality.measures),
+                key: value for key, value in self.quality.to_dict().items() if key != "gradable"
             },
             "model": self.model.to_dict(),
             "referral_rule": None if self.referral_rule is None else self.referral_rule.to_dict(),

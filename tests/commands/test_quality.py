@@ -38,9 +38,12 @@ def test_quality_prints_one_json_line_per_image(photos, capsys):
         "score": lines[0]["score"],
         "reasons": [],
         "measures": lines[0]["measures"],
+        "label": lines[0]["label"],
     }
-    # Each measure behind the verdict is reported, so a user can see why (issue 10).
-    assert set(lines[0]["measures"]) == set(QUALITY_THRESHOLDS)
+    # Each measure behind the verdict is reported, so a user can see why (issue 10), with the
+    # learned score and EyeQ's three-way label (issue 23).
+    assert set(lines[0]["measures"]) == {*QUALITY_THRESHOLDS, "learned"}
+    assert lines[0]["label"] in ("good", "usable") and lines[1]["label"] == "reject"
     assert lines[1]["measures"]["brightness"] < QUALITY_THRESHOLDS["brightness"][0]
     assert 0.5 <= lines[0]["score"] <= 1
     assert lines[1]["gradable"] is False and lines[1]["reasons"] == ["too dark"]

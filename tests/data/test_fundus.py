@@ -219,6 +219,7 @@ def test_pictures_that_are_not_a_fundus_are_ungradable(picture):
         "score": 0.0,
         "reasons": ["no fundus disc found"],
         "measures": {},
+        "label": "reject",
     }
 
 

@@ -42,12 +42,20 @@ def test_every_drive_photo_is_gradable_and_fills_the_crop(drive):
         assert crop_fill(rgb, disc) >= 0.70, name
 
 
-def test_enhanced_eyepacs_photos_are_gradable_and_never_called_not_a_fundus(real_data):
-    verdicts = [assess_quality(rgb) for _, rgb in sets.eyepacs_photos(every=20)]
+def test_enhanced_eyepacs_photos_graders_call_good_are_gradable_and_none_is_not_a_fundus(
+    real_data,
+):
+    # About a fifth of these photos are ones EyeQ's graders reject: only Good ones must pass.
+    import csv
+
+    with (sets.SHARED_DATA / "eyeq" / "eyepacs-256-quality.csv").open(newline="") as fh:
+        labels = {r["image"]: r["quality"] for r in csv.DictReader(fh)}
+    verdicts = {name: assess_quality(rgb) for name, rgb in sets.eyepacs_photos(every=20)}
     assert len(verdicts) >= 200
-    gradable = np.mean([v.gradable for v in verdicts])
-    assert gradable >= 0.98
-    assert not [v for v in verdicts if REASON_NO_DISC in v.reasons]
+    assert not [n for n, v in verdicts.items() if REASON_NO_DISC in v.reasons]
+    good = [v.gradable for n, v in verdicts.items() if labels.get(n.split(".")[0]) == "Good"]
+    assert len(good) >= 40
+    assert np.mean(good) >= 0.97
 
 
 @pytest.mark.parametrize(

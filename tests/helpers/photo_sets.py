@@ -279,3 +279,131 @@ def non_fundus_images() -> Iterator[Photo]:
     disc[100:900, 100:900] = np.where(mask, moon, 0)
     yield "moon-like disc on black", np.dstack([disc] * 3)
     yield "noise", noise(512)
+
+
+def anterior_segment(seed: int, size: int = 760, *, lashes: bool = True) -> np.ndarray:
+    """An external-eye / anterior-segment photo look-alike, in a dark room with a flash.
+
+    A dark pupil inside an iris ring (brown, hazel, blue or grey, radial texture), a white or
+    pinkish sclera and skin around it, eyelashes, and the flash's bright specular reflection.
+    Sizes, colours, position and framing vary with ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = round(size * 0.75), size
+    image = np.full((h, w, 3), rng.integers(0, 25), np.float32)
+    cx, cy = w / 2 + rng.uniform(-0.1, 0.1) * w, h / 2 + rng.uniform(-0.1, 0.1) * h
+    iris = rng.uniform(0.18, 0.4) * h
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    r = np.hypot(xx - cx, yy - cy)
+    angle = np.arctan2(yy - cy, xx - cx)
+    if rng.random() < 0.7:  # the eye's surroundings: skin and sclera in an almond opening
+        skin = np.array([rng.uniform(120, 200), rng.uniform(80, 140), rng.uniform(60, 110)])
+        light = np.clip(1.2 - r / (1.6 * iris), 0.1, 1)[..., None]
+        image = np.maximum(image, skin * light)
+        opening = ((xx - cx) / (2.4 * iris)) ** 2 + ((yy - cy) / (1.1 * iris)) ** 2 <= 1
+        sclera = np.array([rng.uniform(190, 235), rng.uniform(170, 215), rng.uniform(160, 210)])
+        image[opening] = sclera * light[opening]
+    colour = np.array(
+        [
+            (120, 70, 35),
+            (95, 110, 60),
+            (80, 110, 150),
+            (120, 120, 125),
+        ][rng.integers(0, 4)],
+        np.float32,
+    )
+    texture = 0.75 + 0.25 * np.sin(angle * rng.integers(25, 60) + rng.uniform(0, 6))
+    ring = np.clip(0.6 + 0.5 * r / iris, 0, 1.2) * texture
+    inside = r <= iris
+    image[inside] = (colour * ring[..., None])[inside]
+    pupil = r <= iris * rng.uniform(0.3, 0.55)
+    image[pupil] = rng.uniform(5, 25)
+    if lashes:
+        for _ in range(60):
+            x0 = cx + rng.uniform(-2.2, 2.2) * iris
+            y0 = cy - rng.uniform(0.9, 1.1) * iris
+            tip = (int(x0 + rng.uniform(-20, 20)), int(y0 - rng.uniform(20, 60)))
+            cv2.line(image, (int(x0), int(y0)), tip, (15, 10, 10), int(rng.integers(1, 3)))
+    for _ in range(int(rng.integers(1, 3))):  # the flash
+        sx = cx + rng.uniform(-0.5, 0.5) * iris
+        sy = cy + rng.uniform(-0.5, 0.5) * iris
+        cv2.circle(
+            image,
+            (int(sx), int(sy)),
+            max(2, int(rng.uniform(0.04, 0.1) * iris)),
+            (255, 255, 255),
+            -1,
+        )
+    image = cv2.GaussianBlur(image, (0, 0), 1.0) + rng.normal(0, 3, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def non_fundus_lookalikes(n_anterior: int = 12) -> Iterator[Photo]:
+    """:func:`non_fundus_images` plus anterior-segment photos, slit-lamp-like and face crops."""
+    from skimage import data
+
+    yield from non_fundus_images()
+    for seed in range(n_anterior):
+        yield f"anterior segment {seed}", anterior_segment(seed, lashes=seed % 3 != 0)
+    slit = np.zeros((570, 760, 3), np.uint8)  # a slit-lamp beam across a dark eye
+    cv2.ellipse(slit, (380, 285), (200, 200), 0, 0, 360, (70, 60, 55), -1)
+    cv2.ellipse(slit, (400, 285), (18, 230), 10, 0, 360, (240, 235, 220), -1)
+    yield "slit-lamp beam", cv2.GaussianBlur(slit, (0, 0), 3)
+    yield "face close-up (astronaut)", data.astronaut()[30:300, 120:390]
+    yield "rocket", data.rocket()
+    yield "coins", np.dstack([data.coins()] * 3)
+
+
+# ------------------------------------------------------------------- wide-field camera layouts
+
+
+def wide_field(
+    rgb: np.ndarray,
+    over: float,
+    *,
+    width: int = 760,
+    height: int = 570,
+    stamp: bool = False,
+    background: int = 0,
+) -> np.ndarray:
+    """``rgb``'s field filling a ``width`` x ``height`` frame, as wide-angle cameras save it.
+
+    The field's diameter is ``width * (1 + over)``: ``over`` > 0 clips it on the left and right
+    as well as at the top and bottom (four sides; at 0.2 only slivers of backdrop are left in the
+    corners), ``over`` <= 0 clips it at the top and bottom only. ``stamp`` burns a green date
+    and time into the top-right corner; ``background`` is the surround's grey level.
+    """
+    from retinascreen.data.fundus import crop_fundus
+
+    diameter = width * (1 + over)
+    side = round(diameter * 1.02)
+    square = crop_fundus(rgb, side)
+    yy, xx = np.mgrid[:side, :side]
+    square[np.hypot(yy - side / 2, xx - side / 2) > diameter / 2] = background
+    frame = np.full((height, width, 3), background, np.uint8)
+    y0, x0 = side // 2 - height // 2, side // 2 - width // 2
+    patch = square[max(0, y0) : y0 + height, max(0, x0) : x0 + width]
+    top, left = max(0, -y0), max(0, -x0)
+    frame[top : top + patch.shape[0], left : left + patch.shape[1]] = patch
+    if stamp:
+        text_at = (width - round(width * 0.34), round(height * 0.045))
+        cv2.putText(
+            frame, "2009/05/12 10:31:07", text_at, cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 0), 2
+        )
+    return frame
+
+
+WIDE_LAYOUTS: dict[str, dict[str, Any]] = {
+    "clipped top-bottom": {"over": -0.1},
+    "clipped 4 sides": {"over": 0.1, "stamp": True},
+    "clipped 4 sides, slivers": {"over": 0.2},
+    "grey surround, stamp": {"over": 0.05, "stamp": True, "background": 90},
+}
+
+
+def wide_layouts(rgb: np.ndarray, name: str) -> Iterator[Photo]:
+    """One real photo in the wide-field layouts, at 760 x 570 and downscaled to 500 px."""
+    for layout, args in WIDE_LAYOUTS.items():
+        frame = wide_field(rgb, **args)
+        yield f"{name}/{layout}", jpeg(frame, 90)
+        yield f"{name}/{layout}/500px", resize_long_side(frame, 500)

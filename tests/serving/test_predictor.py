@@ -83,7 +83,8 @@ def test_result_is_the_spec_dict(models, keras_predictor):
         "sha256": file_sha256(models["keras"]),
     }
     assert result["synthetic"] is True and result["warning"] == SYNTHETIC_WARNING
-    assert list(result["quality"]) == ["score", "reasons", "measures"]
+    assert list(result["quality"]) == ["score", "reasons", "measures", "label"]
+    assert result["quality"]["label"] in ("good", "usable")
     assert result["grade"] == prediction.grade and result["gradable"] is prediction.gradable
     assert Prediction.from_dict(json.loads(json.dumps(result))) == prediction
     assert keras_predictor.model_path == models["keras"]

@@ -11,8 +11,8 @@ from retinascreen.errors import NotFundusError
 
 EXAMPLE = """example:
   retinascreen quality photos/*.jpg
-  {"path": "photos/eye1.jpg", "gradable": true, "score": 0.93, "reasons": []}
-  {"path": "photos/eye2.jpg", "gradable": false, "score": 0.21, "reasons": ["too dark"]}
+  {"path": "photos/eye1.jpg", "gradable": true, "score": 0.93, "reasons": [], "measures": {...}, "label": "good"}
+  {"path": "photos/eye2.jpg", "gradable": false, "score": 0.21, "reasons": ["too dark"], "measures": {...}, "label": "reject"}
 
 A file that is not an image, or a photo that shows no fundus, also gets an 'error:' line on
 stderr and makes the exit status 2; the other files are still judged."""
@@ -23,8 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "quality",
         help="judge whether fundus photos are gradable (JSON lines)",
         description="Print one JSON object per photo: path, gradable, score (0..1; >= 0.5 is "
-        "gradable) and reasons (no fundus disc found, too dark, over-exposed, blurred, "
-        "low contrast).",
+        "gradable), reasons (no fundus disc found, too dark, over-exposed, blurred, "
+        "low contrast, poor overall quality (learned score)), the measures and EyeQ's "
+        "three-way label (good, usable, reject).",
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

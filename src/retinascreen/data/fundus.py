@@ -5,7 +5,9 @@ often clipped at the top and bottom (as on many EyePACS photos). :func:`find_dis
 circle at a small working resolution; :class:`Preprocessing` crops the square around the
 visible field (:func:`crop_box`: padded with black where the frame clips it, tightened where
 that would leave more black than retina), resizes it and optionally applies Ben Graham's
-local-colour normalisation and CLAHE; :func:`assess_quality` gives the gradable / ungradable verdict.
+local-colour normalisation and CLAHE; :func:`assess_quality` gives the gradable / ungradable verdict
+(the measured reasons, the learned score of :mod:`retinascreen.data.quality_model`, and the
+refusal of what is not a photograph of the retina).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from retinascreen.data.quality_model import bundled_model, feature_vector
 from retinascreen.errors import ConfigError
 from retinascreen.result import Quality
 
@@ -42,6 +45,7 @@ REASON_DARK = "too dark"
 REASON_OVEREXPOSED = "over-exposed"
 REASON_BLURRED = "blurred"
 REASON_LOW_CONTRAST = "low contrast"
+REASON_LEARNED = "poor overall quality (learned score)"
 
 # Each reason in plain words, with what the photographer can do (web page and PDF report).
 REASON_ADVICE = {
@@ -55,6 +59,9 @@ REASON_ADVICE = {
     "the camera and the patient still.",
     REASON_LOW_CONTRAST: "Low contrast: the vessels barely stand out (haze, cataract or a dirty "
     "lens); clean the lens and retake.",
+    REASON_LEARNED: "Poor overall quality: graders would likely reject this photograph (uneven "
+    "light, haze in part of the field, spots or artefacts), though no single measure explains "
+    "it; retake it, checking focus, pupil alignment and the lens.",
 }
 
 
@@ -90,7 +97,9 @@ def find_disc(rgb: np.ndarray) -> Disc | None:
     the field), or else the best fit if its IoU is >= 0.45 (a field cut by the frame), or else
     a strip of the field cut straight on three or four sides. The region must cover a good part
     of the frame, and the backdrop outside the circle must be even (a portrait, a document, a
-    screenshot or noise is not).
+    screenshot or noise is not). Burned-in text and timestamps are thin strokes, removed first
+    by a small opening; a field clipped on all four sides, with only slivers of backdrop left in
+    the corners, is judged on those slivers.
     """
     rgb = _as_rgb(rgb)
     step = max(1, max(rgb.shape[:2]) // _FIND_SIZE)
@@ -98,6 +107,8 @@ def find_disc(rgb: np.ndarray) -> Disc | None:
     h, w = small.shape[:2]
     if min(h, w) < 16:
         return None
+    # Burned-in text, timestamps and marks are thin strokes: a small opening removes them.
+    small = cv2.morphologyEx(small, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     backdrop = _backdrop_colour(small)
     if backdrop is None:
         return None  # no even border around a field of view: not a fundus photograph
@@ -106,6 +117,8 @@ def find_disc(rgb: np.ndarray) -> Disc | None:
         difference.astype(np.uint8), (0, 0), sigmaX=max(1.0, max(h, w) / 170)
     )
     background, foreground = np.percentile(intensity, (2, 90))
+    # A field clipped on four sides leaves the backdrop only in the corners (< 2 % of it).
+    background = min(background, _corner_level(intensity))
     if foreground - background < 8 or background > 60:
         return None  # a flat image, or one whose border is not even
     low = background + max(5.0, _THRESHOLD_SHARE * (foreground - background))
@@ -233,8 +246,15 @@ def _backdrop_colour(small: np.ndarray) -> np.ndarray | None:
     whatever the backdrop's colour (black, or grey and white in some pre-processed sets). The
     median of the four corner colours tolerates one corner that is not backdrop.
     """
-    h, w = small.shape[:2]
-    k = max(2, min(h, w) // 25)
+    colour = _backdrop_in_corners(small, max(2, min(small.shape[:2]) // 25))
+    if colour is None:
+        # A field clipped on four sides leaves only slivers of backdrop in the corners.
+        colour = _backdrop_in_corners(small, max(2, min(small.shape[:2]) // 80))
+    return colour
+
+
+def _backdrop_in_corners(small: np.ndarray, k: int) -> np.ndarray | None:
+    """:func:`_backdrop_colour` from ``k`` x ``k`` corner patches."""
     corners = [small[:k, :k], small[:k, -k:], small[-k:, :k], small[-k:, -k:]]
     medians = np.array([np.median(c.reshape(-1, 3), axis=0) for c in corners])
     colour = np.median(medians, axis=0)
@@ -250,6 +270,14 @@ def _backdrop_colour(small: np.ndarray) -> np.ndarray | None:
     if darkest.max() <= 30 and np.abs(darkest[0] - darkest[1]).max() <= 15 and even <= 12:
         return darkest.mean(axis=0).astype(np.uint8)
     return None
+
+
+def _corner_level(intensity: np.ndarray) -> float:
+    """The median of the four corner patches' median levels (the backdrop's level)."""
+    h, w = intensity.shape
+    k = max(2, min(h, w) // 80)
+    corners = [intensity[:k, :k], intensity[:k, -k:], intensity[-k:, :k], intensity[-k:, -k:]]
+    return float(np.median([np.median(c) for c in corners]))
 
 
 def _unevenness(patch: np.ndarray, colour: np.ndarray) -> float:
@@ -621,11 +649,24 @@ def quality_measures(rgb: np.ndarray, disc: Disc) -> dict[str, float]:
     lowers and contrast does not change; ``vessels``: the 95th percentile of a black top-hat of
     the green channel (thin dark lines, 9 px) over the mean green: how visible the vessels are.
     """
+    field = field_crop(rgb, disc)
+    return {} if field is None else _measures_of(*field)
+
+
+def field_crop(rgb: np.ndarray, disc: Disc) -> tuple[np.ndarray, np.ndarray] | None:
+    """The field cropped to (256, 256, 3) and the mask of its pixels inside the field.
+
+    None when too little of the field is inside the photo to judge it.
+    """
     crop, valid = _crop_square(_as_rgb(rgb), _disc_square(disc), _QUALITY_SIZE)
     inner = _circle_mask(_QUALITY_SIZE, 0.88) & valid
     inner = cv2.erode(inner.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     if np.count_nonzero(inner) < 100:
-        return {}
+        return None
+    return crop, inner
+
+
+def _measures_of(crop: np.ndarray, inner: np.ndarray) -> dict[str, float]:
     green = crop[:, :, 1].astype(np.float32)
     pixels = crop[inner].astype(np.float32)  # (N, 3) RGB inside the field
     brightest = np.maximum(pixels[:, 0], pixels[:, 1])
@@ -678,8 +719,13 @@ REASON_OF_MEASURE = {
 def assess_quality(rgb: np.ndarray, *, disc: Disc | None = None) -> Quality:
     """Is this photo a gradable fundus photograph? ``reasons`` say why not.
 
-    Each measure gets a score (0.5 at its threshold in ``QUALITY_THRESHOLDS``); the photo's
-    score is the worst of them, so it is >= 0.5 exactly when the photo is gradable. Contrast,
+    Each measure gets a score (0.5 at its threshold in ``QUALITY_THRESHOLDS``), and so does the
+    bundled learned model (``learned``: 0.5 at its P(reject) threshold); the photo's score is
+    the worst of them, so it is >= 0.5 exactly when the photo is gradable. The learned score
+    gives its own reason only where no measure fails (the measures' reasons are the ones a
+    photographer can act on). ``label`` is EyeQ's scale: reject, or good / usable as the model
+    finds likelier. A round thing that is not a retina (:func:`_looks_like_retina`) gets
+    "no fundus disc found". Contrast,
     sharpness and vessels are judged only when the exposure is right (a dark or washed-out
     photo lacks them anyway, and its exposure is what the photographer must fix first), and
     colour only when the contrast is right (a veil of haze greys the colours too).
@@ -687,14 +733,18 @@ def assess_quality(rgb: np.ndarray, *, disc: Disc | None = None) -> Quality:
     """
     rgb = _as_rgb(rgb)
     disc = disc or find_disc(rgb)
-    measures = quality_measures(rgb, disc) if disc is not None else {}
-    if disc is None or not measures:
+    field = field_crop(rgb, disc) if disc is not None else None
+    if disc is None or field is None:
         missing = [REASON_NO_DISC]
         step = max(1, max(rgb.shape[:2]) // _FIND_SIZE)
         small = _shrink(rgb, step)
         if np.percentile(np.maximum(small[:, :, 0], small[:, :, 1]), 99) < 50:
             missing.append(REASON_DARK)  # maybe a fundus, but far too dark to see it
-        return Quality(False, 0.0, tuple(missing))
+        return Quality(False, 0.0, tuple(missing), label="reject")
+    measures = _measures_of(*field)
+    if not _looks_like_retina(*field, measures):
+        rounded = {name: round(value, 4) for name, value in measures.items()}
+        return Quality(False, 0.0, (REASON_NO_DISC,), rounded, label="reject")
     scores = {
         name: _ramp(measures[name], *QUALITY_THRESHOLDS[name])
         for name in ("brightness", "shaded", "clipped", "washed")
@@ -705,9 +755,93 @@ def assess_quality(rgb: np.ndarray, *, disc: Disc | None = None) -> Quality:
         if scores["contrast"] >= 0.5:
             scores["colour"] = _ramp(measures["colour"], *QUALITY_THRESHOLDS["colour"])
     failing = {REASON_OF_MEASURE[name] for name, score in scores.items() if score < 0.5}
-    reasons = tuple(r for r in _REASON_ORDER if r in failing)
     rounded = {name: round(value, 4) for name, value in measures.items()}
-    return Quality(not reasons, min(scores.values()), reasons, rounded)
+    usable_share = 0.0
+    model = bundled_model()
+    if model is not None and REASON_NO_DISC not in failing:
+        vector = feature_vector(measures, *field, model.extractor)
+        probabilities = model.probabilities(vector)
+        p_good, p_usable = probabilities[:2]
+        p_reject = model.reject_probability(vector, probabilities)
+        cut = model.reject_threshold
+        learned = (
+            0.5 + 0.5 * (cut - p_reject) / cut
+            if p_reject < cut
+            else 0.5 * (1 - p_reject) / (1 - cut)
+        )
+        scores["learned"] = float(learned)
+        rounded["learned"] = round(float(learned), 4)
+        usable_share = float(p_usable / (p_good + p_usable + 1e-9))
+        if learned < 0.5 and not failing:
+            failing.add(REASON_LEARNED)  # no single measure explains it
+    reasons = tuple(r for r in _REASON_ORDER if r in failing)
+    label = "reject" if reasons else ("usable" if usable_share > 0.5 else "good")
+    return Quality(not reasons, min(scores.values()), reasons, rounded, label=label)
+
+
+def _looks_like_retina(crop: np.ndarray, inner: np.ndarray, measures: dict[str, float]) -> bool:
+    """False for round things that are not a retina, though they stand out from a dark backdrop.
+
+    - the front of an eye (an external-eye or anterior-segment photo, a dark room, a flash): a
+      dark pupil in the field's centre, ringed all round by a far brighter iris and sclera (a
+      fundus's dark macula is a shade darker than its surroundings; a shadow covers one side);
+    - a surface without a single dark line (drawings, a slit-lamp beam): every photograph of
+      the retina, even a blurred one, shows some vessel or texture (``vessels`` > 0.004);
+    - a smooth shaded object (a ball, a lamp): noise but no coarse structure at all
+      (``sharpness`` > 1.2 with hardly any vessels), where a defocused retina keeps its disc,
+      macula and blurred vessels;
+    - a picture whose field is mostly bluer or greener than red (sky, screens): < 20 % of the
+      field red-dominant, where the most colour-enhanced fundus is above 30 %.
+    """
+    lum = np.maximum(crop[:, :, 0], crop[:, :, 1]).astype(np.float32)
+    centre = _circle_mask(_QUALITY_SIZE, 0.3) & inner
+    if np.count_nonzero(centre) > 100:
+        centre_level = float(lum[centre].mean())
+        yy, xx = np.mgrid[:_QUALITY_SIZE, :_QUALITY_SIZE]
+        half = (_QUALITY_SIZE - 1) / 2
+        angle = np.arctan2(yy - half, xx - half)
+        ring = _circle_mask(_QUALITY_SIZE, 0.75) & ~_circle_mask(_QUALITY_SIZE, 0.4) & inner
+        sectors = [lum[ring & (np.floor((angle + np.pi) / (np.pi / 4)) == k)] for k in range(8)]
+        levels = [float(s.mean()) for s in sectors if s.size > 20]
+        if len(levels) == 8 and min(levels) >= 1.6 * centre_level + 10:
+            # A dark centre ringed by brighter all round: a pupil if its rim is sharp or the
+            # field is dim (a dark room); a fundus's dark macula fades out softly in a bright
+            # field.
+            dim = float(lum[inner].mean()) < 100
+            if dim or _dark_centre_rim(lum, inner, centre, ring) >= 0.12:
+                return False
+    exposed = all(
+        _ramp(measures[name], *QUALITY_THRESHOLDS[name]) >= 0.5
+        for name in ("brightness", "shaded", "clipped", "washed")
+    )
+    if exposed and measures["vessels"] <= 0.004:  # (a dark or washed-out photo hides them)
+        return False
+    if exposed and measures["sharpness"] > 1.2 and measures["vessels"] < 0.03:
+        return False
+    pixels = crop[inner].astype(np.int16)
+    red = np.mean(pixels[:, 0] >= np.maximum(pixels[:, 1], pixels[:, 2]) - 5)
+    return bool(red >= 0.2)
+
+
+def _dark_centre_rim(
+    lum: np.ndarray, inner: np.ndarray, centre: np.ndarray, ring: np.ndarray
+) -> float:
+    """How sharp the rim of the dark blob in the field's centre is: the median brightness
+    gradient along it (per pixel at 256 px) over the contrast between the blob and its ring."""
+    lum = cv2.GaussianBlur(lum, (0, 0), 1.0)
+    low, high = float(np.median(lum[centre])), float(np.median(lum[ring]))
+    mask = ((lum < (low + high) / 2) & inner).astype(np.uint8)
+    _, labels = cv2.connectedComponents(mask)
+    in_centre = labels[centre & (mask > 0)]
+    if in_centre.size == 0 or np.bincount(in_centre).argmax() == 0:
+        return 0.0
+    blob = (labels == np.bincount(in_centre).argmax()).astype(np.uint8)
+    rim = cv2.morphologyEx(blob, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(bool)
+    rim &= inner
+    if not rim.any():
+        return 0.0
+    gy, gx = np.gradient(lum)
+    return float(np.median(np.hypot(gx, gy)[rim])) / (high - low + 1.0)
 
 
 _REASON_ORDER = (
@@ -716,4 +850,5 @@ _REASON_ORDER = (
     REASON_OVEREXPOSED,
     REASON_BLURRED,
     REASON_LOW_CONTRAST,
+    REASON_LEARNED,
 )

@@ -99,6 +99,12 @@ _SCHEMAS: dict[str, Any] = {
                 "properties": {
                     "score": {"type": "number"},
                     "reasons": {"type": "array", "items": {"type": "string"}},
+                    "measures": {"type": "object", "additionalProperties": {"type": "number"}},
+                    "label": {
+                        "type": "string",
+                        "enum": ["good", "usable", "reject"],
+                        "description": "EyeQ's three-way quality scale",
+                    },
                 },
             },
             "model": {

@@ -1,0 +1,318 @@
+"""Fit the learned quality score on EyeQ's labels and write src/retinascreen/assets/quality_model.json.
+
+Run: ``.venv/bin/python tools/make_quality_model.py [--cache /tmp/quality-features.npz]``.
+Needs ``../shared/data`` (eyepacs-256 and eyeq; never copied into the repository).
+
+Data: the 1,428 eyepacs-256 photos that EyeQ (Fu et al. 2019) grades Good / Usable / Reject,
+split by patient (the name before ``_left`` / ``_right``) into five stratified folds; fold 0 is
+the test part, never trained or tuned on (``bench/quality.py`` reports it). Extra Rejects: the
+training folds' photos degraded as a grader rejects them (``tests/helpers/photo_sets.py``) and
+the synthetic generator's ungradable photos. The model is a small gradient-boosted tree
+ensemble (three classes) averaged, for P(reject), with a logistic regression (scikit-learn),
+on the measures and the global features of :mod:`retinascreen.data.quality_model`, stored as
+JSON. The Reject threshold is set on
+out-of-fold predictions of the training folds (grouped 4-fold cross-validation): the lowest
+P(reject) cut at which >= 98 % of Good and >= 92 % of Usable photos pass. The final model is
+fitted on all training folds. Every figure printed is reproducible (fixed seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import numpy as np  # noqa: E402
+from sklearn.ensemble import GradientBoostingClassifier  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+from sklearn.model_selection import StratifiedGroupKFold  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from tests.helpers import photo_sets as sets  # noqa: E402
+
+from retinascreen.data.fundus import field_crop, find_disc, quality_measures  # noqa: E402
+from retinascreen.data.quality_model import (  # noqa: E402
+    LABELS,
+    MODEL_PATH,
+    TreeEnsemble,
+    feature_vector,
+)
+
+EXTRACTOR = "global-v1"
+EYEQ_CSV = sets.SHARED_DATA / "eyeq" / "eyepacs-256-quality.csv"
+TEST_FOLD, N_FOLDS, SEED = 0, 5, 0
+GOOD_PASS, USABLE_PASS = 0.98, 0.92
+PARAMS = {"n_estimators": 150, "max_depth": 3, "learning_rate": 0.08, "subsample": 0.8}
+
+
+def patient(name: str) -> str:
+    return name.rsplit("_", 1)[0]
+
+
+def eyeq_rows() -> list[tuple[str, int]]:
+    with EYEQ_CSV.open(newline="") as fh:
+        return [(r["image"], LABELS.index(r["quality"].lower())) for r in csv.DictReader(fh)]
+
+
+def eyeq_folds(rows: list[tuple[str, int]]) -> np.ndarray:
+    """Each EyeQ photo's fold (0 = held-back test part), grouped by patient, stratified."""
+    names = [n for n, _ in rows]
+    labels = np.array([y for _, y in rows])
+    folds = np.zeros(len(rows), int)
+    splitter = StratifiedGroupKFold(n_splits=N_FOLDS, shuffle=True, random_state=SEED)
+    for k, (_, test) in enumerate(splitter.split(names, labels, [patient(n) for n in names])):
+        folds[test] = k
+    return folds
+
+
+def features(rgb: np.ndarray) -> np.ndarray | None:
+    disc = find_disc(rgb)
+    if disc is None:
+        return None
+    field = field_crop(rgb, disc)
+    if field is None:
+        return None
+    return feature_vector(quality_measures(rgb, disc), *field, EXTRACTOR)
+
+
+def extra_rejects(train_names: list[str], n_synthetic: int) -> Iterator[tuple[str, np.ndarray]]:
+    """Degraded training photos (every 6th, one degradation each, in turn) and synthetic ones."""
+    from retinascreen.synthetic import UNGRADABLE_KINDS, generate
+
+    kinds = list(sets.DEGRADATIONS)
+    for i, name in enumerate(train_names[::6]):
+        make, _ = sets.DEGRADATIONS[kinds[i % len(kinds)]]
+        yield f"degraded:{name}", make(sets.eyepacs_photo(name))
+    for kind in UNGRADABLE_KINDS:
+        for seed in range(n_synthetic):
+            yield f"synthetic:{kind}", generate(7_000_000 + seed, size=512, ungradable=kind).image
+
+
+def build_table(n_synthetic: int) -> dict[str, np.ndarray]:
+    """EyeQ's photos (label, fold) and the degraded and synthetic extra Rejects."""
+    rows = eyeq_rows()
+    folds = eyeq_folds(rows)
+    xs, ys, fs, names = [], [], [], []
+    for (name, label), fold in zip(rows, folds, strict=True):
+        vec = features(sets.eyepacs_photo(name))
+        if vec is None:  # no field found: the gate rejects it before the model
+            continue
+        xs.append(vec), ys.append(label), fs.append(fold), names.append(name)
+    train_names = [n for n, f in zip(names, fs, strict=True) if f != TEST_FOLD]
+    for name, rgb in extra_rejects(train_names, n_synthetic):
+        vec = features(rgb)
+        if vec is None:
+            continue
+        fold = fs[names.index(name.split(":")[1])] if name.startswith("degraded:") else -1
+        xs.append(vec), ys.append(2), fs.append(fold), names.append(name)
+    return _table(xs, ys, fs, names)
+
+
+def raw_photos() -> Iterator[tuple[str, str, np.ndarray]]:
+    """(name, patient, RGB) of the raw camera photos their publishers graded: all gradable."""
+    from retinascreen.data.images import load_image
+
+    for path in sorted(sets.SHARED_DATA.glob("srahim-dr/*/*.jpg")):
+        yield f"srahim:{path.name}", "srahim:" + path.stem.rsplit("_", 1)[0], load_image(path)
+    for name, rgb in sets.drive_photos():
+        yield f"drive:{name}", f"drive:{name}", rgb
+    idrid = sets.SHARED_DATA / "idrid-segmentation" / "A. Segmentation" / "1. Original Images"
+    for path in sorted(idrid.glob("*/*.jpg")):
+        yield f"idrid:{path.name}", f"idrid:{path.name}", load_image(path)
+
+
+def build_raw_table() -> dict[str, np.ndarray]:
+    """Raw camera photos as extra Goods (so the score holds beyond the enhanced EyePACS look),
+    folded by patient like EyeQ, and every 4th training one degraded as an extra Reject."""
+    items = list(raw_photos())
+    groups = sorted({g for _, g, _ in items})
+    order = np.random.default_rng(SEED).permutation(len(groups))
+    fold_of = {g: int(order[i] % N_FOLDS) for i, g in enumerate(groups)}
+    kinds = list(sets.DEGRADATIONS)
+    xs, ys, fs, names = [], [], [], []
+    for i, (name, group, rgb) in enumerate(items):
+        fold = fold_of[group]
+        photos = [(name, 0, rgb)]
+        if fold != TEST_FOLD and i % 4 == 0:
+            make, _ = sets.DEGRADATIONS[kinds[(i // 4) % len(kinds)]]
+            photos.append((f"degraded-{name}", 2, make(rgb)))
+        for label_name, label, photo in photos:
+            vec = features(photo)
+            if vec is not None:
+                xs.append(vec), ys.append(label), fs.append(fold), names.append(label_name)
+    return _table(xs, ys, fs, names)
+
+
+def _table(xs: list, ys: list, fs: list, names: list) -> dict[str, np.ndarray]:
+    return {
+        "x": np.asarray(xs, np.float32),
+        "y": np.asarray(ys),
+        "fold": np.asarray(fs),
+        "name": np.asarray(names),
+    }
+
+
+def cached(path: Path | None, make) -> dict[str, np.ndarray]:
+    if path is not None and path.is_file():
+        return dict(np.load(path))
+    table = make()
+    if path is not None:
+        np.savez_compressed(path, **table)
+    return table
+
+
+class Fitted:
+    """The tree ensemble (three classes) and the logistic regression (Reject vs the rest)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.trees = GradientBoostingClassifier(random_state=SEED, **PARAMS)
+        weights = np.array([1.0, 2.0, 1.5])[y]  # Usable and Reject are the rarer classes
+        self.trees.fit(x, y, sample_weight=weights)
+        self.scaler = StandardScaler().fit(x)
+        self.linear = LogisticRegression(C=0.3, max_iter=5000, class_weight="balanced")
+        self.linear.fit(self.scaler.transform(x), y == 2)
+
+    def p_reject(self, x: np.ndarray) -> np.ndarray:
+        """The average of the two models' P(reject) (a better ranking than either alone)."""
+        linear = self.linear.predict_proba(self.scaler.transform(x))[:, 1]
+        return (self.trees.predict_proba(x)[:, 2] + linear) / 2
+
+
+def fit(x: np.ndarray, y: np.ndarray) -> Fitted:
+    return Fitted(x, y)
+
+
+def choose_threshold(p_reject: np.ndarray, y: np.ndarray, p_raw: np.ndarray) -> float:
+    """The lowest cut on P(reject) at which Good and Usable photos pass as often as required
+    (and raw gradable photos as often as Good ones)."""
+    for cut in np.linspace(0.02, 0.98, 481):
+        good = np.mean(p_reject[y == 0] < cut)
+        usable = np.mean(p_reject[y == 1] < cut)
+        raw = np.mean(p_raw < cut)
+        if good >= GOOD_PASS and usable >= USABLE_PASS and raw >= GOOD_PASS:
+            return float(cut)
+    return 0.98
+
+
+def to_json(fitted: Fitted, threshold: float, meta: dict) -> dict:
+    model = fitted.trees
+    init = model._raw_predict_init(np.zeros((1, model.n_features_in_), np.float32))[0]
+    trees = []
+    for stage in model.estimators_:
+        trees.append(
+            [
+                {
+                    "feature": t.tree_.feature.tolist(),
+                    "threshold": [round(float(v), 6) for v in t.tree_.threshold],
+                    "left": t.tree_.children_left.tolist(),
+                    "right": t.tree_.children_right.tolist(),
+                    "value": [round(float(v), 6) for v in t.tree_.value[:, 0, 0]],
+                }
+                for t in stage
+            ]
+        )
+    return {
+        "extractor": EXTRACTOR,
+        "measure_names": [],
+        "learning_rate": float(model.learning_rate),
+        "init": [float(v) for v in init],
+        "trees": trees,
+        "reject_threshold": round(threshold, 4),
+        "meta": meta,
+        "linear": {
+            "mean": fitted.scaler.mean_.tolist(),
+            "scale": fitted.scaler.scale_.tolist(),
+            "coef": fitted.linear.coef_[0].tolist(),
+            "intercept": float(fitted.linear.intercept_[0]),
+        },
+    }
+
+
+def report(name: str, p_reject: np.ndarray, y: np.ndarray, cut: float) -> None:
+    passed = p_reject < cut
+    shares = [
+        f"{LABELS[k]} {100 * np.mean(passed[y == k]):.1f} % pass (n={np.sum(y == k)})"
+        for k in range(3)
+    ]
+    auc = roc_auc_score(y == 2, p_reject)
+    print(f"{name}: {'; '.join(shares)}; ROC AUC reject vs rest {auc:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", type=Path, help="features file to reuse / write (npz)")
+    parser.add_argument("--synthetic", type=int, default=25, help="synthetic rejects per kind")
+    parser.add_argument("--out", type=Path, default=MODEL_PATH)
+    args = parser.parse_args()
+    if not EYEQ_CSV.is_file():
+        sys.exit(f"needs the EyeQ labels in {EYEQ_CSV}")
+    start = time.perf_counter()
+    eyeq_part = cached(args.cache, lambda: build_table(args.synthetic))
+    raw_cache = args.cache.with_suffix(".raw.npz") if args.cache else None
+    raw_part = cached(raw_cache, build_raw_table)
+    table = {k: np.concatenate([eyeq_part[k], raw_part[k]]) for k in eyeq_part}
+    x, y, fold = table["x"], table["y"], table["fold"]
+    print(f"features: {x.shape[1]} for {len(y)} photos ({time.perf_counter() - start:.0f} s)")
+    train = fold != TEST_FOLD
+    eyeq = np.char.find(table["name"].astype(str), ":") < 0
+    # Out-of-fold P(reject) on the training folds' EyeQ photos sets the threshold.
+    oof = np.full(len(y), np.nan)
+    for k in range(N_FOLDS):
+        if k == TEST_FOLD:
+            continue
+        part = train & (fold != k)
+        oof[fold == k] = fit(x[part], y[part]).p_reject(x[fold == k])
+    tuned = train & eyeq
+    raw_good = (
+        train
+        & (y == 0)
+        & np.isin(
+            np.char.partition(table["name"].astype(str), ":")[:, 0], ["srahim", "drive", "idrid"]
+        )
+    )
+    cut = choose_threshold(oof[tuned], y[tuned], oof[raw_good])
+    report(f"out-of-fold (training folds, threshold {cut:.3f})", oof[tuned], y[tuned], cut)
+    print(
+        f"out-of-fold raw gradable photos: {100 * np.mean(oof[raw_good] < cut):.1f} % pass (n={raw_good.sum()})"
+    )
+    model = fit(x[train], y[train])
+    test = (fold == TEST_FOLD) & eyeq
+    p_test = model.p_reject(x[test])
+    report("held-back test fold", p_test, y[test], cut)
+    raw_test = (fold == TEST_FOLD) & ~eyeq & (y == 0)
+    p_raw = model.p_reject(x[raw_test])
+    print(
+        f"held-back raw gradable photos: {100 * np.mean(p_raw < cut):.1f} % pass (n={raw_test.sum()})"
+    )
+    meta = {
+        "data": "EyeQ labels (Fu et al. 2019, CC BY-NC-SA 4.0) on eyepacs-256, plus degraded "
+        "and synthetic rejects",
+        "test_fold": TEST_FOLD,
+        "folds": N_FOLDS,
+        "seed": SEED,
+        "params": PARAMS,
+        "good_pass": GOOD_PASS,
+        "usable_pass": USABLE_PASS,
+        "test_images": sorted(table["name"][test].tolist()),
+        "raw_test_images": sorted(table["name"][raw_test].tolist()),
+    }
+    data = to_json(model, cut, meta)
+    hand = TreeEnsemble.from_json(data)
+    check = np.array([hand.probabilities(v) for v in x[test][:20]])
+    assert np.allclose(check, model.trees.predict_proba(x[test][:20]), atol=1e-4), "JSON differs"
+    by_hand = [hand.reject_probability(v, p) for v, p in zip(x[test][:20], check, strict=True)]
+    assert np.allclose(by_hand, p_test[:20], atol=1e-4), "JSON model differs"
+    args.out.write_text(json.dumps(data, separators=(",", ":")) + "\n", encoding="utf-8")
+    size = args.out.stat().st_size / 1024
+    print(f"wrote {args.out} ({size:.0f} KiB) in {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

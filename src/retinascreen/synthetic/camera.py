@@ -42,7 +42,10 @@ def raw_looking(enhanced: np.ndarray, seed: int) -> np.ndarray:
     ok, jpeg = cv2.imencode(".jpg", frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
     if not ok:
         raise ValueError("could not encode the raw-looking frame")
-    return cv2.imdecode(jpeg, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+    decoded = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+    if decoded is None:
+        raise ValueError("could not decode the raw-looking frame")
+    return np.ascontiguousarray(decoded[:, :, ::-1])
 
 
 __all__ = ["raw_looking"]

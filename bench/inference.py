@@ -98,14 +98,14 @@ def onnx_session(path, threads, level):
 
 
 def bench_model(name, keras_path, paths, calib_dir, check_dir, args) -> None:
-    import keras
     import onnxruntime as ort
 
     from retinascreen.models.build import count_flops
+    from retinascreen.models.engines import load_keras_model
     from retinascreen.serving.export import export_model
     from retinascreen.serving.predictor import Predictor
 
-    model = keras.saving.load_model(keras_path, compile=False)
+    model = load_keras_model(keras_path)
     size = int(model.input_shape[1])
     flops = count_flops(model)
     print(f"\n== {name}: {size} px, {flops / 1e9:.2f} GFLOPs per image ==")

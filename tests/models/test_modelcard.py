@@ -105,7 +105,12 @@ def test_card_round_trips_in_onnx_metadata(tmp_path):
 def test_card_fields_and_defaults():
     card = _card()
     data = card.to_dict()
-    assert data["preprocessing"] == {"size": 32, "ben_graham": True, "clahe": False}
+    assert data["preprocessing"] == {
+        "size": 32,
+        "ben_graham": True,
+        "clahe": False,
+        "equalize": False,
+    }
     assert data["intended_use"] == SYNTHETIC_INTENDED_USE
     assert data["classes"][4] == "Proliferative DR"
     assert data["retinascreen_version"] and data["created"]

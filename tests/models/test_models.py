@@ -54,6 +54,9 @@ def test_registries_list_every_name_of_the_spec():
         "vgg19",
         "resnet50",
         "inception_v3",
+        "efficientnet_lite0",
+        "efficientnet_lite1",
+        "efficientnet_lite2",
         "mini_xception",
     }
     assert set(HEADS) == {

@@ -325,8 +325,13 @@ PATHS: dict[str, dict[str, Any]] = {
                 "408": _error("The request body arrived too slowly"),
                 "413": _error("File, form field or pixel count over the limit"),
                 "415": _error("Unsupported image format"),
-                "422": _error("Not an image, empty, truncated, or not a fundus photograph"),
+                "422": _error(
+                    "Not an image, empty, truncated, abnormally encoded (e.g. a JPEG with "
+                    "hundreds of scans), or not a fundus photograph"
+                ),
+                "499": _error("The client closed the connection: nothing was stored"),
                 "503": _UNAVAILABLE,
+                "507": _error("The server's storage is full: nothing was stored (Retry-After)"),
             },
         },
     },

@@ -128,7 +128,7 @@ def bench_model(name, keras_path, paths, calib_dir, check_dir, args) -> None:
     t = timed(lambda: seed_way(model, paths, size), 1)
     rows["(a) seed way"] = (n / t, None, t / n)
     keras_p = Predictor(keras_path, engine="keras")
-    x = np.stack([keras_p.prepare(p).pixels for p in paths])
+    x = np.stack([keras_p.prepare(p).pixels for p in paths]).astype(np.float32)
     t1 = timed(lambda: [keras_p.predict_arrays(x[i : i + 1]) for i in range(n)], 1)
     t16 = timed(lambda: [keras_p.predict_arrays(x[i : i + 16]) for i in range(0, n, 16)], 1)
     tp = timed(lambda: keras_p.predict_batch(paths, batch_size=16), 1)

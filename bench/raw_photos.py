@@ -25,7 +25,6 @@ Sensitivity and specificity are at the model card's own referable threshold thro
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -89,7 +88,7 @@ def _external(predictor, threshold: float) -> None:  # noqa: ANN001
     results = predictor.predict_batch([r.path for r in records])
     y = np.array([r.grade for r in records])
     p = np.array([res.probabilities for res in results])
-    groups = [re.sub(r"_[LR]$", "", Path(r.path).stem) for r in records]  # PatientNNN_L
+    groups = [r.patient for r in records]  # PatientNNN_L / _R: one patient
     figures = _figures(y, p, threshold, predictor.grade_rule, name="srahim-dr", groups=groups)
     print(f"\nsrahim-dr raw photos, another clinic: {figures}")
     ungradable = sum(not res.gradable for res in results)

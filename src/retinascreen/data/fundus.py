@@ -600,6 +600,11 @@ class Preprocessing:
         if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 8:
             raise ConfigError(f"preprocessing size must be an integer >= 8, got {self.size!r}")
 
+    @property
+    def enhances(self) -> bool:
+        """Whether the model's input differs from the plain crop a person sees."""
+        return self.ben_graham or self.clahe or self.equalize
+
     def apply(self, rgb: np.ndarray, *, disc: Disc | None = None) -> np.ndarray:
         """Crop, square, resize and enhance one RGB photo (``disc``: reuse a found disc)."""
         return crop_fundus(

@@ -248,7 +248,7 @@ class Predictor:
     def _view(self, rgb: np.ndarray, disc: Disc | None) -> np.ndarray | None:
         """The plain crop a person sees, when the model's own input is enhanced."""
         settings = self.preprocessing
-        if not (settings.ben_graham or settings.clahe or settings.equalize):
+        if not settings.enhances:
             return None
         from retinascreen.data.fundus import crop_fundus
 

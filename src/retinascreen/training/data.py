@@ -58,16 +58,11 @@ class SplitDatasets:
     test: Any | None
 
 
-def run_preprocessing(config: TrainConfig) -> Preprocessing:
-    """What the run's model sees (stored in its card)."""
-    return Preprocessing(config.size, config.ben_graham, config.clahe, config.equalize)
-
-
 def make_datasets(config: TrainConfig, splits: Splits) -> SplitDatasets:
     """Batched ``(images, labels)`` sets; only the training one shuffles and augments."""
     from retinascreen.data.pipeline import make_dataset
 
-    preprocessing = run_preprocessing(config)
+    preprocessing = Preprocessing(config.size, config.ben_graham, config.clahe, config.equalize)
     common: dict[str, Any] = {
         "preprocessing": preprocessing,
         "batch_size": config.batch_size,
@@ -136,6 +131,5 @@ __all__ = [
     "describe_training_data",
     "load_splits",
     "make_datasets",
-    "run_preprocessing",
     "training_dataset",
 ]

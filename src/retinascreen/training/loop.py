@@ -37,12 +37,12 @@ from retinascreen.models.metrics import (
 from retinascreen.training.callbacks import QuadraticKappa, SaveProgress, ValidationCheckpoint
 from retinascreen.training.config import TrainConfig, write_config
 from retinascreen.training.data import (
+    SplitDatasets,
     Splits,
     class_weight_table,
     describe_training_data,
     load_splits,
     make_datasets,
-    run_preprocessing,
     training_dataset,
 )
 from retinascreen.training.evaluation import (
@@ -267,7 +267,13 @@ def _callbacks(
 
 
 def _fit_head_on_features(
-    model: Any, config: TrainConfig, splits: Splits, phase: Phase, log: Callable[[str], None]
+    model: Any,
+    config: TrainConfig,
+    splits: Splits,
+    datasets: SplitDatasets,
+    weights: dict[int, float] | None,
+    phase: Phase,
+    log: Callable[[str], None],
 ) -> dict[str, float]:
     """Phase 1 on cached features: the frozen backbone runs once per photo, not once per epoch.
 
@@ -281,22 +287,18 @@ def _fit_head_on_features(
 
     features = keras.Model(model.inputs, model.get_layer(FEATURE_MAP_LAYER).output)
     head = keras.Model(model.get_layer(FEATURE_MAP_LAYER).output, model.outputs)
-    preprocessing = run_preprocessing(config)
+    unaugmented_train = make_dataset(  # datasets.train shuffles and augments
+        splits["train"],
+        preprocessing=datasets.preprocessing,
+        batch_size=config.batch_size,
+        training=False,
+        cache_dir=config.cache_dir,
+    )
     cached: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for name in ("train", "val"):
-        ds = make_dataset(
-            splits[name],
-            preprocessing=preprocessing,
-            batch_size=config.batch_size,
-            training=False,
-            cache_dir=config.cache_dir,
-        )
+    for name, ds in (("train", unaugmented_train), ("val", datasets.val)):
         y, maps = predict_dataset(features, ds)
         cached[name] = (maps.astype(np.float32), y)
         log(f"cached {name} feature maps: {maps.shape}")
-    weights = (
-        class_weight_table([r.grade for r in splits["train"]]) if config.class_weights else None
-    )
 
     def target(y: np.ndarray) -> np.ndarray:
         return y.astype(np.float32) if config.objective == "ordinal" else y
@@ -354,7 +356,7 @@ def _fit(
                 log(f"phase {phase.name!r}: epochs {state.epoch + 1}..{end}, lr {phase.lr:g}")
         callbacks, stopper = _callbacks(config, run_dir, state, datasets.val, extra)
         if phase.name == "head" and config.head_on_features:
-            logs = _fit_head_on_features(model, config, splits, phase, log)
+            logs = _fit_head_on_features(model, config, splits, datasets, weights, phase, log)
             # Checkpoint it as one epoch: best.keras, last.keras, history and state.
             callback_list = keras.callbacks.CallbackList(callbacks, model=model)
             callback_list.on_train_begin()

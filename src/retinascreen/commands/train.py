@@ -42,6 +42,7 @@ _FLAGS = (
     "ben_graham",
     "clahe",
     "equalize",
+    "camera_variants",
     "val",
     "test",
     "train_limit",
@@ -145,6 +146,12 @@ def register(subparsers: Any) -> None:
         "--equalize",
         action=argparse.BooleanOptionalAction,
         help="per-channel histogram equalisation inside the fundus (raw and enhanced photos alike)",
+    )
+    add(
+        "--camera-variants",
+        type=int,
+        help="raw-camera versions made per training photo; each epoch shows one photo in two "
+        "as one of them (default 0: off)",
     )
     add("--val", type=float, help="validation fraction (default 0.15)")
     add("--test", type=float, help="test fraction (default 0.15)")

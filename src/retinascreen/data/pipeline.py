@@ -69,7 +69,9 @@ def cache_key(source: str | Path, preprocessing: Preprocessing) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _settings_folder(cache_dir: Path, preprocessing: Preprocessing) -> Path:
+def settings_folder(cache_dir: str | Path | None, preprocessing: Preprocessing) -> Path:
+    """The cache folder of one pre-processing (``cache_dir`` None: :func:`default_cache_dir`)."""
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     digest = hashlib.sha256(_settings_json(preprocessing).encode()).hexdigest()[:12]
     return cache_dir / f"s{preprocessing.size}-{digest}"
 
@@ -106,7 +108,7 @@ def cache_crops(
     :class:`UnreadableImagesError` after the others are cached. ``progress=None`` shows a bar
     on a terminal or when there are many photos to crop.
     """
-    folder = _settings_folder(Path(cache_dir) if cache_dir else default_cache_dir(), preprocessing)
+    folder = settings_folder(cache_dir, preprocessing)
     folder.mkdir(parents=True, exist_ok=True)
     settings = folder / "preprocessing.json"
     if not settings.exists():
@@ -196,6 +198,7 @@ def make_dataset(
     seed: int = 0,
     augment: bool = True,
     workers: int | None = None,
+    alternatives: Sequence[Sequence[Path]] | None = None,
 ) -> tf.data.Dataset:
     """A tf.data pipeline of ``(images float32 0..255 (B, S, S, 3), labels int32 (B,))``.
 
@@ -211,11 +214,27 @@ def make_dataset(
     import tensorflow as tf
 
     size = preprocessing.size
-    paths = tf.constant([str(p) for p in crops])
     labels = tf.constant([r.grade for r in records], dtype=tf.int32)
-    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
-    if training:
+    if training and alternatives:
+        if len(alternatives) != len(crops) or len({len(a) for a in alternatives}) != 1:
+            raise ValueError("alternatives needs the same number of crops for every record")
+        table = tf.constant(
+            [[str(p), *map(str, alt)] for p, alt in zip(crops, alternatives, strict=True)]
+        )
+        n_alt = len(alternatives[0])
+        ds = tf.data.Dataset.from_tensor_slices((table, labels))
         ds = ds.shuffle(len(crops), seed=seed, reshuffle_each_iteration=True)
+
+        def pick(row: Any, label: Any) -> tuple[Any, Any]:
+            own = tf.random.uniform((), seed=seed) < 0.5
+            other = 1 + tf.random.uniform((), maxval=n_alt, dtype=tf.int32, seed=seed + 1)
+            return row[tf.where(own, 0, other)], label
+
+        ds = ds.map(pick, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((tf.constant([str(p) for p in crops]), labels))
+        if training:
+            ds = ds.shuffle(len(crops), seed=seed, reshuffle_each_iteration=True)
 
     def read(path: Any, label: Any) -> tuple[Any, Any]:
         image = tf.io.decode_png(tf.io.read_file(path), channels=3)

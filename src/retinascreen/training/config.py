@@ -30,6 +30,7 @@ RESUMABLE_KEYS = frozenset(
         "cache_dir",
         "target_sensitivity",
         "distribute",
+        "camera_variants",  # raw-camera versions may be added when a run is continued
     }
 )
 
@@ -65,6 +66,7 @@ class TrainConfig:
     ben_graham: bool = False
     clahe: bool = False
     equalize: bool = False
+    camera_variants: int = 0
     val: float = 0.15
     test: float = 0.15
     train_limit: int | None = None
@@ -92,7 +94,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "size"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be >= 1")
-        for name in ("fine_tune_epochs", "unfreeze_top", "patience"):
+        for name in ("fine_tune_epochs", "unfreeze_top", "patience", "camera_variants"):
             if int(getattr(self, name)) < 0:
                 problems.append(f"{name} must be >= 0")
         for name in ("lr", "fine_tune_lr"):

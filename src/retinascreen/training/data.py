@@ -59,7 +59,11 @@ class SplitDatasets:
 
 
 def make_datasets(config: TrainConfig, splits: Splits) -> SplitDatasets:
-    """Batched ``(images, labels)`` sets; only the training one shuffles and augments."""
+    """Batched ``(images, labels)`` sets; only the training one shuffles and augments.
+
+    With ``config.camera_variants`` the training set also shows raw-camera versions of its
+    photos (:mod:`retinascreen.training.camera_variants`).
+    """
     from retinascreen.data.pipeline import make_dataset
 
     preprocessing = Preprocessing(config.size, config.ben_graham, config.clahe, config.equalize)
@@ -69,7 +73,14 @@ def make_datasets(config: TrainConfig, splits: Splits) -> SplitDatasets:
         "cache_dir": config.cache_dir,
         "seed": config.seed,
     }
-    train_ds = make_dataset(splits["train"], training=True, **common)
+    alternatives = None
+    if config.camera_variants:
+        from retinascreen.training.camera_variants import cache_camera_variants
+
+        alternatives = cache_camera_variants(
+            splits["train"], preprocessing, config.camera_variants, config.cache_dir
+        )
+    train_ds = make_dataset(splits["train"], training=True, alternatives=alternatives, **common)
     val_ds = make_dataset(splits["val"], training=False, **common)
     test_ds = make_dataset(splits["test"], training=False, **common) if splits["test"] else None
     return SplitDatasets(preprocessing, train_ds, val_ds, test_ds)

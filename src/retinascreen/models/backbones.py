@@ -61,6 +61,12 @@ class BackboneSpec:
     imagenet: ImagenetFile | None
     imagenet_loader: Callable[[keras.Model], None] | None = None
     weights_source: str = "Keras applications (ImageNet, downloaded by Keras)"
+    options: tuple[str, ...] = ()  # keyword options the builder takes (e.g. widths)
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether ``weights="imagenet"`` means anything for this backbone."""
+        return self.imagenet is not None or self.imagenet_loader is not None
 
 
 BACKBONES: dict[str, BackboneSpec] = {}
@@ -75,6 +81,7 @@ def register_backbone(
     imagenet: ImagenetFile | None = None,
     imagenet_loader: Callable[[keras.Model], None] | None = None,
     weights_source: str | None = None,
+    options: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., keras.Model]], Callable[..., keras.Model]]:
     """Decorator registering ``builder(input_tensor, **options) -> keras.Model`` under ``name``.
 
@@ -87,7 +94,15 @@ def register_backbone(
             "Keras applications (ImageNet, downloaded by Keras)" if imagenet else "none"
         )
         BACKBONES[name] = BackboneSpec(
-            name, builder, default_size, min_size, preprocessing, imagenet, imagenet_loader, source
+            name,
+            builder,
+            default_size,
+            min_size,
+            preprocessing,
+            imagenet,
+            imagenet_loader,
+            source,
+            options,
         )
         return builder
 
@@ -121,74 +136,64 @@ def _imagenet(path: str, md5: str) -> ImagenetFile:
     return ImagenetFile(path.rsplit("/", 1)[-1], KERAS_APPS_URL + path, md5)
 
 
-@register_backbone(
-    "xception",
-    default_size=299,
-    min_size=71,
-    preprocessing="tf",
-    imagenet=_imagenet(
+@dataclass(frozen=True)
+class KerasApplication:
+    """A ``keras.applications`` network used as a backbone: one row of :data:`KERAS_APPLICATIONS`."""
+
+    name: str
+    constructor: str  # the keras.applications class
+    default_size: int
+    min_size: int
+    preprocessing: str
+    imagenet_path: str  # under KERAS_APPS_URL
+    md5: str
+
+
+KERAS_APPLICATIONS = (
+    KerasApplication(
+        "xception", "Xception", 299, 71, "tf",
         "xception/xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
         "b0042744bf5b25fce3cb969f33bebb97",
     ),
-)
-def xception(x: Any) -> keras.Model:
-    return keras.applications.Xception(include_top=False, weights=None, input_tensor=x)
-
-
-@register_backbone(
-    "vgg16",
-    default_size=224,
-    min_size=32,
-    preprocessing="caffe",
-    imagenet=_imagenet(
+    KerasApplication(
+        "vgg16", "VGG16", 224, 32, "caffe",
         "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
         "6d6bbae143d832006294945121d1f1fc",
     ),
-)
-def vgg16(x: Any) -> keras.Model:
-    return keras.applications.VGG16(include_top=False, weights=None, input_tensor=x)
-
-
-@register_backbone(
-    "vgg19",
-    default_size=224,
-    min_size=32,
-    preprocessing="caffe",
-    imagenet=_imagenet(
+    KerasApplication(
+        "vgg19", "VGG19", 224, 32, "caffe",
         "vgg19/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
         "253f8cb515780f3b799900260a226db6",
     ),
-)
-def vgg19(x: Any) -> keras.Model:
-    return keras.applications.VGG19(include_top=False, weights=None, input_tensor=x)
-
-
-@register_backbone(
-    "resnet50",
-    default_size=224,
-    min_size=32,
-    preprocessing="caffe",
-    imagenet=_imagenet(
+    KerasApplication(
+        "resnet50", "ResNet50", 224, 32, "caffe",
         "resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
         "4d473c1dd8becc155b73f8504c6f6626",
     ),
-)
-def resnet50(x: Any) -> keras.Model:
-    return keras.applications.ResNet50(include_top=False, weights=None, input_tensor=x)
-
-
-@register_backbone(
-    "inception_v3",
-    default_size=299,
-    min_size=75,
-    preprocessing="tf",
-    imagenet=_imagenet(
+    KerasApplication(
+        "inception_v3", "InceptionV3", 299, 75, "tf",
         "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
         "bcbd6486424b2319ff4ef7d526e38f63",
     ),
-)
-def inception_v3(x: Any) -> keras.Model:
-    return keras.applications.InceptionV3(include_top=False, weights=None, input_tensor=x)
+)  # fmt: skip
+
+
+def _register_keras_application(app: KerasApplication) -> None:
+    def builder(x: Any) -> keras.Model:
+        constructor = getattr(keras.applications, app.constructor)
+        return constructor(include_top=False, weights=None, input_tensor=x)
+
+    register_backbone(
+        app.name,
+        default_size=app.default_size,
+        min_size=app.min_size,
+        preprocessing=app.preprocessing,
+        imagenet=_imagenet(app.imagenet_path, app.md5),
+    )(builder)
+
+
+for _app in KERAS_APPLICATIONS:
+    _register_keras_application(_app)
 
 
 def _register_lite(variant: LiteVariant) -> None:
@@ -215,7 +220,13 @@ for _variant in LITE_VARIANTS.values():
 MINI_XCEPTION_WIDTHS = (32, 64, 128, 256)
 
 
-@register_backbone("mini_xception", default_size=299, min_size=32, preprocessing="unit")
+@register_backbone(
+    "mini_xception",
+    default_size=299,
+    min_size=32,
+    preprocessing="unit",
+    options=("widths", "stem_stride"),
+)
 def mini_xception(
     x: Any, widths: tuple[int, ...] | None = None, stem_stride: int = 1
 ) -> keras.Model:
@@ -316,10 +327,11 @@ def create_backbone(
     ``"none"``, ``"imagenet"`` or a path to a backbone weights file.
     """
     spec = get_backbone_spec(name)
-    for option in ("widths", "stem_stride"):
-        if name != "mini_xception" and options.get(option) is not None:
-            raise ConfigError(f"'{option}' applies to mini_xception only, not {name}")
     options = {k: v for k, v in options.items() if v is not None}
+    for option in options:
+        if option not in spec.options:
+            takers = [s.name for s in BACKBONES.values() if option in s.options]
+            raise ConfigError(f"'{option}' applies to {', '.join(takers)} only, not {name}")
     weights_file: Path | None = None
     use_loader = False
     if weights is None or str(weights).lower() == "none":

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 
 from retinascreen.grading import N_CLASSES, grade_rule, predicted_grades
+from retinascreen.models.backbones import BACKBONES
 from retinascreen.models.engines import load_keras_model
 from retinascreen.models.metrics import (
     bootstrap_intervals,
@@ -64,7 +65,6 @@ from retinascreen.training.run import (
     prepare_run_dir,
 )
 
-NO_PRETRAINED = ("mini_xception",)
 FROM_SCRATCH_BN_MOMENTUM = 0.9
 
 
@@ -173,7 +173,8 @@ def resolve(config: TrainConfig) -> TrainConfig:
         "data": str(Path(config.data).expanduser().resolve()),
         "out": str(Path(config.out).expanduser().resolve()),
     }
-    if config.backbone in NO_PRETRAINED and str(config.weights).lower() == "imagenet":
+    spec = BACKBONES.get(config.backbone)
+    if spec is not None and not spec.pretrained and str(config.weights).lower() == "imagenet":
         changes["weights"] = "none"
     if config.cache_dir:
         changes["cache_dir"] = str(Path(config.cache_dir).expanduser().resolve())

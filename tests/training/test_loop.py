@@ -236,3 +236,29 @@ def test_imagenet_lite_head_on_cached_features_then_fine_tuning(tmp_path, data, 
         np.full((1, 64, 64, 3), 120, "float32"), verbose=0
     )
     assert probs.shape == (1, 5)
+
+
+def test_continued_run_adds_camera_versions_and_keeps_its_last_epoch(tmp_path, data):
+    import keras
+
+    from retinascreen.training.loop import train
+
+    run = tmp_path / "run"
+    config = tiny_config(data, run, epochs=2, patience=0)
+    train(config)
+    lines: list[str] = []
+    train(config.replace(epochs=3, camera_variants=1, keep="last"), log=lines.append)
+    assert history_epochs(run) == [0, 1, 2]  # continued, not refused nor restarted
+    assert "keeping the model of the last epoch (3)" in lines
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["kept_epoch"] == 3
+    assert sorted((data.parent / "cache").rglob("camera/*.png"))  # the versions were made
+    best = keras.saving.load_model(run / "best.keras", compile=False)
+    last = keras.saving.load_model(run / "last.keras", compile=False)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 48, 48, 3)).astype("float32")
+    np.testing.assert_allclose(best.predict(x, verbose=0), last.predict(x, verbose=0), atol=1e-5)
+
+
+def test_keep_must_be_best_or_last(tmp_path, data):
+    with pytest.raises(ConfigError, match="keep"):
+        tiny_config(data, tmp_path / "run", keep="median").validate()

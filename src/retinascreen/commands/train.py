@@ -43,6 +43,7 @@ _FLAGS = (
     "clahe",
     "equalize",
     "camera_variants",
+    "keep",
     "val",
     "test",
     "train_limit",
@@ -152,6 +153,11 @@ def register(subparsers: Any) -> None:
         type=int,
         help="raw-camera versions made per training photo; each epoch shows one photo in two "
         "as one of them (default 0: off)",
+    )
+    add(
+        "--keep",
+        choices=("best", "last"),
+        help="the model a run keeps: best (on validation QWK, default) or last (final epoch)",
     )
     add("--val", type=float, help="validation fraction (default 0.15)")
     add("--test", type=float, help="test fraction (default 0.15)")

@@ -31,8 +31,10 @@ RESUMABLE_KEYS = frozenset(
         "target_sensitivity",
         "distribute",
         "camera_variants",  # raw-camera versions may be added when a run is continued
+        "keep",
     }
 )
+KEEP = ("best", "last")
 
 
 @dataclass
@@ -67,6 +69,7 @@ class TrainConfig:
     clahe: bool = False
     equalize: bool = False
     camera_variants: int = 0
+    keep: str = "best"
     val: float = 0.15
     test: float = 0.15
     train_limit: int | None = None
@@ -89,6 +92,8 @@ class TrainConfig:
             problems.append(f"regression_loss must be one of {', '.join(REGRESSION_LOSSES)}")
         if self.schedule not in SCHEDULES:
             problems.append(f"schedule must be one of {', '.join(SCHEDULES)}")
+        if self.keep not in KEEP:
+            problems.append(f"keep must be one of {', '.join(KEEP)}")
         if self.distribute not in STRATEGIES:
             problems.append(f"distribute must be one of {', '.join(STRATEGIES)}")
         for name in ("epochs", "batch_size", "size"):

@@ -406,13 +406,21 @@ def _calibration(
 def _finish(
     config: TrainConfig, run_dir: Path, splits: Splits, log: Callable[[str], None]
 ) -> dict[str, Any]:
-    """Tune ordinal thresholds, evaluate ``best.keras`` and write the figures and model card."""
+    """Tune ordinal thresholds, evaluate ``best.keras`` and write the figures and model card.
+
+    ``config.keep == "last"`` replaces ``best.keras`` by the last epoch's model first (for
+    epochs whose purpose validation does not measure, such as raw-camera versions).
+    """
     from retinascreen.models.build import count_params
     from retinascreen.models.modelcard import ModelCard, write_card
 
     datasets = make_datasets(config, splits)
     val_ds, test_ds = datasets.val, datasets.test
     best_path = run_dir / BEST_MODEL_FILE
+    if config.keep == "last":
+        last = keras.saving.load_model(run_dir / LAST_MODEL_FILE, compile=False)
+        deployable(last, config).save(best_path)
+        log(f"keeping the model of the last epoch ({RunState.load(run_dir).epoch})")
     model = load_keras_model(best_path)
     ordinal_info: dict[str, Any] = {}
     thresholds = None
@@ -454,6 +462,7 @@ def _finish(
             "n": int(len(y_val)),
         },
         "best_epoch": state.best_epoch,
+        "kept_epoch": state.epoch if config.keep == "last" else state.best_epoch,
         "epochs_trained": state.epoch,
         "calibration": _calibration(y_val, p_val, y_eval, p_eval, ordinal_info, scorer_out),
         "intervals": {

@@ -163,9 +163,15 @@ class ScreeningSink:
 
         A photo whose ``(source, key)`` is already in the ledger is not screened again: its row
         is returned. Bad input (not a fundus photo, corrupt...) is recorded as ``failed`` with
-        the message, so it is not retried either; other errors propagate and nothing is stored.
+        the message, so it is not retried either; a truncated or empty file (perhaps still
+        being written) and other errors propagate, and nothing is stored.
         """
-        from retinascreen.errors import ImageError, NotFundusError
+        from retinascreen.errors import (
+            EmptyImageError,
+            ImageError,
+            NotFundusError,
+            TruncatedImageError,
+        )
         from retinascreen.web.service import screen_upload
 
         earlier = self.seen(photo.source, photo.key)
@@ -204,6 +210,9 @@ class ScreeningSink:
                     patient_id=photo.patient_id,
                     eye=photo.eye,
                 )
+            except (TruncatedImageError, EmptyImageError):  # maybe still being written
+                db.rollback()
+                raise
             except (ImageError, NotFundusError) as exc:
                 db.rollback()
                 event.remove(db, "before_commit", link)

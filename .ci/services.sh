@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Install and start the real services the test suite uses: PostgreSQL (Debian) and chromium.
+# Install and start the real services the test suite uses: PostgreSQL (Debian), chromium and
+# Orthanc with DICOMweb (Debian's orthanc + orthanc-dicomweb, started by .ci/orthanc.sh).
 # Idempotent; run as root (CI and developer machines here are root).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 need=()
 command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need[@]}" >/dev/null
@@ -20,3 +23,5 @@ su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='retinascreen'
 su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='retinascreen_test'\"" | grep -q 1 ||
   su postgres -c "createdb -O retinascreen retinascreen_test"
 echo "PostgreSQL $ver ready: postgresql+psycopg://retinascreen:retinascreen@127.0.0.1:5432/retinascreen_test"
+orthanc_url=$(bash "$(dirname "$0")/orthanc.sh")
+echo "Orthanc DICOMweb ready: $orthanc_url"

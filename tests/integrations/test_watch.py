@@ -164,3 +164,22 @@ def test_kill_9_in_the_middle_of_a_batch_then_restart_screens_every_photo_exactl
     screenings = _screenings(instance)
     assert len(screenings) == photos  # every photo screened, none twice
     assert sorted(s[0] for s in screenings) == sorted(row[2] for row in ledger)
+
+
+def test_files_a_kill_left_staged_after_the_commit_are_published_on_restart(
+    tmp_path, instance, web_model_path
+):
+    from retinascreen.web.intake import ScreeningSink
+
+    camera = tmp_path / "camera"
+    camera.mkdir()
+    (camera / "S1_left.png").write_bytes(fundus_png(21))
+    assert main(_watch(camera, instance, web_model_path, "--once")) == 0
+    photos = instance / "photos"
+    published = sorted(p for p in photos.iterdir() if not p.name.startswith("."))
+    assert published
+    for path in published:  # as if killed after the commit, before the rename
+        path.rename(photos / f".{path.name}.staged")
+    sink = ScreeningSink(USERNAME, instance=instance, model=str(web_model_path))
+    sink.close()
+    assert sorted(p for p in photos.iterdir() if not p.name.startswith(".")) == published

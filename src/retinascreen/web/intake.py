@@ -132,6 +132,29 @@ class ScreeningSink:
                 )
             self.user_id = user.id
         self.username = username
+        self.publish_committed()
+
+    def publish_committed(self) -> list[str]:
+        """Publish the staged files of screenings this ledger committed (a kill -9 between the
+        commit and the rename leaves them staged); returns their names.
+
+        Unlike the web app's start-up sweep this touches only files whose rows exist, so it is
+        safe while the web app is serving uploads.
+        """
+        import os
+
+        store = self.app.extensions["retinascreen.photos"]
+        columns = [getattr(Screening, name) for name in Screening.FILE_COLUMNS]
+        with self.session() as db:
+            ids = select(IntakeFile.screening_id).where(IntakeFile.screening_id.is_not(None))
+            rows = db.execute(select(*columns).where(Screening.id.in_(ids))).all()
+        published = []
+        for name in (n for row in rows for n in row if n):
+            staged, final = store.staging_path(name), store.path(name)
+            if staged.exists() and not final.exists():
+                os.replace(staged, final)
+                published.append(name)
+        return published
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -8,8 +8,11 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 home="${ORTHANC_HOME:-${TMPDIR:-/tmp}/retinascreen-orthanc}"
 mkdir -p "$home"
+answers() { # whether a DICOMweb root answers QIDO-RS (python3, as curl may be missing)
+  python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/studies", timeout=3)' "$1" 2>/dev/null
+}
 if [ -f "$home/pid" ] && kill -0 "$(cat "$home/pid")" 2>/dev/null && [ -f "$home/url" ] &&
-  curl -fsS -o /dev/null "$(cat "$home/url")/studies" 2>/dev/null; then
+  answers "$(cat "$home/url")"; then
   cat "$home/url"
   exit 0
 fi
@@ -38,7 +41,7 @@ nohup Orthanc "$home/orthanc.json" >"$home/orthanc.log" 2>&1 &
 echo $! >"$home/pid"
 url="http://127.0.0.1:$port/dicom-web"
 for _ in $(seq 1 60); do
-  if curl -fsS -o /dev/null "$url/studies" 2>/dev/null; then
+  if answers "$url"; then
     echo "$url" >"$home/url"
     echo "$url"
     exit 0

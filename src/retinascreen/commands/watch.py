@@ -66,13 +66,14 @@ def add_intake_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from retinascreen.errors import ConfigError
     from retinascreen.serving.watchfolder import FolderWatcher, identify, sha256_of
     from retinascreen.web.intake import Photo, ScreeningSink
 
     if args.settle < 0:
-        from retinascreen.errors import ConfigError
-
         raise ConfigError("--settle must be 0 or more seconds")
+    if not Path(args.folder).is_dir():
+        raise ConfigError(f"{args.folder}: no such folder to watch")
     sink = ScreeningSink(
         args.user, instance=args.instance, database_url=args.database_url, model=args.model
     )

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 PYTEST_WORKERS ?= 2
 
-.PHONY: install lock demo test lint format typecheck bench bench-heads bench-real bench-load benchmark-data demo-model clean
+.PHONY: install lock demo test lint format typecheck bench bench-heads bench-real bench-load benchmark-data demo-model clean pacs
 
 install: $(STAMP)
 
@@ -36,6 +36,11 @@ test: install
 	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q
+
+# A local Orthanc PACS with DICOMweb for `retinascreen pacs` (installs Debian's orthanc and
+# orthanc-dicomweb if missing; needs root for that). Prints its DICOMweb URL.
+pacs:
+	bash .ci/orthanc.sh
 
 lint: install
 	$(BIN)/ruff check src tests bench tools

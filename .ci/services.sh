@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install and start the real services the test suite uses: PostgreSQL (Debian) and chromium.
+# Install and start the real services the test suite uses: PostgreSQL (Debian), chromium and
+# Orthanc with DICOMweb (Debian's orthanc + orthanc-dicomweb, started by .ci/orthanc.sh).
 # Idempotent; run as root (CI and developer machines here are root).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -20,3 +21,9 @@ su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='retinascreen'
 su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='retinascreen_test'\"" | grep -q 1 ||
   su postgres -c "createdb -O retinascreen retinascreen_test"
 echo "PostgreSQL $ver ready: postgresql+psycopg://retinascreen:retinascreen@127.0.0.1:5432/retinascreen_test"
+# Orthanc (installed by orthanc.sh if missing): its failure leaves PostgreSQL and chromium up.
+if orthanc_url=$(bash "$(dirname "$0")/orthanc.sh"); then
+  echo "Orthanc DICOMweb ready: $orthanc_url"
+else
+  echo "warning: could not start Orthanc; the PACS tests will be skipped (and fail in CI)" >&2
+fi

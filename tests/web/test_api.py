@@ -203,3 +203,26 @@ def test_openapi_documents_exactly_the_api_routes(web_app):
     # every $ref resolves
     refs = set(re.findall(r'"#/components/schemas/(\w+)"', str(document).replace("'", '"')))
     assert refs <= document["components"]["schemas"].keys()
+
+
+def test_a_screening_as_fhir_is_a_valid_bundle_owned_like_the_screening(web_app):
+    from fhir.resources.R4B.bundle import Bundle
+
+    client, token = user(web_app)
+    body = api_upload(client, token, fundus_png(4), patient_id="F-1", eye="left").get_json()
+    response = client.get(f"/api/v1/screenings/{body['id']}/fhir", headers=bearer(token))
+    assert response.status_code == 200 and response.mimetype == "application/fhir+json"
+    bundle = Bundle.model_validate(response.get_json())
+    report, *observations = (entry.resource for entry in bundle.entry)
+    assert report.subject.identifier.value == "F-1"
+    grade = next(o for o in observations if o.id == "left-grade")
+    assert grade.bodySite.coding[0].code == "8966001"
+    if body["gradable"]:
+        assert grade.component[0].valueInteger == body["grade"]
+    assert ("refer to an ophthalmologist" in report.conclusion) == (
+        body["gradable"] and body["referable"]
+    )
+    bob, bob_token = user(web_app, "bob")
+    other = bob.get(f"/api/v1/screenings/{body['id']}/fhir", headers=bearer(bob_token))
+    assert other.status_code == 404
+    assert client.get(f"/api/v1/screenings/{body['id']}/fhir").status_code == 401

@@ -71,3 +71,37 @@ def test_abnormal_photos_say_what_is_wrong_and_nothing_is_stored(web_app, make, 
     assert words in message
     assert "RGB image array" not in message
     assert [n for n in stored_files(web_app) if not n.startswith(".")] == []
+
+
+def test_a_dicom_upload_fills_patient_and_eye_and_shows_a_disagreement(web_app):
+    """The header fills what the uploader left empty; a conflict keeps the uploader's value
+    and is shown; no identifying field but the patient id is stored."""
+    from tests.helpers.dicom_files import dicom_bytes
+    from tests.helpers.drawing import draw_fundus
+    from tests.helpers.web import api_token, api_upload, bearer, register
+
+    client = web_app.test_client()
+    register(client, "dana")
+    token = api_token(client, "dana")
+    extra = {
+        "PatientID": "HDR-9",
+        "ImageLaterality": "L",
+        "StudyDate": "20260105",
+        "PatientName": "Doe^Jane",
+        "PatientBirthDate": "19600101",
+    }
+    data = dicom_bytes(draw_fundus(96, seed=3), extra=extra)
+    filled = api_upload(client, token, data, name="eye.dcm").get_json()
+    assert (filled["patient_id"], filled["eye"]) == ("HDR-9", "left")
+    assert filled["dicom"]["filled"] == ["patient_id", "eye"]
+    assert filled["dicom"]["disagreements"] == []
+    assert "Doe" not in str(filled) and "19600101" not in str(filled)
+
+    kept = api_upload(client, token, data, name="eye.dcm", eye="right").get_json()
+    assert kept["eye"] == "right" and kept["patient_id"] == "HDR-9"
+    (problem,) = kept["dicom"]["disagreements"]
+    assert "left eye" in problem and "right" in problem
+    page = client.get(f"/screenings/{kept['id']}").get_data(as_text=True)
+    assert "data-dicom-disagreement" in page and "says the left eye" in page
+    again = client.get(f"/api/v1/screenings/{kept['id']}", headers=bearer(token)).get_json()
+    assert again["dicom"]["date"] == "2026-01-05"

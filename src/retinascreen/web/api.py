@@ -240,6 +240,21 @@ def screening_lesions(screening_id: int) -> Any:
     return _screening_image(screening_id, "lesions")
 
 
+@bp.get("/screenings/<int:screening_id>/fhir")
+@token_required
+def screening_fhir(screening_id: int) -> Any:
+    """The screening as a FHIR R4 Bundle: DiagnosticReport plus one Observation per finding."""
+    from retinascreen.serving.fhir import diagnostic_report_bundle
+    from retinascreen.web.results import visit_results
+
+    screening = session().get(Screening, screening_id)
+    if screening is None or screening.user_id != g.api_user.id:
+        return error("No such screening.", 404)
+    response = jsonify(diagnostic_report_bundle(visit_results(screening)))
+    response.mimetype = "application/fhir+json"
+    return response
+
+
 @bp.get("/openapi.json")
 def openapi() -> Any:
     # Never the request's Host header (spoofable): the configured public URL, else relative.

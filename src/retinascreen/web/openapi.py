@@ -369,6 +369,24 @@ PATHS: dict[str, dict[str, Any]] = {
             ("lesions", "getLesions", "The lesion overlay of one of your screenings"),
         )
     },
+    "/api/v1/screenings/{screening_id}/fhir": {
+        "get": {
+            "summary": "One of your screenings as FHIR R4 (a Bundle: DiagnosticReport and "
+            "Observations of DR grade, gradability, maculopathy and the recommendation)",
+            "operationId": "getScreeningFhir",
+            "security": _AUTH,
+            "parameters": [_ID],
+            "responses": {
+                "200": {
+                    "description": "FHIR R4 Bundle (type collection), SNOMED CT and LOINC coded",
+                    "content": {"application/fhir+json": {"schema": {"type": "object"}}},
+                },
+                "401": _error("No valid token (unknown, revoked or expired)"),
+                "404": _error("No such screening of yours"),
+                "503": _UNAVAILABLE,
+            },
+        }
+    },
     "/api/v1/openapi.json": {
         "get": {
             "summary": "This document",

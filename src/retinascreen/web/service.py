@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 from typing import Any
@@ -139,8 +140,11 @@ def screen_upload(
     eye: str | None,
 ) -> Screening:
     """Grade an uploaded photograph and store it; bad input raises before anything is written."""
+    from retinascreen.web.dicom_upload import header_of, reconcile
+
     patient_id = clean_patient_id(patient_id)
     eye = clean_eye(eye)
+    patient_id, eye, dicom_note = reconcile(header_of(data, filename), patient_id, eye)
     stop_if_client_gone()  # before each costly step: nobody would read the answer
     rgb = decode_upload(data, filename)
     stop_if_client_gone()
@@ -182,6 +186,8 @@ def screen_upload(
         overlay_names=overlay_names,
         segmentation=overlays.summary,
     )
+    if dicom_note:  # what the DICOM header said, and where it disagrees with the form
+        screening.result_json = json.dumps({**screening.result, "dicom": dicom_note})
     store: PhotoStore = current_app.extensions["retinascreen.photos"]
     try:
         with store.staged(files):

@@ -1,0 +1,289 @@
+"""The one adapter between the integrations (PACS pull, watched folder) and the web app's storage.
+
+A photo that arrives from a PACS or a camera folder is screened and stored exactly as an upload
+is (:func:`retinascreen.web.service.screen_upload`: same checks, same row, same files), owned by
+one account, in the same database as the web app. Beside it, the intake ledger (table
+``intake_files``, its own metadata, created on first use) remembers every photo taken in: its
+source key (a content SHA-256 or a DICOM SOP Instance UID), what became of it, the screening it
+became and what was pushed back. The ledger row commits in the same transaction as the
+screening, so a photo is either screened and recorded, or neither: a kill -9 at any moment
+never loses a photo nor screens one twice.
+
+To store into visits instead of single screenings, change :meth:`ScreeningSink.store` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import (
+    Date,
+    DateTime,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from retinascreen.errors import ConfigError
+from retinascreen.web.models import Screening, User, username_key, utcnow
+
+
+class IntakeBase(DeclarativeBase):
+    """The ledger's own metadata (not Alembic's: created with ``create_all`` on first use)."""
+
+
+class IntakeFile(IntakeBase):
+    """One photo an integration took in, keyed by ``(source, key)``."""
+
+    __tablename__ = "intake_files"
+    __table_args__ = (UniqueConstraint("source", "key", name="uq_intake_source_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))  # "watch" | "pacs"
+    key: Mapped[str] = mapped_column(String(128))  # content sha256 (watch), SOP UID (pacs)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(255))  # file path or DICOM label, for messages
+    state: Mapped[str] = mapped_column(String(16))  # "screened" | "failed"
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    screening_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    patient_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    eye: Mapped[str | None] = mapped_column(String(5), nullable=True)
+    visit_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    study_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    series_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sop_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    pushed: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    @property
+    def visit(self) -> str:
+        """The visit this photo belongs to: patient and day (``?`` where unknown)."""
+        day = self.visit_date.isoformat() if self.visit_date else "?"
+        return f"{self.patient_id or '?'}/{day}"
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A photo to take in: its bytes and what its source says about it."""
+
+    data: bytes
+    name: str
+    source: str
+    key: str
+    sha256: str
+    patient_id: str | None = None
+    eye: str | None = None
+    visit_date: date | None = None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    sop_uid: str | None = None
+
+
+class ScreeningSink:
+    """Screens photos into the web app's database as screenings owned by ``username``."""
+
+    def __init__(
+        self,
+        username: str,
+        *,
+        instance: Path | None = None,
+        database_url: str | None = None,
+        model: str | None = None,
+        predictor: Any = None,
+    ) -> None:
+        from retinascreen.web import create_app
+        from retinascreen.web.config import database_url as resolve_url
+        from retinascreen.web.config import default_instance_path
+        from retinascreen.web.db import make_engine, upgrade
+
+        instance = Path(instance or default_instance_path()).resolve()
+        url = resolve_url({"DATABASE_URL": database_url}, instance)
+        engine = make_engine(url)
+        try:
+            upgrade(engine)  # idempotent; never the photo sweep (the web app may be writing)
+            IntakeBase.metadata.create_all(engine)
+        finally:
+            engine.dispose()
+        config: dict[str, Any] = {
+            "INSTANCE_PATH": instance,
+            "DATABASE_URL": url,
+            "AUTO_MIGRATE": False,
+        }
+        if model:
+            config["MODEL"] = model
+        self.app: Flask = create_app(config, predictor=predictor)
+        with self.session() as db:
+            user = db.scalar(select(User).where(User.username_key == username_key(username)))
+            if user is None or not user.is_active:
+                raise ConfigError(
+                    f"no active account named {username!r}: create it first "
+                    f"(retinascreen admin create {username})"
+                )
+            self.user_id = user.id
+        self.username = username
+        self.publish_committed()
+
+    def publish_committed(self) -> list[str]:
+        """Publish the staged files of screenings this ledger committed (a kill -9 between the
+        commit and the rename leaves them staged); returns their names.
+
+        Unlike the web app's start-up sweep this touches only files whose rows exist, so it is
+        safe while the web app is serving uploads.
+        """
+        import os
+
+        store = self.app.extensions["retinascreen.photos"]
+        columns = [getattr(Screening, name) for name in Screening.FILE_COLUMNS]
+        with self.session() as db:
+            ids = select(IntakeFile.screening_id).where(IntakeFile.screening_id.is_not(None))
+            rows = db.execute(select(*columns).where(Screening.id.in_(ids))).all()
+        published = []
+        for name in (n for row in rows for n in row if n):
+            staged, final = store.staging_path(name), store.path(name)
+            if staged.exists() and not final.exists():
+                os.replace(staged, final)
+                published.append(name)
+        return published
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A database session inside an app context (and a request context for the audit log)."""
+        from retinascreen.web.db import session
+
+        environ = {"REMOTE_ADDR": "local-intake"}
+        with self.app.test_request_context("/intake", environ_base=environ):
+            yield session()
+
+    def seen(self, source: str, key: str) -> IntakeFile | None:
+        """The ledger row of ``(source, key)``, if that photo was ever taken in."""
+        with self.session() as db:
+            return db.scalar(
+                select(IntakeFile).where(IntakeFile.source == source, IntakeFile.key == key)
+            )
+
+    def rows(self, source: str) -> list[IntakeFile]:
+        """Every ledger row of ``source``, oldest first."""
+        with self.session() as db:
+            return list(
+                db.scalars(
+                    select(IntakeFile).where(IntakeFile.source == source).order_by(IntakeFile.id)
+                )
+            )
+
+    def store(self, photo: Photo) -> IntakeFile:
+        """Screen ``photo`` and store it with its ledger row in one transaction.
+
+        A photo whose ``(source, key)`` is already in the ledger is not screened again: its row
+        is returned. Bad input (not a fundus photo, corrupt...) is recorded as ``failed`` with
+        the message, so it is not retried either; a truncated or empty file (perhaps still
+        being written) and other errors propagate, and nothing is stored.
+        """
+        from retinascreen.errors import (
+            EmptyImageError,
+            ImageError,
+            NotFundusError,
+            TruncatedImageError,
+        )
+        from retinascreen.web.service import screen_upload
+
+        earlier = self.seen(photo.source, photo.key)
+        if earlier is not None:
+            return earlier
+        row = IntakeFile(
+            source=photo.source,
+            key=photo.key,
+            sha256=photo.sha256,
+            name=photo.name[-255:],
+            state="screened",
+            patient_id=photo.patient_id,
+            eye=photo.eye,
+            visit_date=photo.visit_date,
+            study_uid=photo.study_uid,
+            series_uid=photo.series_uid,
+            sop_uid=photo.sop_uid,
+        )
+        with self.session() as db:
+            user = db.get(User, self.user_id)
+            assert user is not None
+            db.add(row)
+
+            def link(session: Session) -> None:  # the screening has its id by now
+                for obj in session.identity_map.values():
+                    if isinstance(obj, Screening) and row.screening_id is None:
+                        row.screening_id = obj.id
+
+            event.listen(db, "before_commit", link)
+            try:
+                screen_upload(
+                    db,
+                    user,
+                    photo.data,
+                    filename=photo.name,
+                    patient_id=photo.patient_id,
+                    eye=photo.eye,
+                )
+            except (TruncatedImageError, EmptyImageError):  # maybe still being written
+                db.rollback()
+                raise
+            except (ImageError, NotFundusError) as exc:
+                db.rollback()
+                event.remove(db, "before_commit", link)
+                return self._failed(db, row, str(exc))
+            except IntegrityError:  # another process took this photo in meanwhile
+                db.rollback()
+                found = self.seen(photo.source, photo.key)
+                if found is None:
+                    raise
+                return found
+            finally:
+                if event.contains(db, "before_commit", link):
+                    event.remove(db, "before_commit", link)
+            return row
+
+    def _failed(self, db: Session, row: IntakeFile, message: str) -> IntakeFile:
+        failed = IntakeFile(
+            **{
+                c.key: getattr(row, c.key)
+                for c in IntakeFile.__table__.columns
+                if c.key not in ("id", "created")
+            }
+        )
+        failed.state, failed.error, failed.screening_id = "failed", message[:2000], None
+        db.add(failed)
+        try:
+            db.commit()
+        except IntegrityError:
+            db.rollback()
+            found = self.seen(row.source, row.key)
+            assert found is not None
+            return found
+        return failed
+
+    def screening(self, screening_id: int) -> Screening | None:
+        """A stored screening (detached, with its result)."""
+        with self.session() as db:
+            return db.get(Screening, screening_id)
+
+    def mark_pushed(self, row_ids: list[int]) -> None:
+        """Record that the results of these ledger rows are in the PACS."""
+        with self.session() as db:
+            for row in db.scalars(select(IntakeFile).where(IntakeFile.id.in_(row_ids))):
+                row.pushed = utcnow()
+            db.commit()
+
+    def close(self) -> None:
+        """Close the app's database connections."""
+        from retinascreen.web import dispose
+
+        dispose(self.app)

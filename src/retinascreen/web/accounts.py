@@ -151,6 +151,37 @@ def disable_user(
         _close(db)
 
 
+def set_role(
+    username: str,
+    role: str,
+    *,
+    site: str | None = None,
+    database_url: str | None = None,
+    instance: Path | None = None,
+) -> str:
+    """Make an account a clinic user (of ``site``), a grader or an administrator."""
+    from retinascreen.web.visit_models import ROLES
+
+    if role not in ROLES:
+        raise ConfigError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    if site is not None and (not site.strip() or len(site) > 64 or not site.isprintable()):
+        raise ConfigError("site must be 1 to 64 printable characters")
+    db, _ = _session(database_url, instance)
+    try:
+        user = _account(db, username)
+        before = f"{'admin' if user.is_admin else user.role} at {user.site or 'no site'}"
+        user.role = role
+        user.is_admin = role == "admin"
+        if site is not None:
+            user.site = site.strip()
+        after = f"{role} at {user.site or 'no site'}"
+        _record(db, "account_role", user, f"command line; {before} -> {after}")
+        db.commit()
+        return f"{user.username!r} is now {after}"
+    finally:
+        _close(db)
+
+
 def enable_user(
     username: str, *, database_url: str | None = None, instance: Path | None = None
 ) -> str:

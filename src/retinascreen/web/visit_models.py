@@ -116,6 +116,8 @@ class Review(Base):
     gradable: Mapped[bool] = mapped_column(Boolean)
     grade: Mapped[int | None] = mapped_column(Integer, nullable=True)
     maculopathy: Mapped[bool] = mapped_column(Boolean, default=False)
+    retake: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The grader asks for new photographs of this eye (its quality), graded or not."""
     note: Mapped[str] = mapped_column(Text, default="")
     machine_json: Mapped[str] = mapped_column(Text)
     """The machine's eye result when the grader decided: ``{"gradable", "grade", "maculopathy"}``."""

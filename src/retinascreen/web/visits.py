@@ -49,6 +49,14 @@ from retinascreen.web.visit_service import (
 bp = Blueprint("visits", __name__)
 
 
+@bp.app_template_filter("reason_text")
+def reason_text(reason: dict[str, str]) -> str:
+    """A queue reason in words: ``left eye: no gradable macula photo``."""
+    eye = reason.get("eye", "")
+    where = "visit" if eye == "both" else f"{eye} eye"
+    return f"{where}: {reason.get('text', '')}"
+
+
 def _visit(public_id: str) -> Visit:
     visit = find_visit(session(), current_user, public_id)
     if visit is None:

@@ -290,6 +290,8 @@ def clean_decision(eye: str, data: Mapping[str, Any]) -> EyeDecision:
     if not isinstance(gradable, bool):
         raise RetinascreenError(f"{eye} eye: 'gradable' must be true or false.")
     grade = data.get("grade")
+    if isinstance(grade, float) and grade.is_integer():  # JSON's 4.0 is the integer 4
+        grade = int(grade)
     if gradable and (
         isinstance(grade, bool) or not isinstance(grade, int) or grade not in range(5)
     ):

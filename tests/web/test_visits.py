@@ -272,6 +272,16 @@ def test_policy_table_from_toml(tmp_path):
         load_policy(str(broken))
 
 
+def test_a_bad_policy_file_stops_the_start(tmp_path, web_predictor):
+    from retinascreen.errors import ConfigError
+    from tests.helpers.web import make_app
+
+    broken = tmp_path / "policy.toml"
+    broken.write_text("[[rules]]\nid = 'x'\n")
+    with pytest.raises(ConfigError, match="lacks 'action'"):
+        make_app(tmp_path / "instance", web_predictor, SCREENING_POLICY=str(broken))
+
+
 def test_agreement_csv_is_safe_against_formula_injection(web_app):
     import csv
 
@@ -291,3 +301,64 @@ def test_agreement_csv_is_safe_against_formula_injection(web_app):
     ]
     assert rows[0]["visits"] == "1" and rows[0]["retake_eyes"] == "1"
     assert not any(cell.startswith(("=", "+", "-", "@")) for r in rows for cell in r.values())
+
+
+def test_form_upload_clinical_report_and_a_migrated_visit(web_app):
+    from tests.helpers.pdf import images
+    from tests.helpers.web import post_form
+
+    client = web_app.test_client()
+    register(client, "nurse")
+    bad = {**visit_photos(), "right_disc": (io.BytesIO(face_png()), "portrait.png")}
+    answer = post_form(
+        client,
+        "/visits/new",
+        {"patient_id": "PX-7", **bad},
+        content_type="multipart/form-data",
+    )
+    assert answer.status_code == 422  # the form again, with the message and the values kept
+    page = answer.get_data(as_text=True)
+    assert "Right eye, disc-centred photo (portrait.png): This does not look like a fundus" in page
+    assert 'value="PX-7"' in page and stored_files(web_app) == []
+
+    answer = post_form(
+        client,
+        "/visits/new",
+        {"patient_id": "PX-7", **visit_photos()},
+        content_type="multipart/form-data",
+    )
+    assert answer.status_code == 303
+    url = answer.headers["Location"]
+    page = client.get(url).get_data(as_text=True)
+    assert "data-retake" in page and "Outcome:" in page
+    report = client.get(url + "/report.pdf")
+    text = " ".join(pdf_text(report.data).split())
+    assert "visit report" in text and "PX-7" in text and "Decided by" in text
+    assert "Right eye" in text and "Left eye" in text
+    assert len(images(report.data)) == 4 + 3  # every photo and each gradable one's heat map
+
+    # a screening made on the single-photo page before visits existed shows as its own visit
+    from retinascreen.web.models import Screening
+    from retinascreen.web.visit_models import Visit
+
+    engine = web_app.extensions["retinascreen.engine"]
+    with Session(engine) as db:
+        photo = db.scalars(select(Screening).order_by(Screening.id)).first()
+        assert photo is not None
+        old = Visit(visit_date=photo.created.date(), user_id=photo.user_id, migrated=True)
+        db.add(old)
+        db.flush()
+        copy = Screening(
+            **{
+                c.name: getattr(photo, c.name)
+                for c in Screening.__table__.columns
+                if c.name != "id"
+            }
+        )
+        copy.visit_id, copy.eye, copy.field = old.id, None, None
+        db.add(copy)
+        db.commit()
+        public_id = old.public_id
+    page = client.get(f"/visits/{public_id}").get_data(as_text=True)
+    assert "Unrecorded eye" in page and "Right eye" not in page
+    assert client.get("/visits").status_code == 200

@@ -45,6 +45,9 @@ def create_app(config: dict[str, Any] | None = None, *, predictor: Any = None) -
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = load_secret_key(instance_path)
     app.config["DATABASE_URL"] = database_url(app.config, instance_path)
+    from retinascreen.web.policy import load_policy
+
+    load_policy(app.config.get("SCREENING_POLICY") or None)  # a bad policy file stops the start
 
     busy = float(app.config["DATABASE_BUSY_TIMEOUT"])
     engine = database.make_engine(app.config["DATABASE_URL"], busy_timeout=busy)

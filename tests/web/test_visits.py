@@ -309,6 +309,12 @@ def test_form_upload_clinical_report_and_a_migrated_visit(web_app):
 
     client = web_app.test_client()
     register(client, "nurse")
+    forged = client.post(  # no CSRF token: refused before anything is graded
+        "/visits/new",
+        data={"patient_id": "PX-7", **visit_photos()},
+        content_type="multipart/form-data",
+    )
+    assert forged.status_code == 400 and stored_files(web_app) == []
     bad = {**visit_photos(), "right_disc": (io.BytesIO(face_png()), "portrait.png")}
     answer = post_form(
         client,

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from retinascreen.data.csvcells import SafeDictWriter
 from retinascreen.web.models import as_utc, utcnow
 from retinascreen.web.visit_models import ReviewItem, Visit
-from retinascreen.web.visit_service import latest_reviews, outcome_of
+from retinascreen.web.visit_service import EAGER, latest_reviews, outcome_of
 
 
 @dataclass
@@ -133,7 +133,7 @@ class Report:
 
 def agreement_report(db: Session) -> Report:
     """The figures over every visit (an administrator's or grader's view)."""
-    visits = db.scalars(select(Visit).order_by(Visit.visit_date, Visit.id)).all()
+    visits = db.scalars(select(Visit).options(*EAGER).order_by(Visit.visit_date, Visit.id)).all()
     groups: dict[tuple[str, str], Group] = {}
 
     def groups_of(visit: Visit) -> Iterable[Group]:

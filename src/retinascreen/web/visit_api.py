@@ -20,6 +20,7 @@ from retinascreen.web.inputs import text_problem
 from retinascreen.web.models import as_utc
 from retinascreen.web.visit_models import Visit, role_of
 from retinascreen.web.visit_service import (
+    EAGER,
     can_review,
     clean_decision,
     create_visit,
@@ -118,6 +119,7 @@ def list_visits() -> Any:
     total = db.scalar(select(func.count(Visit.id)).where(*where)) or 0
     rows = db.scalars(
         select(Visit)
+        .options(*EAGER)
         .where(*where)
         .order_by(Visit.visit_date.desc(), Visit.id.desc())
         .limit(per_page)

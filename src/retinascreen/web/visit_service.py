@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from retinascreen.errors import RetinascreenError
 from retinascreen.web.models import Screening, User, as_utc, utcnow
@@ -128,6 +128,15 @@ def visible(user: User) -> ColumnElement[bool]:
     if user.site:
         return or_(Visit.site == user.site, Visit.user_id == user.id)
     return and_(Visit.user_id == user.id) if user.id else false()
+
+
+EAGER = (
+    selectinload(Visit.photos),
+    selectinload(Visit.reviews),
+    selectinload(Visit.queue_items),
+    selectinload(Visit.patient),
+)
+"""Load options for pages that show many visits' outcomes (one query per table, not per visit)."""
 
 
 def find_visit(db: Session, user: User, public_id: str) -> Visit | None:

@@ -27,6 +27,7 @@ from retinascreen.web.handlers import page_number, too_large_message
 from retinascreen.web.outcome import EYES
 from retinascreen.web.visit_models import Visit, role_of
 from retinascreen.web.visit_service import (
+    EAGER,
     FIELD_NAMES,
     SLOTS,
     EyeDecision,
@@ -111,6 +112,7 @@ def list_visits() -> Any:
     total = db.scalar(select(func.count(Visit.id)).where(*where)) or 0
     rows = db.scalars(
         select(Visit)
+        .options(*EAGER)
         .where(*where)
         .order_by(Visit.visit_date.desc(), Visit.id.desc())
         .limit(per_page)

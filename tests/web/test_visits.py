@@ -80,15 +80,47 @@ def people(app: Any) -> dict[str, tuple[Any, str]]:
 
 
 @pytest.fixture
-def policy_file(tmp_path: Path) -> Path:
-    """The bundled policy with no random sampling (the queue holds only rule-based visits)."""
+def no_review_policy(tmp_path: Path) -> Path:
+    """The bundled policy with every review rule off: no visit enters the queue."""
     from retinascreen.web.policy import DEFAULT_POLICY
 
+    text = DEFAULT_POLICY.read_text()
+    for old, new in (
+        ("ungradable = true", "ungradable = false"),
+        ("referable = true", "referable = false"),
+        ("maculopathy = true", "maculopathy = false"),
+        ("near_threshold = 0.10", "near_threshold = -1.0"),
+        ("random_negatives = 0.10", "random_negatives = 0.0"),
+    ):
+        assert old in text
+        text = text.replace(old, new)
     path = tmp_path / "policy.toml"
-    path.write_text(
-        DEFAULT_POLICY.read_text().replace("random_negatives = 0.10", "random_negatives = 0.0")
-    )
+    path.write_text(text)
     return path
+
+
+def test_a_grader_sees_only_the_queues_visits(tmp_path, web_predictor, no_review_policy):
+    from retinascreen.web import dispose
+    from tests.helpers.web import make_app
+
+    app = make_app(tmp_path / "instance", web_predictor, SCREENING_POLICY=str(no_review_policy))
+    try:
+        clients = people(app)
+        nurse, nurse_token = clients["nurse"]
+        grace, grace_token = clients["grace"]
+        visit = post_visit(nurse, nurse_token).get_json()
+        assert visit["queue"] is None  # no rule sent it
+        heatmap = visit["photos"][0]["heatmap"]
+        assert (
+            grace.get(f"/api/v1/visits/{visit['id']}", headers=bearer(grace_token)).status_code
+            == 404
+        )
+        assert grace.get(heatmap, headers=bearer(grace_token)).status_code == 404
+        assert grace.get("/api/v1/visits", headers=bearer(grace_token)).get_json()["total"] == 0
+        assert grace.get(f"/visits/{visit['id']}").status_code == 404
+        assert nurse.get(heatmap, headers=bearer(nurse_token)).status_code == 200
+    finally:
+        dispose(app)
 
 
 def test_visit_loop_through_the_api(db_app):

@@ -400,3 +400,22 @@ def test_form_upload_clinical_report_and_a_migrated_visit(web_app):
     page = client.get(f"/visits/{public_id}").get_data(as_text=True)
     assert "Unrecorded eye" in page and "Right eye" not in page
     assert client.get("/visits").status_code == 200
+
+
+def test_deleting_an_account_with_its_screenings_deletes_its_visits(web_app):
+    from retinascreen.web.accounts import delete_user
+    from retinascreen.web.visit_models import ReviewItem, Visit
+
+    client = web_app.test_client()
+    register(client, "nurse")
+    assert post_visit(client, api_token(client, "nurse")).status_code == 201
+    delete_user(
+        "nurse",
+        screenings="delete",
+        database_url=web_app.config["DATABASE_URL"],
+        instance=Path(web_app.instance_path),
+    )
+    with Session(web_app.extensions["retinascreen.engine"]) as db:
+        assert db.scalars(select(Visit)).all() == []
+        assert db.scalars(select(ReviewItem)).all() == []
+    assert stored_files(web_app) == []

@@ -248,6 +248,7 @@ def delete_user(
             files += [n for n in (getattr(row, c) for c in Screening.FILE_COLUMNS) if n]
         _record(db, "account_deleted", user, f"command line; {count or 0} screenings deleted")
         db.execute(delete(Screening).where(Screening.user_id == user.id))
+        _delete_empty_visits(db, user)
         db.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
         db.execute(update(AuditEvent).where(AuditEvent.user_id == user.id).values(user_id=None))
         db.delete(user)
@@ -258,6 +259,20 @@ def delete_user(
     return (
         f"{name!r} deleted: sessions ended, {tokens} API tokens revoked, "
         f"{count or 0} screenings and {len(files)} stored files deleted"
+    )
+
+
+def _delete_empty_visits(db: Session, user: User) -> None:
+    """The account's visits left without a photo go too (their reviews and queue items with
+    them, by the database's cascade)."""
+    from sqlalchemy import exists
+
+    from retinascreen.web.visit_models import Visit
+
+    db.execute(
+        delete(Visit).where(
+            Visit.user_id == user.id, ~exists().where(Screening.visit_id == Visit.id)
+        )
     )
 
 

@@ -419,3 +419,32 @@ def test_deleting_an_account_with_its_screenings_deletes_its_visits(web_app):
         assert db.scalars(select(Visit)).all() == []
         assert db.scalars(select(ReviewItem)).all() == []
     assert stored_files(web_app) == []
+
+
+def test_the_review_page_shows_vessel_and_lesion_overlays(
+    tmp_path, web_predictor, segmentation_models
+):
+    import re
+
+    from retinascreen.web import dispose
+    from tests.helpers.web import make_app
+
+    app = make_app(
+        tmp_path / "instance",
+        web_predictor,
+        SEGMENTATION=True,
+        VESSEL_MODEL=str(segmentation_models["vessels"]),
+        LESION_MODEL=str(segmentation_models["lesions"]),
+    )
+    try:
+        client = app.test_client()
+        register(client, "chief")
+        set_role(app, "chief", "admin")
+        visit = post_visit(client, api_token(client, "chief")).get_json()
+        page = client.get(f"/review/{visit['id']}").get_data(as_text=True)
+        overlays = re.findall(r'src="([^"]+/(?:vessels|lesions))"', page)
+        kinds = [url.rsplit("/", 1)[1] for url in overlays]  # lesions only on gradable photos
+        assert (kinds.count("vessels"), kinds.count("lesions")) == (4, 3)
+        assert all(client.get(url).mimetype == "image/png" for url in overlays)
+    finally:
+        dispose(app)

@@ -139,15 +139,16 @@ def show(public_id: str) -> Any:
     )
 
 
-@bp.get("/visits/<public_id>/photos/<int:photo_id>/<any(photo, heatmap):what>")
+@bp.get("/visits/<public_id>/photos/<int:photo_id>/<any(photo, heatmap, vessels, lesions):what>")
 @login_required
 def photo_file(public_id: str, photo_id: int, what: str) -> Response:
+    """A visit's photo, or its heat map or vessel / lesion overlay (404 where there is none)."""
     from retinascreen.web.screenings import _send_stored
 
     photo = photo_of(_visit(public_id), photo_id)
     if photo is None:
         abort(404)
-    return _send_stored(photo.photo_name if what == "photo" else photo.heatmap_name)
+    return _send_stored(getattr(photo, f"{what}_name"))
 
 
 def _pdf(data: bytes, name: str) -> Response:

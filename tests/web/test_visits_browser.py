@@ -130,10 +130,17 @@ def test_visit_review_agreement_and_letter_in_a_real_browser(programme, page, tm
     page.goto(visit_url)
     with page.expect_download() as info:
         page.get_by_role("link", name="Patient letter (PDF)").click()
-    text = " ".join(pdf_text(Path(info.value.path()).read_bytes()).split())
+    letter = Path(info.value.path()).read_bytes()
+    (SHOTS / "08-letter.pdf").write_bytes(letter)
+    text = " ".join(pdf_text(letter).split())
     assert "Your diabetic eye screening result" in text
     assert "Your right eye" in text and "should see soon" in text
     assert "Your left eye" in text and "not clear enough to read" in text
     assert "We are referring you soon" in text
+    with page.expect_download() as info:
+        page.get_by_role("link", name="Clinical report (PDF)").click()
+    report = Path(info.value.path()).read_bytes()
+    (SHOTS / "09-clinical-report.pdf").write_bytes(report)
+    assert "IRMA in two quadrants" in " ".join(pdf_text(report).split())  # the grader's note
     page.get_by_role("link", name="Visits").click()
     shoot(page, "07-visits")

@@ -66,8 +66,17 @@ def test_the_api_answers_as_its_openapi_document_says(server):
             "checks": {"positive_data_acceptance": {"expected-statuses": ACCEPTED}},
             "operations": [
                 {
-                    "include-operation-id": "createScreening",
+                    "include-operation-id": operation,
                     "checks": {"positive_data_acceptance": {"expected-statuses": UPLOAD_ACCEPTED}},
+                }
+                for operation in ("createScreening", "createVisit")
+            ]
+            + [
+                {  # a review may name an eye the visit has no photo of
+                    "include-operation-id": "createReview",
+                    "checks": {
+                        "positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "422"]}
+                    },
                 }
             ],
         }

@@ -17,6 +17,8 @@ EPILOG = """examples:
   retinascreen admin invite --url https://screening.example.org   # link valid 7 days, once
   retinascreen admin disable alice         # sessions end, tokens revoked, no sign-in until enable
   retinascreen admin enable alice
+  retinascreen admin role nurse clinic --site north   # a clinic user who sees site north's visits
+  retinascreen admin role grace grader                # a grader: the review queue
   retinascreen admin delete bob            # refused while bob has screenings, unless:
   retinascreen admin delete bob --screenings delete   # ... they and their photos go too
   retinascreen admin delete bob --screenings keep     # ... they stay; the account is closed for good
@@ -101,7 +103,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("delete", "keep"),
         help="what happens to the account's screenings (required when it has any)",
     )
-    for lifecycle in (disable, enable, remove):
+    role = actions.add_parser(
+        "role",
+        help="set an account's role (clinic, grader, admin) and clinic site",
+        description="Set an account's role: 'clinic' uploads visits and sees its site's "
+        "visits, 'grader' reviews the queue, 'admin' sees everything.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for lifecycle in (disable, enable, remove, role):
         lifecycle.add_argument("username", metavar="USER")
         lifecycle.add_argument(
             "--database-url",
@@ -111,6 +121,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         lifecycle.add_argument(
             "--instance", type=Path, metavar="DIR", help="instance folder (default ./instance)"
         )
+    role.add_argument("role", choices=("clinic", "grader", "admin"))
+    role.add_argument("--site", help="the clinic site of a clinic user")
     parser.set_defaults(func=run)
 
 
@@ -136,6 +148,9 @@ def run(args: argparse.Namespace) -> int:
     where = {"database_url": args.database_url, "instance": args.instance}
     if args.action == "disable":
         print(accounts.disable_user(args.username, **where))
+        return 0
+    if args.action == "role":
+        print(accounts.set_role(args.username, args.role, site=args.site, **where))
         return 0
     if args.action == "enable":
         print(accounts.enable_user(args.username, **where))

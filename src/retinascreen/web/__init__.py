@@ -45,6 +45,9 @@ def create_app(config: dict[str, Any] | None = None, *, predictor: Any = None) -
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = load_secret_key(instance_path)
     app.config["DATABASE_URL"] = database_url(app.config, instance_path)
+    from retinascreen.web.policy import load_policy
+
+    load_policy(app.config.get("SCREENING_POLICY") or None)  # a bad policy file stops the start
 
     busy = float(app.config["DATABASE_BUSY_TIMEOUT"])
     engine = database.make_engine(app.config["DATABASE_URL"], busy_timeout=busy)
@@ -68,13 +71,18 @@ def create_app(config: dict[str, Any] | None = None, *, predictor: Any = None) -
     from retinascreen.web.auth import bp as auth_bp
     from retinascreen.web.screenings import bp as screenings_bp
     from retinascreen.web.views import bp as main_bp
+    from retinascreen.web.visit_api import bp as visit_api_bp
+    from retinascreen.web.visits import bp as visits_bp
 
     app.register_blueprint(main_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(screenings_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(visits_bp)
+    app.register_blueprint(visit_api_bp)
     app.register_blueprint(health.bp)
     csrf.exempt(api_bp)  # the API authenticates with bearer tokens, not cookies
+    csrf.exempt(visit_api_bp)
 
     @app.after_request
     def _security_headers(response: Any) -> Any:
@@ -152,7 +160,7 @@ def _init_account_security(app: Flask) -> None:
 
     @app.after_request
     def _account_headers(response: Any) -> Any:
-        if request.path.startswith(("/screenings", "/api/")):
+        if request.path.startswith(("/screenings", "/api/", "/visits", "/review", "/agreement")):
             response.headers["Cache-Control"] = "no-store"
         if secure and app.config.get("HSTS_SECONDS"):
             response.headers.setdefault(

@@ -151,6 +151,37 @@ def disable_user(
         _close(db)
 
 
+def set_role(
+    username: str,
+    role: str,
+    *,
+    site: str | None = None,
+    database_url: str | None = None,
+    instance: Path | None = None,
+) -> str:
+    """Make an account a clinic user (of ``site``), a grader or an administrator."""
+    from retinascreen.web.visit_models import ROLES
+
+    if role not in ROLES:
+        raise ConfigError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    if site is not None and (not site.strip() or len(site) > 64 or not site.isprintable()):
+        raise ConfigError("site must be 1 to 64 printable characters")
+    db, _ = _session(database_url, instance)
+    try:
+        user = _account(db, username)
+        before = f"{'admin' if user.is_admin else user.role} at {user.site or 'no site'}"
+        user.role = role
+        user.is_admin = role == "admin"
+        if site is not None:
+            user.site = site.strip()
+        after = f"{role} at {user.site or 'no site'}"
+        _record(db, "account_role", user, f"command line; {before} -> {after}")
+        db.commit()
+        return f"{user.username!r} is now {after}"
+    finally:
+        _close(db)
+
+
 def enable_user(
     username: str, *, database_url: str | None = None, instance: Path | None = None
 ) -> str:
@@ -217,6 +248,7 @@ def delete_user(
             files += [n for n in (getattr(row, c) for c in Screening.FILE_COLUMNS) if n]
         _record(db, "account_deleted", user, f"command line; {count or 0} screenings deleted")
         db.execute(delete(Screening).where(Screening.user_id == user.id))
+        _delete_empty_visits(db, user)
         db.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
         db.execute(update(AuditEvent).where(AuditEvent.user_id == user.id).values(user_id=None))
         db.delete(user)
@@ -227,6 +259,20 @@ def delete_user(
     return (
         f"{name!r} deleted: sessions ended, {tokens} API tokens revoked, "
         f"{count or 0} screenings and {len(files)} stored files deleted"
+    )
+
+
+def _delete_empty_visits(db: Session, user: User) -> None:
+    """The account's visits left without a photo go too (their reviews and queue items with
+    them, by the database's cascade)."""
+    from sqlalchemy import exists
+
+    from retinascreen.web.visit_models import Visit
+
+    db.execute(
+        delete(Visit).where(
+            Visit.user_id == user.id, ~exists().where(Screening.visit_id == Visit.id)
+        )
     )
 
 

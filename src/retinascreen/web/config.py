@@ -118,5 +118,7 @@ def defaults() -> dict[str, Any]:
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "HISTORY_PAGE_SIZE": 20,
+        # The screening programme's policy table (TOML); empty: the bundled ICO default.
+        "SCREENING_POLICY": _env("SCREENING_POLICY", ""),
         "WTF_CSRF_TIME_LIMIT": None,  # tokens last the session; no expiry mid-form
     }

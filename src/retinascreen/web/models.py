@@ -74,6 +74,10 @@ class User(Base):
     """When an administrator disabled the account (None: active): no sign-in, no token."""
     deleted: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     """When the account was closed with its screenings kept (it can never be enabled again)."""
+    role: Mapped[str] = mapped_column(String(16), default="clinic", server_default="clinic")
+    """``clinic`` (uploads visits, sees its site's), ``grader`` (the review queue) or ``admin``."""
+    site: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The clinic a clinic user works at: their visits are filed under it and they see its visits."""
 
     screenings: Mapped[list[Screening]] = relationship(back_populates="user")
 
@@ -138,6 +142,12 @@ class Screening(Base):
     model_name: Mapped[str] = mapped_column(String(128))
     model_version: Mapped[str] = mapped_column(String(64))
     model_sha256: Mapped[str] = mapped_column(String(64))
+    visit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("visits.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    """The patient visit of this photo (None: a single photo from ``/screenings/new``)."""
+    field: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    """``macula`` or ``disc`` (the centre of the photographed field), ``other``, or None."""
 
     user: Mapped[User] = relationship(back_populates="screenings")
 
@@ -269,3 +279,8 @@ class Invite(Base):
     used_by: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
+
+
+# The visit tables (patients, visits, reviews) live in their own module; importing it here puts
+# them in Base.metadata wherever the models are loaded (Alembic, the app, the admin command).
+from retinascreen.web import visit_models as _visit_models  # noqa: E402,F401

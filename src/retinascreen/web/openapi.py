@@ -414,6 +414,18 @@ PATHS: dict[str, dict[str, Any]] = {
 }
 
 
+def _with_visits() -> None:
+    """The visit routes' paths and schemas (``visit_openapi.py``) join the document."""
+    from retinascreen.web.visit_openapi import PATHS as VISIT_PATHS
+    from retinascreen.web.visit_openapi import SCHEMAS as VISIT_SCHEMAS
+
+    PATHS.update(VISIT_PATHS)
+    _SCHEMAS.update(VISIT_SCHEMAS)
+
+
+_with_visits()
+
+
 def openapi_document(server_url: str = "") -> dict[str, Any]:
     """The OpenAPI 3.1 description of the REST API."""
     return {

@@ -3,7 +3,7 @@
 A photo that arrives from a PACS or a camera folder is screened and stored exactly as an upload
 is (:func:`retinascreen.web.service.screen_upload`: same checks, same row, same files), owned by
 one account, in the same database as the web app. Beside it, the intake ledger (table
-``intake_files``, its own metadata, created on first use) remembers every photo taken in: its
+``intake_files``, :mod:`retinascreen.web.intake_models`, migration 0006) remembers every photo taken in: its
 source key (a content SHA-256 or a DICOM SOP Instance UID), what became of it, the screening it
 became and what was pushed back. The ledger row commits in the same transaction as the
 screening, so a photo is either screened and recorded, or neither: a kill -9 at any moment
@@ -17,60 +17,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import (
-    Date,
-    DateTime,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-    event,
-    select,
-)
+from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from retinascreen.errors import ConfigError
+from retinascreen.web.intake_models import IntakeFile
 from retinascreen.web.models import Screening, User, username_key, utcnow
-
-
-class IntakeBase(DeclarativeBase):
-    """The ledger's own metadata (not Alembic's: created with ``create_all`` on first use)."""
-
-
-class IntakeFile(IntakeBase):
-    """One photo an integration took in, keyed by ``(source, key)``."""
-
-    __tablename__ = "intake_files"
-    __table_args__ = (UniqueConstraint("source", "key", name="uq_intake_source_key"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    source: Mapped[str] = mapped_column(String(16))  # "watch" | "pacs"
-    key: Mapped[str] = mapped_column(String(128))  # content sha256 (watch), SOP UID (pacs)
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
-    name: Mapped[str] = mapped_column(String(255))  # file path or DICOM label, for messages
-    state: Mapped[str] = mapped_column(String(16))  # "screened" | "failed"
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    screening_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
-    patient_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    eye: Mapped[str | None] = mapped_column(String(5), nullable=True)
-    visit_date: Mapped[date | None] = mapped_column(Date, nullable=True)
-    study_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    series_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    sop_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    pushed: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-    @property
-    def visit(self) -> str:
-        """The visit this photo belongs to: patient and day (``?`` where unknown)."""
-        day = self.visit_date.isoformat() if self.visit_date else "?"
-        return f"{self.patient_id or '?'}/{day}"
 
 
 @dataclass(frozen=True)
@@ -111,8 +69,7 @@ class ScreeningSink:
         url = resolve_url({"DATABASE_URL": database_url}, instance)
         engine = make_engine(url)
         try:
-            upgrade(engine)  # idempotent; never the photo sweep (the web app may be writing)
-            IntakeBase.metadata.create_all(engine)
+            upgrade(engine)  # idempotent (ledger included); never the photo sweep
         finally:
             engine.dispose()
         config: dict[str, Any] = {

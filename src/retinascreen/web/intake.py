@@ -66,7 +66,7 @@ def field_of(said: str | None, name: str) -> str:
 
 
 class ScreeningSink:
-    """Screens photos into the web app's database as screenings owned by ``username``."""
+    """Screens photos into the web app's database as photos of visits owned by ``username``."""
 
     def __init__(
         self,

@@ -106,6 +106,18 @@ def _code(item, keyword: str) -> str | None:
     return str(sequence[0].CodeValue) if sequence else None
 
 
+def _visit_photos(sink, patient: str) -> set[tuple[str, str]]:
+    """(visit day, eye) of each photo of ``patient``'s visits; asserts there is exactly one."""
+    from sqlalchemy import select
+
+    from retinascreen.web.visit_models import Patient, Visit
+
+    with sink.session() as db:
+        visits = db.scalars(select(Visit).join(Patient).where(Patient.pseudonym == patient)).all()
+        assert len(visits) == 1, "a patient's photos of one day form one visit"
+        return {(str(visits[0].visit_date), str(p.eye)) for p in visits[0].photos}
+
+
 def test_pull_screen_push_and_read_back_from_orthanc(pacs, sink):
     from retinascreen.serving.fhir import GRADE_LOINC_ANSWER, GRADE_SNOMED
     from retinascreen.web.pacs_sync import pull, push
@@ -128,6 +140,7 @@ def test_pull_screen_push_and_read_back_from_orthanc(pacs, sink):
         by_eye[screening.eye] = (row.sop_uid, screening)
     assert set(by_eye) == {"left", "right"}
     assert by_eye["left"][0] == photos["left"].SOPInstanceUID
+    assert _visit_photos(sink, patient) == {("2026-01-05", "left"), ("2026-01-05", "right")}
 
     pushed = push(pacs, sink)
     assert pushed.studies == 1 and len(pushed.stored) == 5  # SR + 2 SEG + 2 PDF

@@ -46,6 +46,20 @@ def _screenings(instance: Path) -> list[tuple]:
         return db.execute("SELECT id, patient_id, eye FROM screenings ORDER BY id").fetchall()
 
 
+def _visits(instance: Path) -> dict[tuple[str, str], list[tuple[str | None, str]]]:
+    """(patient, day) -> the (eye, field) of each photo of that visit."""
+    with sqlite3.connect(instance / "retinascreen.db") as db:
+        rows = db.execute(
+            "SELECT p.pseudonym, v.visit_date, s.eye, s.field FROM visits v "
+            "JOIN patients p ON p.id = v.patient_id JOIN screenings s ON s.visit_id = v.id "
+            "ORDER BY v.id, s.id"
+        ).fetchall()
+    visits: dict[tuple[str, str], list[tuple[str | None, str]]] = {}
+    for patient, day, eye, field in rows:
+        visits.setdefault((patient, str(day)), []).append((eye, field))
+    return visits
+
+
 def _watch(folder: Path, instance: Path, model: Path, *extra: str) -> list[str]:
     return [
         "watch", str(folder), "--user", USERNAME, "--instance", str(instance),
@@ -80,6 +94,13 @@ def test_a_folder_is_screened_once_with_patient_eye_and_visit_from_names_folders
     screenings = _screenings(instance)
     assert sorted(s[0] for s in screenings) == sorted(row[2] for row in ledger)
     assert {(s[1], s[2]) for s in screenings} >= {("P1", "left"), ("P3", "right")}
+    visits = _visits(instance)  # one visit per patient and day, with each photo's eye and field
+    day = {row[3]: row[5] for row in ledger}
+    assert visits == {
+        ("P1", day["P1"]): [("left", "macula"), ("right", "macula")],
+        ("P2", day["P2"]): [(None, "macula")],
+        ("P3", "2026-01-05"): [("right", "macula")],
+    }
 
     assert main(_watch(camera, instance, web_model_path, "--once")) == 0  # again: nothing new
     assert len(_screenings(instance)) == 4 and len(_ledger(instance)) == 4
@@ -164,6 +185,9 @@ def test_kill_9_in_the_middle_of_a_batch_then_restart_screens_every_photo_exactl
     screenings = _screenings(instance)
     assert len(screenings) == photos  # every photo screened, none twice
     assert sorted(s[0] for s in screenings) == sorted(row[2] for row in ledger)
+    visits = _visits(instance)
+    assert sorted(p for p, _ in visits) == [f"V{i}" for i in range(photos)]
+    assert all(eyes == [("left", "macula")] for eyes in visits.values())
 
 
 def test_files_a_kill_left_staged_after_the_commit_are_published_on_restart(

@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
                 patient_id=who.patient_id,
                 eye=who.eye,
                 visit_date=who.day,
+                field=who.field,
             )
         )
         what = f"screening {row.screening_id}" if row.state == "screened" else row.error

@@ -19,7 +19,9 @@ DICOM code tables shipped with pydicom, and LOINC answer list LL2117-1):
   52101004 Present / 272519000 Absent;
 - gradable: DICOM DCM 111101 "Image Quality" (no SNOMED observable found), valueBoolean;
 - eye: bodySite SNOMED 8966001 "Left eye structure" / 18944008 "Right eye structure";
-- recommendation: DCM 121075 "Recommendation" (the text in DiagnosticReport.conclusion too).
+- recommendation: DCM 121075 "Recommendation" (the text in DiagnosticReport.conclusion too);
+- a grader's decision: the grade Observation's ``performer`` names the grader and its
+  ``method`` says "human grader's decision" (otherwise the grade is the machine's).
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class EyeResult:
     gradable: bool
     maculopathy: bool | None = None  # None: not assessed
     referable: bool | None = None
+    grader: str | None = None
+    """Who decided this eye when a human grader did (the grade is then the grader's)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,9 @@ def _observations(visit: VisitResults, subject: dict[str, Any] | None) -> list[d
         if eye.eye:
             grade_code["coding"] = [_coding(LOINC, GRADE_CODE[eye.eye])]
         grade = {**common, "id": f"{name}-grade", "code": grade_code, **_grade_value(eye)}
+        if eye.grader:
+            grade["performer"] = [{"display": f"grader {eye.grader}"}]
+            grade["method"] = {"text": "human grader's decision"}
         quality = {
             **common,
             "id": f"{name}-gradable",

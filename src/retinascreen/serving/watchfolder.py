@@ -46,23 +46,25 @@ _TEMPORARY = (".part", ".tmp", ".partial", ".crdownload", "~")
 
 @dataclass(frozen=True)
 class Identity:
-    """Whose photo, which eye, which day (each None when nothing says)."""
+    """Whose photo, which eye, which day, which field (each None when nothing says)."""
 
     patient_id: str | None
     eye: str | None
     day: date | None
+    field: str | None = None  # the DICOM header's photographed field, as it says it
 
 
 def identify(path: Path, root: Path, data: bytes) -> Identity:
     """The patient, eye and day of a photo: DICOM header, else naming rule, else its folder."""
     from retinascreen.data.dicom_headers import is_dicom, read_headers
 
-    patient = eye = None
+    patient = eye = field = None
     day = None
     if is_dicom(data):
         try:
             headers = read_headers(data, path.name)
             patient, eye, day = headers.patient_id, headers.eye, headers.date
+            field = headers.photo_field
         except Exception:  # noqa: BLE001 - an unreadable header: the decoder will say why
             pass
     match = _NAME_RULE.match(path.stem)
@@ -76,7 +78,7 @@ def identify(path: Path, root: Path, data: bytes) -> Identity:
             day = datetime.fromtimestamp(path.stat().st_mtime).date()
         except OSError:
             day = None
-    return Identity(patient[:64] if patient else None, eye, day)
+    return Identity(patient[:64] if patient else None, eye, day, field)
 
 
 def sha256_of(data: bytes) -> str:

@@ -1,15 +1,14 @@
 """The one adapter between the integrations (PACS pull, watched folder) and the web app's storage.
 
-A photo that arrives from a PACS or a camera folder is screened and stored exactly as an upload
-is (:func:`retinascreen.web.service.screen_upload`: same checks, same row, same files), owned by
-one account, in the same database as the web app. Beside it, the intake ledger (table
-``intake_files``, its own metadata, created on first use) remembers every photo taken in: its
-source key (a content SHA-256 or a DICOM SOP Instance UID), what became of it, the screening it
-became and what was pushed back. The ledger row commits in the same transaction as the
-screening, so a photo is either screened and recorded, or neither: a kill -9 at any moment
-never loses a photo nor screens one twice.
-
-To store into visits instead of single screenings, change :meth:`ScreeningSink.store` only.
+A photo that arrives from a PACS or a camera folder is graded and stored as a photo of a visit,
+exactly as the visit upload does (:mod:`retinascreen.web.visit_service`: same checks, rows,
+files and review queue), owned by one account, in the same database as the web app: a
+patient's photos of one day form one visit, with their eye and field. Beside them, the intake
+ledger (table ``intake_files``, :mod:`retinascreen.web.intake_models`, migration 0006)
+remembers every photo taken in: its source key (a content SHA-256 or a DICOM SOP Instance UID),
+what became of it, the screening (photo) it became and what was pushed back. The ledger row
+commits in the same transaction as the photo, so a photo is either screened and recorded, or
+neither: a kill -9 at any moment never loses a photo nor screens one twice.
 """
 
 from __future__ import annotations
@@ -17,60 +16,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import (
-    Date,
-    DateTime,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-    event,
-    select,
-)
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from retinascreen.errors import ConfigError
+from retinascreen.web.intake_models import IntakeFile
 from retinascreen.web.models import Screening, User, username_key, utcnow
-
-
-class IntakeBase(DeclarativeBase):
-    """The ledger's own metadata (not Alembic's: created with ``create_all`` on first use)."""
-
-
-class IntakeFile(IntakeBase):
-    """One photo an integration took in, keyed by ``(source, key)``."""
-
-    __tablename__ = "intake_files"
-    __table_args__ = (UniqueConstraint("source", "key", name="uq_intake_source_key"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    source: Mapped[str] = mapped_column(String(16))  # "watch" | "pacs"
-    key: Mapped[str] = mapped_column(String(128))  # content sha256 (watch), SOP UID (pacs)
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
-    name: Mapped[str] = mapped_column(String(255))  # file path or DICOM label, for messages
-    state: Mapped[str] = mapped_column(String(16))  # "screened" | "failed"
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    screening_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
-    patient_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    eye: Mapped[str | None] = mapped_column(String(5), nullable=True)
-    visit_date: Mapped[date | None] = mapped_column(Date, nullable=True)
-    study_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    series_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    sop_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    pushed: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-    @property
-    def visit(self) -> str:
-        """The visit this photo belongs to: patient and day (``?`` where unknown)."""
-        day = self.visit_date.isoformat() if self.visit_date else "?"
-        return f"{self.patient_id or '?'}/{day}"
+from retinascreen.web.visit_models import role_of
 
 
 @dataclass(frozen=True)
@@ -88,10 +46,27 @@ class Photo:
     study_uid: str | None = None
     series_uid: str | None = None
     sop_uid: str | None = None
+    field: str | None = None
+    """What the source says about the photographed field (a DICOM code meaning), if anything."""
+
+
+def field_of(said: str | None, name: str) -> str:
+    """The visit field (macula, disc, other) of a photo: from what its source says, else from
+    its name (``..._disc...``, ``..._macula...``), else ``macula``: the single field most
+    programmes photograph (the one the screening policy requires by default)."""
+    for text in (said, name):
+        words = (text or "").lower()
+        if "disc" in words or "optic" in words or "papilla" in words:
+            return "disc"
+        if "macula" in words or "fovea" in words:
+            return "macula"
+        if text is said and said:
+            return "other"  # the header names another field
+    return "macula"
 
 
 class ScreeningSink:
-    """Screens photos into the web app's database as screenings owned by ``username``."""
+    """Screens photos into the web app's database as photos of visits owned by ``username``."""
 
     def __init__(
         self,
@@ -111,8 +86,7 @@ class ScreeningSink:
         url = resolve_url({"DATABASE_URL": database_url}, instance)
         engine = make_engine(url)
         try:
-            upgrade(engine)  # idempotent; never the photo sweep (the web app may be writing)
-            IntakeBase.metadata.create_all(engine)
+            upgrade(engine)  # idempotent (ledger included); never the photo sweep
         finally:
             engine.dispose()
         config: dict[str, Any] = {
@@ -129,6 +103,11 @@ class ScreeningSink:
                 raise ConfigError(
                     f"no active account named {username!r}: create it first "
                     f"(retinascreen admin create {username})"
+                )
+            if role_of(user) == "grader":
+                raise ConfigError(
+                    f"account {username!r} is a grader: photos are taken in by a clinic "
+                    "account or an administrator"
                 )
             self.user_id = user.id
         self.username = username
@@ -182,20 +161,25 @@ class ScreeningSink:
             )
 
     def store(self, photo: Photo) -> IntakeFile:
-        """Screen ``photo`` and store it with its ledger row in one transaction.
+        """Screen ``photo`` into its visit and store it with its ledger row in one transaction.
 
-        A photo whose ``(source, key)`` is already in the ledger is not screened again: its row
-        is returned. Bad input (not a fundus photo, corrupt...) is recorded as ``failed`` with
-        the message, so it is not retried either; a truncated or empty file (perhaps still
-        being written) and other errors propagate, and nothing is stored.
+        The photo joins the account's visit of its patient on its day (created by the first
+        one; :func:`retinascreen.web.visit_service.add_intake_photo`), with its eye and field
+        (:func:`field_of`). A photo whose ``(source, key)`` is already in the ledger is not
+        screened again: its row is returned. Bad input (not a fundus photo, corrupt, a patient
+        id that is not one...) is recorded as ``failed`` with the message, so it is not retried
+        either; a truncated or empty file (perhaps still being written) and other errors
+        propagate, and nothing is stored.
         """
         from retinascreen.errors import (
             EmptyImageError,
             ImageError,
             NotFundusError,
+            RetinascreenError,
             TruncatedImageError,
         )
-        from retinascreen.web.service import screen_upload
+        from retinascreen.web.service import clean_patient_id
+        from retinascreen.web.visit_service import PhotoUpload, add_intake_photo
 
         earlier = self.seen(photo.source, photo.key)
         if earlier is not None:
@@ -213,32 +197,38 @@ class ScreeningSink:
             series_uid=photo.series_uid,
             sop_uid=photo.sop_uid,
         )
+        upload = PhotoUpload(
+            photo.eye if photo.eye in ("left", "right") else "unknown",
+            field_of(photo.field, photo.name),
+            photo.data,
+            photo.name,
+        )
+
+        def link(screening: Screening) -> None:  # flushed, so it has its id; not yet committed
+            row.screening_id = screening.id
+
         with self.session() as db:
             user = db.get(User, self.user_id)
             assert user is not None
-            db.add(row)
-
-            def link(session: Session) -> None:  # the screening has its id by now
-                for obj in session.identity_map.values():
-                    if isinstance(obj, Screening) and row.screening_id is None:
-                        row.screening_id = obj.id
-
-            event.listen(db, "before_commit", link)
             try:
-                screen_upload(
+                clean_patient_id(photo.patient_id)
+            except RetinascreenError as exc:
+                return self._failed(db, row, f"patient id: {exc}")
+            db.add(row)
+            try:
+                add_intake_photo(
                     db,
                     user,
-                    photo.data,
-                    filename=photo.name,
-                    patient_id=photo.patient_id,
-                    eye=photo.eye,
+                    upload,
+                    pseudonym=photo.patient_id,
+                    day=photo.visit_date or utcnow().date(),
+                    on_stored=link,
                 )
             except (TruncatedImageError, EmptyImageError):  # maybe still being written
                 db.rollback()
                 raise
             except (ImageError, NotFundusError) as exc:
                 db.rollback()
-                event.remove(db, "before_commit", link)
                 return self._failed(db, row, str(exc))
             except IntegrityError:  # another process took this photo in meanwhile
                 db.rollback()
@@ -246,9 +236,6 @@ class ScreeningSink:
                 if found is None:
                     raise
                 return found
-            finally:
-                if event.contains(db, "before_commit", link):
-                    event.remove(db, "before_commit", link)
             return row
 
     def _failed(self, db: Session, row: IntakeFile, message: str) -> IntakeFile:

@@ -1,4 +1,4 @@
-"""``pacs pull`` and ``pacs push``: PACS photographs in as screenings, results back as DICOM.
+"""``pacs pull`` and ``pacs push``: PACS photographs in as visits, results back as DICOM.
 
 Pull: every fundus photograph the PACS has (QIDO-RS) whose SOP Instance UID the intake ledger
 has not seen is retrieved (WADO-RS) and screened through :class:`ScreeningSink` (the upload's
@@ -80,6 +80,7 @@ def pull(
                 study_uid=ref.study_uid,
                 series_uid=ref.series_uid,
                 sop_uid=ref.sop_uid,
+                field=headers.photo_field,
             )
         )
         if row.state == "screened" and row.screening_id is not None:

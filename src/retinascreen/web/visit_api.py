@@ -146,6 +146,25 @@ def get_outcome(visit_id: str) -> Any:
     return jsonify(outcome_of(visit).to_dict())
 
 
+@bp.get("/visits/<visit_id>/fhir")
+@token_required
+def get_fhir(visit_id: str) -> Any:
+    """The visit as a FHIR R4 Bundle: a DiagnosticReport with per-eye Observations."""
+    from retinascreen.serving.fhir import diagnostic_report_bundle
+    from retinascreen.web.results import visit_report
+
+    visit = _visit(visit_id)
+    if visit is None:
+        return error("No such visit.", 404)
+    try:
+        bundle = diagnostic_report_bundle(visit_report(visit))
+    except RetinascreenError as exc:
+        return error(str(exc), 422)
+    response = jsonify(bundle)
+    response.mimetype = "application/fhir+json"
+    return response
+
+
 def _photo_file(visit_id: str, photo_id: int, what: str) -> Any:
     from retinascreen.web.screenings import _send_stored
 

@@ -310,6 +310,26 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/api/v1/visits/{visit_id}/fhir": {
+        "get": {
+            "summary": "A visit as FHIR R4: a Bundle with a DiagnosticReport and per-eye "
+            "Observations (grade, maculopathy, gradable; the grader's where one decided) and "
+            "the policy's recommendation",
+            "operationId": "getVisitFhir",
+            "security": _AUTH,
+            "parameters": [_VISIT_ID],
+            "responses": {
+                "200": {
+                    "description": "FHIR R4 Bundle (type collection), SNOMED CT and LOINC coded",
+                    "content": {"application/fhir+json": {"schema": {"type": "object"}}},
+                },
+                "401": _401,
+                "404": _VISIT_NOT_FOUND,
+                "422": _error("A visit whose results FHIR cannot express"),
+                "503": _503,
+            },
+        }
+    },
     "/api/v1/visits/{visit_id}/photos/{photo_id}/photo": {
         "get": {
             "summary": "A photo of a visit as uploaded (other formats as PNG)",

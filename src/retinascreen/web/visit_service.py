@@ -4,7 +4,7 @@ see what, the outcome, the review queue and graders' decisions (shared by pages 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -174,6 +174,66 @@ def create_visit(
     day = clean_visit_date(visit_date)
     where = clean_site(user, site)
     check_uploads(uploads)
+    graded = _grade_all(uploads)
+    visit = Visit(patient=_patient(db, patient_name), site=where, visit_date=day, user_id=user.id)
+    db.add(visit)
+    _store_photos(db, user, visit, graded, pseudonym=patient_name, what=f"{len(graded)} photos")
+    return visit
+
+
+def add_intake_photo(
+    db: Session,
+    user: User,
+    upload: PhotoUpload,
+    *,
+    pseudonym: str | None,
+    day: date,
+    on_stored: Callable[[Screening], None] | None = None,
+) -> Visit:
+    """Grade a photo from an integration (PACS, watched folder) and store it in its visit.
+
+    The visit is this account's visit of the patient on ``day`` (created on the first photo),
+    so a patient's photos of one day form one visit; a photo without a patient id gets a visit
+    of its own. The review queue is recomputed with the new photo. ``on_stored(screening)`` runs
+    after the rows are flushed and before the one commit (the intake ledger links its row there).
+    """
+    if not can_upload(user):
+        raise Forbidden("Graders review visits; a clinic user uploads them.")
+    name = clean_patient_id(pseudonym) or None
+    graded = _grade_all([upload])
+    patient = _patient(db, name) if name else None
+    where = clean_site(user, None)
+    visit = None
+    if patient is not None and patient.id is not None:
+        visit = db.scalar(
+            select(Visit)
+            .where(
+                Visit.patient_id == patient.id,
+                Visit.visit_date == day,
+                Visit.user_id == user.id,
+                Visit.migrated == false(),
+                Visit.site.is_(None) if where is None else Visit.site == where,
+            )
+            .order_by(Visit.id)
+            .limit(1)
+        )
+    if visit is None:
+        visit = Visit(patient=patient, site=where, visit_date=day, user_id=user.id)
+        db.add(visit)
+    _store_photos(
+        db,
+        user,
+        visit,
+        graded,
+        pseudonym=name,
+        what=f"1 photo ({upload.label})",
+        on_stored=on_stored,
+    )
+    return visit
+
+
+def _grade_all(uploads: list[PhotoUpload]) -> list[tuple[PhotoUpload, GradedPhoto]]:
+    """Grade every photo first; a bad one raises, its message naming the photo."""
     graded: list[tuple[PhotoUpload, GradedPhoto]] = []
     for upload in uploads:
         try:
@@ -181,13 +241,31 @@ def create_visit(
         except RetinascreenError as exc:
             exc.args = (f"{upload.label}: {exc}",)
             raise
-    patient = db.scalar(select(Patient).where(Patient.pseudonym == patient_name))
+    return graded
+
+
+def _patient(db: Session, pseudonym: str) -> Patient:
+    patient = db.scalar(select(Patient).where(Patient.pseudonym == pseudonym))
     if patient is None:
-        patient = Patient(pseudonym=patient_name)
+        patient = Patient(pseudonym=pseudonym)
         db.add(patient)
-    visit = Visit(patient=patient, site=where, visit_date=day, user_id=user.id)
-    db.add(visit)
+    return patient
+
+
+def _store_photos(
+    db: Session,
+    user: User,
+    visit: Visit,
+    graded: list[tuple[PhotoUpload, GradedPhoto]],
+    *,
+    pseudonym: str | None,
+    what: str,
+    on_stored: Callable[[Screening], None] | None = None,
+) -> None:
+    """Store ``graded`` as photos of ``visit`` (files staged, rows, queue item, audit) and
+    commit once; on any failure nothing is stored."""
     files: dict[str, bytes] = {}
+    rows: list[Screening] = []
     for upload, photo in graded:
         name = new_name(photo.suffix)
         files[name] = photo.kept
@@ -196,13 +274,13 @@ def create_visit(
             heatmap_name = new_name(".png")
             files[heatmap_name] = png_bytes(photo.heatmap)
         overlay_names = {what: new_name(".png") for what in photo.overlays}
-        for what, overlay in overlay_names.items():
-            files[overlay] = png_bytes(photo.overlays[what])
+        for kind, overlay in overlay_names.items():
+            files[overlay] = png_bytes(photo.overlays[kind])
         row = Screening.from_prediction(
             photo.prediction,
             user_id=user.id,
-            patient_id=patient_name,
-            eye=upload.eye,
+            patient_id=pseudonym,
+            eye=upload.eye if upload.eye in EYES else None,
             photo_name=name,
             heatmap_name=heatmap_name,
             model_card=photo.card,
@@ -211,25 +289,33 @@ def create_visit(
         )
         row.field = upload.field
         visit.photos.append(row)
+        rows.append(row)
     store: PhotoStore = current_app.extensions["retinascreen.photos"]
     try:
         with store.staged(files):
             db.flush()
             reasons = review_reasons(findings(visit), policy(), sample_key=visit.public_id)
-            if reasons:
+            item = open_item(visit)
+            if item is not None and reasons:
+                item.reasons_json = json.dumps(reasons)
+            elif item is not None:  # a new photo settled what queued it, before any review
+                visit.queue_items.remove(item)
+            elif reasons:
                 db.add(ReviewItem(visit=visit, reasons_json=json.dumps(reasons)))
             audit(
                 db,
                 "visit",
                 user=user,
-                detail=f"visit {visit.public_id}: {len(graded)} photos"
+                detail=f"visit {visit.public_id}: {what}"
                 + (f", queued ({', '.join(r['rule'] for r in reasons)})" if reasons else ""),
             )
+            if on_stored is not None:
+                for row in rows:
+                    on_stored(row)
             db.commit()
     except BaseException:
         db.rollback()
         raise
-    return visit
 
 
 # -- outcome --------------------------------------------------------------------------------------

@@ -424,10 +424,8 @@ def _crop_square(rgb: np.ndarray, box: CropBox, size: int) -> tuple[np.ndarray, 
     alias-free), so a 2000 px photo costs a few milliseconds.
     """
     h, w = rgb.shape[:2]
-    half = box.half
-    step = max(1, int(2 * half // size))
-    side = max(step, int(np.ceil(2 * half / step)) * step)
-    x0, y0 = round(box.cx - side / 2), round(box.cy - side / 2)
+    x0, y0, side = square_origin(box, size)
+    step = max(1, int(2 * box.half // size))
     # The part of the square inside the photo, aligned to the step grid anchored at (x0, y0).
     ix0 = x0 + max(0, -(-(0 - x0) // step)) * step if x0 < 0 else x0
     iy0 = y0 + max(0, -(-(0 - y0) // step)) * step if y0 < 0 else y0
@@ -445,6 +443,16 @@ def _crop_square(rgb: np.ndarray, box: CropBox, size: int) -> tuple[np.ndarray, 
     crop = cv2.resize(canvas, (size, size), interpolation=method)
     valid = cv2.resize(inside, (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
     return crop, valid
+
+
+def square_origin(box: CropBox, size: int) -> tuple[int, int, int]:
+    """(left, top, side) in photo pixels of the square a crop of ``box`` at ``size`` covers.
+
+    Output pixel ``u`` of the crop is centred on photo x = left + (u + 0.5) * side / size - 0.5.
+    """
+    step = max(1, int(2 * box.half // size))
+    side = max(step, int(np.ceil(2 * box.half / step)) * step)
+    return round(box.cx - side / 2), round(box.cy - side / 2), side
 
 
 def crop_fill(rgb: np.ndarray, disc: Disc, *, pad: float = _CROP_PAD) -> float:
@@ -469,6 +477,11 @@ def field_of_view(rgb: np.ndarray, size: int, *, disc: Disc | None = None) -> np
     box = crop_box(rgb.shape, disc)
     valid = _crop_square(rgb, box, size)[1]
     return valid & _field_in_crop(box, disc, size, 1.0)
+
+
+def field_in_crop(box: CropBox, disc: Disc, size: int, shrink: float = 1.0) -> np.ndarray:
+    """Boolean (size, size): the field (radius times ``shrink``) in the crop of ``box``."""
+    return _field_in_crop(box, disc, size, shrink)
 
 
 def _field_in_crop(box: CropBox, disc: Disc, size: int, shrink: float) -> np.ndarray:
@@ -562,14 +575,38 @@ def crop_fundus(
     if size < 8:
         raise ValueError(f"size must be at least 8 pixels, got {size}")
     disc = disc or find_disc(rgb)
-    field = None
+    box = photo_box(rgb.shape, disc)
+    crop, valid = _crop_square(rgb, box, size)
+    return enhance_crop(
+        crop, valid, box, disc, ben_graham=ben_graham, clahe=clahe, equalize=equalize
+    )
+
+
+def photo_box(shape: tuple[int, ...], disc: Disc | None) -> CropBox:
+    """The square :func:`crop_fundus` cuts from a photo of ``shape`` (the whole frame without
+    a disc)."""
     if disc is None:
-        crop, valid = _crop_square(rgb, _disc_square(_whole_frame(rgb), pad=0.0), size)
-    else:
-        box = crop_box(rgb.shape, disc)
-        crop, valid = _crop_square(rgb, box, size)
-        if ben_graham:
-            field = _field_in_crop(box, disc, size, 0.92)
+        h, w = shape[:2]
+        return _disc_square(Disc(w / 2, h / 2, max(h, w) / 2), pad=0.0)
+    return crop_box(shape, disc)
+
+
+def enhance_crop(
+    crop: np.ndarray,
+    valid: np.ndarray,
+    box: CropBox,
+    disc: Disc | None,
+    *,
+    ben_graham: bool = False,
+    clahe: bool = False,
+    equalize: bool = False,
+) -> np.ndarray:
+    """Equalise, CLAHE and Ben Graham (in that order) a plain crop cut by ``box``.
+
+    ``valid``: the crop's pixels that came from the photo. Returns a new array (``crop`` is
+    not changed), so a plain crop can be kept and enhanced several ways.
+    """
+    size = crop.shape[0]
     if equalize:
         if disc is None:
             whole, inner = valid, valid & _circle_mask(size, 0.95)
@@ -580,6 +617,7 @@ def crop_fundus(
     if clahe:
         crop = apply_clahe(crop)
     if ben_graham:
+        field = None if disc is None else _field_in_crop(box, disc, size, 0.92)
         crop = apply_ben_graham(crop, valid, field)
     return crop
 

@@ -250,7 +250,7 @@ def test_prepare_once_then_grade_and_explain(models, keras_predictor, monkeypatc
     calls: dict[str, int] = {}
     count_calls(monkeypatch, fundus.find_disc, calls, "find_disc")
     count_calls(
-        monkeypatch, fundus._crop_square, calls, "crops", when=lambda rgb, *_: rgb.shape == shape
+        monkeypatch, fundus.crop_square, calls, "crops", when=lambda rgb, *_: rgb.shape == shape
     )
     prepared = keras_predictor.prepare(photo)
     assert isinstance(prepared, PreparedImage) and prepared.pixels.shape == (SIZE, SIZE, 3)

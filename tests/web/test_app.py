@@ -203,7 +203,7 @@ def test_stored_result_is_the_predictors_json_and_one_preprocessing_pass(
     count_calls(monkeypatch, fundus.find_disc, calls, "field searches")
     count_calls(
         monkeypatch,
-        fundus._crop_square,
+        fundus.crop_square,
         calls,
         "crops",
         when=lambda rgb, *_: rgb.shape[:2] == full_size,

@@ -26,7 +26,7 @@ def counted(monkeypatch):
     count_calls(monkeypatch, fundus.find_disc, counts, "field searches")
     count_calls(
         monkeypatch,
-        fundus._crop_square,
+        fundus.crop_square,
         counts,
         "full-size crops",
         when=lambda rgb, *_: rgb.shape[:2] == (PHOTO_SIDE, PHOTO_SIDE),

@@ -24,12 +24,16 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from retinascreen.data import fundus
+from retinascreen.data import crop as crops
+from retinascreen.data import field as fields
+from retinascreen.data import quality as verdicts
+from retinascreen.data.measures import REASON_NO_DISC
 from retinascreen.errors import NotAnImageError, NotFundusError
 from retinascreen.result import ImageInput
 
 if TYPE_CHECKING:
-    from retinascreen.data.fundus import CropBox, Disc, Preprocessing
+    from retinascreen.data.crop import CropBox, Preprocessing
+    from retinascreen.data.field import Disc
     from retinascreen.result import Quality
 
 __all__ = [
@@ -97,15 +101,15 @@ class FundusPhoto:
         """The fundus field of view (None when the photo shows none), searched for once."""
         with self._lock:
             if self._disc is _UNSET:
-                self._disc = fundus.find_disc(self.rgb)
+                self._disc = fields.find_disc(self.rgb)
             return self._disc  # type: ignore[return-value]
 
     @property
     def quality(self) -> Quality:
-        """The gradability verdict (:func:`~retinascreen.data.fundus.assess_quality`), once."""
+        """The gradability verdict (:func:`~retinascreen.data.quality.assess_quality`), once."""
         with self._lock:
             if self._quality is None:
-                self._quality = fundus.assess_quality(self.rgb, disc=self.disc)
+                self._quality = verdicts.assess_quality(self.rgb, disc=self.disc)
             return self._quality
 
     @property
@@ -113,7 +117,7 @@ class FundusPhoto:
         """The square every crop of this photo cuts (the whole frame where no field is found)."""
         with self._lock:
             if self._box is None:
-                self._box = fundus.photo_box(self.rgb.shape, self.disc)
+                self._box = crops.photo_box(self.rgb.shape, self.disc)
             return self._box
 
     def require_fundus(self) -> None:
@@ -131,7 +135,7 @@ class FundusPhoto:
             if size not in self._squares:
                 if size < 8:
                     raise ValueError(f"size must be at least 8 pixels, got {size}")
-                crop, valid = fundus._crop_square(self.rgb, self.box, size)
+                crop, valid = crops.crop_square(self.rgb, self.box, size)
                 crop.flags.writeable = False
                 valid.flags.writeable = False
                 self._squares[size] = (crop, valid)
@@ -145,7 +149,7 @@ class FundusPhoto:
                 plain, valid = self.square(preprocessing.size)
                 out = plain
                 if preprocessing.enhances:
-                    out = fundus.enhance_crop(
+                    out = crops.enhance_crop(
                         plain,
                         valid,
                         self.box,
@@ -169,7 +173,7 @@ class FundusPhoto:
             if size not in self._fields:
                 valid = self.square(size)[1]
                 disc = self.disc
-                mask = valid if disc is None else valid & fundus.field_in_crop(self.box, disc, size)
+                mask = valid if disc is None else valid & crops.field_in_crop(self.box, disc, size)
                 mask.flags.writeable = False
                 self._fields[size] = mask
             return self._fields[size]
@@ -203,7 +207,7 @@ class FundusPhoto:
             raise ValueError(f"expected a square (S, S) map, got shape {array.shape}")
         size = array.shape[0]
         h, w = self.shape
-        left, top, side = fundus.square_origin(self.box, size)
+        left, top, side = crops.square_origin(self.box, size)
         scale = size / side
         # Photo pixel (x, y) -> crop pixel (u, v), centres aligned as the crop cut them.
         matrix = np.array(
@@ -234,7 +238,7 @@ NOT_FUNDUS = (
 
 def refuse_not_fundus(quality: Quality, path: str | None = None) -> None:
     """Raise :class:`NotFundusError` (:data:`NOT_FUNDUS`) when ``quality`` found no fundus."""
-    if fundus.REASON_NO_DISC in quality.reasons:
+    if REASON_NO_DISC in quality.reasons:
         text = f"{path}: {NOT_FUNDUS}" if path else NOT_FUNDUS[0].upper() + NOT_FUNDUS[1:] + "."
         raise NotFundusError(text)
 

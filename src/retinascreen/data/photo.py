@@ -231,8 +231,8 @@ class FundusPhoto:
 PhotoInput = ImageInput | FundusPhoto
 
 NOT_FUNDUS = (
-    "this does not look like a fundus photograph (no round retina on a dark background was "
-    "found): use a colour photograph of the retina"
+    "this does not look like a fundus photograph (no fundus disc found: no round retina on a "
+    "dark background): use a colour photograph of the retina"
 )
 
 

@@ -8,6 +8,11 @@ stops the server. Stops by itself: every request has a timeout and the whole run
     python bench/load.py                       # 8 clients x 50 uploads, demo model
     python bench/load.py --model runs/x --clients 4 --requests 20 --workers 2
     python bench/load.py --tiny                # a tiny untrained 64 px model (no demo model needed)
+    python bench/load.py --requests 15 --src before=/tmp/old/src --src after=src --rounds 2
+                                               # two source trees side by side, alternating
+
+``--src NAME=DIR`` serves from the package in DIR (PYTHONPATH) instead of the installed one;
+given several times, the runs alternate (``--rounds`` each) and a table compares them.
 """
 
 from __future__ import annotations
@@ -122,13 +127,33 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def run(args: argparse.Namespace) -> dict:
-    from retinascreen.web.accounts import create_admin
+def server_env(src: str | None) -> dict[str, str]:
+    """The server's environment: PYTHONPATH=src first when a source tree is named."""
+    env = dict(os.environ)
+    if src:
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(Path(src).resolve())] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+        )
+    return env
 
+
+def run(args: argparse.Namespace, src: str | None = None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="retinascreen-load-"))
     model = args.model or (str(tiny_model(work)) if args.tiny else None)
     instance = work / "instance"
-    create_admin("loadtest", PASSWORD, instance=instance)
+    env = server_env(src)
+    subprocess.run(  # the account, made by the served tree's own code
+        [
+            sys.executable,
+            "-c",
+            "import sys; from retinascreen.web.accounts import create_admin; "
+            "create_admin('loadtest', sys.argv[1], instance=sys.argv[2])",
+            PASSWORD,
+            str(instance),
+        ],
+        env=env,
+        check=True,
+    )
     port = free_port()
     command = [
         sys.executable,
@@ -145,7 +170,7 @@ def run(args: argparse.Namespace) -> dict:
     if model:
         command += ["--model", model]
     log = open(work / "server.log", "w")  # noqa: SIM115 - closed in finally
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + args.max_seconds
     try:
         started = time.monotonic()
@@ -247,8 +272,33 @@ def main() -> None:
     parser.add_argument(
         "--max-seconds", type=float, default=900.0, help="deadline for the whole run"
     )
-    result = run(parser.parse_args())
-    sys.exit(1 if result["errors"] else 0)
+    parser.add_argument(
+        "--src",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="serve the package found in DIR (repeat to compare source trees side by side)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="runs per --src, alternating")
+    args = parser.parse_args()
+    if not args.src:
+        result = run(args)
+        sys.exit(1 if result["errors"] else 0)
+    trees = [item.split("=", 1) if "=" in item else (item, item) for item in args.src]
+    results: dict[str, list[dict]] = {name: [] for name, _ in trees}
+    for round_ in range(args.rounds):
+        for name, src in trees:
+            print(f"-- {name} ({src}), round {round_ + 1}", flush=True)
+            results[name].append(run(args, src))
+    print("\n| tree | round | screenings/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|")
+    for name, runs in results.items():
+        for i, r in enumerate(runs, 1):
+            print(
+                f"| {name} | {i} | {r['throughput_per_s']} | {r['p50_ms']} | {r['p99_ms']} | "
+                f"{r['errors']} |"
+            )
+    print(json.dumps(results))
+    sys.exit(1 if any(r["errors"] for runs in results.values() for r in runs) else 0)
 
 
 if __name__ == "__main__":

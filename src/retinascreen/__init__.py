@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from retinascreen.backend import ensure_backend
+from retinascreen.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["Predictor", "Segmenter", "build_model", "__version__"]
 
 ensure_backend()

@@ -15,8 +15,8 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from retinascreen import __version__
 from retinascreen.errors import RetinascreenError
+from retinascreen.version import __version__
 
 # The order commands appear in --help.
 COMMAND_ORDER = (

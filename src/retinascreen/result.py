@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from retinascreen.models.modelcard import ModelCard
 
 SYNTHETIC_WARNING = "model trained on synthetic data only: not for clinical use"
 
@@ -91,8 +88,9 @@ class ModelInfo:
     calibration: str = field(default="", compare=False)  # calibration_note() of its card
 
     @classmethod
-    def from_card(cls, card: ModelCard | None, fallback_name: str, sha256: str = "") -> ModelInfo:
-        """A model's identity from its card (``fallback_name``, unversioned, without one)."""
+    def from_card(cls, card: Any, fallback_name: str, sha256: str = "") -> ModelInfo:
+        """A model's identity from its card (a :class:`retinascreen.models.modelcard.ModelCard`;
+        ``fallback_name``, unversioned, without one)."""
         return cls(
             name=str(card.name if card and card.name else fallback_name),
             version=str(card.version if card and card.version else "unversioned"),
@@ -120,6 +118,17 @@ class ModelInfo:
             parts.append("training data not stated in its model card")
         text = ", ".join(parts) + "."
         return " ".join(t for t in (text, self.calibration, self.intended_use) if t)
+
+    def summary(self) -> dict[str, Any]:
+        """``{"name", "version", "sha256", "training_data", "synthetic"}`` (a map's model, as a
+        screening stores it)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "sha256": self.sha256,
+            "training_data": self.training_data,
+            "synthetic": self.synthetic,
+        }
 
     def to_dict(self) -> dict[str, str]:
         """The result's ``model`` object: ``{"name", "version", "sha256"}``."""
@@ -297,17 +306,21 @@ class PreparedImage:
     # The same crop without the model's enhancement (Ben Graham, CLAHE), as a person sees it;
     # None when the model sees the plain crop.
     view: np.ndarray | None = None
+    # The retinascreen.data.photo.FundusPhoto it came from (its field, crops and quality are
+    # kept there, for the vessel and lesion maps of the same photo); None when not kept.
+    photo: Any = field(default=None, compare=False, repr=False)
 
 
 class GradingService(Protocol):
     """What the web app needs from a predictor (:class:`retinascreen.Predictor` is one)."""
 
-    card: ModelCard | None
+    card: Any  # the retinascreen.models.modelcard.ModelCard, or None
     model_info: ModelInfo
 
     def predict(self, image: ImageInput) -> Prediction: ...
 
-    def prepare(self, image: ImageInput) -> PreparedImage: ...
+    # ``image``: a path, bytes, an RGB array or a retinascreen.data.photo.FundusPhoto.
+    def prepare(self, image: Any) -> PreparedImage: ...
 
     def predict_prepared(self, prepared: PreparedImage) -> Prediction: ...
 

@@ -29,10 +29,21 @@ def test_vessel_maps_masks_and_overlays_per_photo(segmentation_models, photos, t
     ]
     probabilities = np.asarray(load_image(out / "eye1_vessels.png"))[:, :, 0]
     mask = np.asarray(load_image(out / "eye1_vessels_mask.png"))[:, :, 0]
-    assert probabilities.shape == mask.shape == (64, 64)
+    assert probabilities.shape == mask.shape == (128, 128)  # the photo's own frame
     assert set(np.unique(mask)) == {0, 255}
     # the mask is the map at the card's threshold (0.5)
     assert np.array_equal(mask == 255, probabilities >= 128)
+    # vessels are marked where the photo's own green is dark (the map lies on the photo)
+    green = draw_fundus(128, seed=1)[:, :, 1].astype(float)
+    assert green[mask == 255].mean() < green[(probabilities > 0) & (mask == 0)].mean() - 10
+
+
+def test_crop_frame_maps_on_request(segmentation_models, photos, tmp_path):
+    out = tmp_path / "maps"
+    model = str(segmentation_models["vessels"])
+    assert main(["segment", model, str(photos), "--out", str(out), "--frame", "crop"]) == 0
+    for kind in ("", "_mask", "_overlay"):
+        assert load_image(out / f"eye1_vessels{kind}.png").shape[:2] == (64, 64)
 
 
 def test_lesion_maps_per_type_and_the_synthetic_notice(

@@ -49,6 +49,7 @@ def save_tiny_segmenter(
     synthetic: bool = False,
     training_data: str = "hand-set weights (tests)",
     onnx: bool = False,
+    preprocessing: dict[str, object] | None = None,
 ) -> Path:
     """Save a tiny segmenter with its card as ``folder/<name>.keras`` (and ``.onnx``)."""
     from retinascreen.models.modelcard import ModelCard, write_card
@@ -67,7 +68,7 @@ def save_tiny_segmenter(
             "input_size": input_size,
             "classes": list(classes),
             "thresholds": list(thresholds or [0.5] * len(classes)),
-            "preprocessing": {"size": input_size},
+            "preprocessing": {"size": input_size, **(preprocessing or {})},
             "training_data": training_data,
             "synthetic": synthetic,
         }

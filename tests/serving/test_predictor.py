@@ -241,21 +241,25 @@ def test_ordinal_model_loads_and_predicts_five_probabilities(models, tmp_path):
 
 
 def test_prepare_once_then_grade_and_explain(models, keras_predictor, monkeypatch):
-    calls = []
-    preprocess = keras_predictor.preprocess
+    from retinascreen.data import fundus
+    from retinascreen.data.images import load_image
+    from tests.helpers.counting import count_calls
 
-    def counting(rgb, **kwargs):
-        calls.append(rgb.shape)
-        return preprocess(rgb, **kwargs)
-
-    monkeypatch.setattr(keras_predictor, "preprocess", counting)
-    prepared = keras_predictor.prepare(models["photos"][0])
+    photo = models["photos"][0]
+    shape = load_image(photo).shape
+    calls: dict[str, int] = {}
+    count_calls(monkeypatch, fundus.find_disc, calls, "find_disc")
+    count_calls(
+        monkeypatch, fundus.crop_square, calls, "crops", when=lambda rgb, *_: rgb.shape == shape
+    )
+    prepared = keras_predictor.prepare(photo)
     assert isinstance(prepared, PreparedImage) and prepared.pixels.shape == (SIZE, SIZE, 3)
     result = keras_predictor.predict_prepared(prepared)
     overlay = keras_predictor.heatmap(prepared)
-    assert len(calls) == 1
-    assert result == keras_predictor.predict(models["photos"][0])
-    assert np.array_equal(overlay, keras_predictor.heatmap(models["photos"][0]))
+    # one field search; the quality verdict's crop and the model's, nothing more to explain it
+    assert calls == {"find_disc": 1, "crops": 2}
+    assert result == keras_predictor.predict(photo)
+    assert np.array_equal(overlay, keras_predictor.heatmap(photo))
 
 
 def test_a_model_without_a_card_gets_defaults_said_once(models, tmp_path, caplog):
@@ -264,7 +268,7 @@ def test_a_model_without_a_card_gets_defaults_said_once(models, tmp_path, caplog
         for info in src.infolist():
             if info.filename != KERAS_ENTRY:
                 dst.writestr(info, src.read(info.filename))
-    with caplog.at_level(logging.INFO, logger="retinascreen.serving.predictor"):
+    with caplog.at_level(logging.INFO, logger="retinascreen.serving"):
         predictor = Predictor(plain)
     said = [r for r in caplog.records if "no model card" in r.getMessage()]
     assert len(said) == 1 and str(plain) in said[0].getMessage()

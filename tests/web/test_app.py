@@ -195,17 +195,23 @@ def test_upload_shows_result_photo_heatmap_history_and_report(web_app):
 def test_stored_result_is_the_predictors_json_and_one_preprocessing_pass(
     web_app, web_predictor, monkeypatch
 ):
-    calls = []
-    preprocess = web_predictor.preprocess
+    from retinascreen.data import fundus
+    from tests.helpers.counting import count_calls
 
-    def counting(rgb, **kwargs):
-        calls.append(rgb.shape)
-        return preprocess(rgb, **kwargs)
-
-    monkeypatch.setattr(web_predictor, "preprocess", counting)
+    calls: dict[str, int] = {}
+    full_size = (96, 96)  # fundus_png's side: crops of the uploaded photo itself
+    count_calls(monkeypatch, fundus.find_disc, calls, "field searches")
+    count_calls(
+        monkeypatch,
+        fundus.crop_square,
+        calls,
+        "crops",
+        when=lambda rgb, *_: rgb.shape[:2] == full_size,
+    )
     client = signed_in(web_app)
     sid = screening_id(upload(client, fundus_png(3), "photo.png"))
-    assert len(calls) == 1  # graded and heat-mapped from one crop
+    # graded and heat-mapped from one crop (the other is the quality verdict's own square)
+    assert calls == {"field searches": 1, "crops": 2}
     stored = rows(web_app)[0]
     assert stored.id == sid and stored.heatmap_name
     monkeypatch.undo()

@@ -8,23 +8,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from retinascreen.data.images import SUPPORTED_SUFFIXES
+from retinascreen.data.folders import find_images
 from retinascreen.errors import RetinascreenError
 
 
 def expand_images(arguments: Iterable[str]) -> list[Path]:
-    """The given files, with each folder replaced by the supported images inside it (sorted)."""
+    """The given files, with each folder replaced by the supported images inside it (sorted,
+    hidden files skipped: :func:`retinascreen.data.folders.find_images`)."""
     paths: list[Path] = []
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
-            paths.extend(
-                sorted(
-                    p
-                    for p in path.rglob("*")
-                    if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
-                )
-            )
+            paths.extend(find_images(path))
         else:
             paths.append(path)
     return paths

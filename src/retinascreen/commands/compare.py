@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from retinascreen.errors import ModelError
+from retinascreen.training.run import CONFIG_FILE, METRICS_FILE, MODEL_CARD_FILE
 
 EPILOG = """examples:
   retinascreen compare runs/gap runs/wise-srnet
@@ -49,17 +50,17 @@ def _num(value: Any, digits: int = 3) -> str:
 def run_row(run_dir: str | Path) -> dict[str, str]:
     """The table row of one run directory."""
     run = Path(run_dir)
-    metrics_file = run / "metrics.json"
+    metrics_file = run / METRICS_FILE
     if not metrics_file.is_file():
-        raise ModelError(f"{run}: no metrics.json (not a finished training run)")
+        raise ModelError(f"{run}: no {METRICS_FILE} (not a finished training run)")
     metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
     info: dict[str, Any] = {}
-    if (run / "model_card.json").is_file():
-        info = json.loads((run / "model_card.json").read_text(encoding="utf-8"))
-    elif (run / "config.toml").is_file():
+    if (run / MODEL_CARD_FILE).is_file():
+        info = json.loads((run / MODEL_CARD_FILE).read_text(encoding="utf-8"))
+    elif (run / CONFIG_FILE).is_file():
         from retinascreen.training.config import load_config
 
-        config = load_config(run / "config.toml")
+        config = load_config(run / CONFIG_FILE)
         info = {
             "backbone": config.backbone,
             "head": config.head,

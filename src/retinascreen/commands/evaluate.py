@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retinascreen.training.evaluation import evaluate_model, summary
+    from retinascreen.serving.evaluation import evaluate_model, summary
 
     metrics, out = evaluate_model(
         args.model,

@@ -89,6 +89,7 @@ def format_human(path: str, result: Prediction, top: int) -> str:
 def run(args: argparse.Namespace) -> int:
     from retinascreen.errors import RetinascreenError
     from retinascreen.serving.predictor import Predictor
+    from retinascreen.serving.step import screen_photo
 
     paths = list(args.paths)
     model = paths.pop(0) if is_model_argument(paths[0]) else None
@@ -104,10 +105,10 @@ def run(args: argparse.Namespace) -> int:
     failures = 0
     for path in paths:
         try:
-            prepared = predictor.prepare(path)
-            result = predictor.predict_prepared(prepared)
+            screened = screen_photo(path, predictor)  # not-a-fundus refused there
+            result = screened.prediction
             if args.cam:
-                _write_cam(predictor, prepared, Path(path), args.cam)
+                _write_cam(predictor, screened.prepared, Path(path), args.cam)
         except RetinascreenError as exc:
             failures += 1
             message = str(exc)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from retinascreen.commands._files import expand_images, for_each_image
-from retinascreen.errors import ConfigError, NotFundusError, RetinascreenError
+from retinascreen.errors import ConfigError, RetinascreenError
 
 EXAMPLE = """example:
   retinascreen preprocess photos/*.jpg --out crops --size 512 --ben-graham
@@ -46,8 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retinascreen.data.fundus import Preprocessing, find_disc
-    from retinascreen.data.images import load_image, save_image
+    from retinascreen.data.fundus import Preprocessing
+    from retinascreen.data.images import save_image
+    from retinascreen.data.photo import FundusPhoto
 
     if args.size < 8 or args.size > 8192:
         raise ConfigError(f"--size must be between 8 and 8192 pixels, got {args.size}")
@@ -64,14 +65,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{path}: would overwrite {target} already written from {written[target.name]}; "
                 "rename one of them"
             )
-        rgb = load_image(path)
-        disc = find_disc(rgb)
-        if disc is None:
-            raise NotFundusError(
-                f"{path}: no fundus disc found; this does not look like a fundus photograph "
-                "(a bright round retina on a dark background)"
-            )
-        save_image(target, steps.apply(rgb, disc=disc))
+        photo = FundusPhoto.read(path)
+        photo.require_fundus()
+        save_image(target, photo.crop(steps))
         written[target.name] = path
         print(target, flush=True)
 

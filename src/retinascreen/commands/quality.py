@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from retinascreen.commands._files import expand_images, for_each_image
-from retinascreen.errors import NotFundusError
 
 EXAMPLE = """example:
   retinascreen quality photos/*.jpg
@@ -34,16 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retinascreen.data.fundus import REASON_NO_DISC, assess_quality
-    from retinascreen.data.images import load_image
+    from retinascreen.data.photo import FundusPhoto
 
     def judge(path: Path) -> None:
-        verdict = assess_quality(load_image(path))
-        print(json.dumps({"path": str(path), **verdict.to_dict()}), flush=True)
-        if REASON_NO_DISC in verdict.reasons:
-            raise NotFundusError(
-                f"{path}: no fundus disc found; this does not look like a fundus photograph "
-                "(a bright round retina on a dark background)"
-            )
+        photo = FundusPhoto.read(path)
+        print(json.dumps({"path": str(path), **photo.quality.to_dict()}), flush=True)
+        photo.require_fundus()  # the verdict is printed, then the refusal's error line
 
     return for_each_image(expand_images(args.images), judge, what="quality")

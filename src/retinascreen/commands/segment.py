@@ -19,8 +19,11 @@ EPILOG = """examples:
 
 files per photo: <stem>_vessels.png (probability x 255), <stem>_vessels_mask.png (0/255 at
 the model card's threshold), <stem>_vessels_overlay.png; for lesion models
-<stem>_lesions_<type>.png per lesion type and <stem>_lesions_overlay.png.
+<stem>_lesions_<type>.png per lesion type and <stem>_lesions_overlay.png. The maps have the
+photo's own size and lie on it pixel for pixel (0 outside the fundus field); --frame crop
+writes them on the model's square fundus crop instead.
 """
+FRAMES = ("photo", "crop")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,6 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=BUNDLED_SEGMENTERS,
         default="vessels",
         help="which bundled model to use without MODEL (default: vessels)",
+    )
+    parser.add_argument(
+        "--frame",
+        choices=FRAMES,
+        default="photo",
+        help="photo: maps at the photo's size and position (default); crop: on the model's "
+        "square fundus crop",
     )
     parser.set_defaults(func=run)
 
@@ -90,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     written: list[Path] = []
 
     def work(path: Path) -> None:
-        _write(segmenter, path, args.out)
+        _write(segmenter, path, args.out, in_photo_frame=args.frame == "photo")
         written.append(path)
 
     status = for_each_image(paths, work, what="segment")
@@ -100,13 +110,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _describe(segmenter: Segmenter) -> str:
     info = segmenter.model_info
-    text = f"{info['name']} {info['version']} ({', '.join(segmenter.classes)})"
+    text = f"{info.name} {info.version} ({', '.join(segmenter.classes)})"
     if segmenter.synthetic:
         text += ": learned from synthetic photos only"
     return text
 
 
-def _write(segmenter: Segmenter, path: Path, out: Path) -> None:
+def _write(segmenter: Segmenter, path: Path, out: Path, *, in_photo_frame: bool = True) -> None:
     from retinascreen.data.images import save_image
     from retinascreen.errors import RetinascreenError
 
@@ -116,5 +126,7 @@ def _write(segmenter: Segmenter, path: Path, out: Path) -> None:
         if str(path) in str(exc) or path.name in str(exc):
             raise
         raise type(exc)(f"{path}: {exc}") from exc
+    if in_photo_frame:
+        result = result.in_photo_frame()
     for name, image in output_files(path.stem, result).items():
         save_image(out / name, image)  # type: ignore[arg-type]

@@ -13,12 +13,12 @@ import csv
 import logging
 import math
 import random
-import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from retinascreen.data.folders import parse_eye, stem_patient_and_eye
 from retinascreen.data.formats import (
     APTOS,
     EYE_COLUMN,
@@ -58,10 +58,6 @@ _SPLIT_ALIASES = {
     "test": "test",
     "testing": "test",
 }
-_EYE_RE = re.compile(r"^(?P<patient>.+?)[_-](?P<eye>left|right)$", re.IGNORECASE)
-# ``Patient001_L`` / ``_R`` (e.g. srahim-dr): one capital letter, so ``img_l`` stays a name.
-_EYE_LETTER_RE = re.compile(r"^(?P<patient>.+?)[_-](?P<eye>[LR])$")
-_EYE_LETTERS = {"L": "left", "R": "right"}
 _SHOW = 5  # how many names an error message lists
 
 
@@ -155,29 +151,6 @@ def _parse_split(value: str | None, where: str) -> str | None:
     if split is None:
         raise DatasetError(f"{where}: unknown split {value!r} (expected train, val or test)")
     return split
-
-
-def _parse_eye(value: str | None) -> str | None:
-    if not value:
-        return None
-    v = value.strip().lower()
-    if v in ("left", "l", "os"):
-        return "left"
-    if v in ("right", "r", "od"):
-        return "right"
-    return None
-
-
-def _patient_and_eye(stem: str) -> tuple[str, str | None]:
-    """``10_left`` / ``10_L`` -> ("10", "left"); names without an eye suffix are their own
-    patient."""
-    match = _EYE_RE.match(stem)
-    if match:
-        return match.group("patient"), match.group("eye").lower()
-    match = _EYE_LETTER_RE.match(stem)
-    if match:
-        return match.group("patient"), _EYE_LETTERS[match.group("eye")]
-    return stem, None
 
 
 class _FileIndex:
@@ -302,7 +275,7 @@ def _records_from_rows(
             problems.unknown_edema.append(f"{name} (line {i}: {row.get(edema_column or '')!r})")
         if file is None or grade is None or edema == -1:
             continue
-        patient, eye = _patient_and_eye(Path(name).stem)
+        patient, eye = stem_patient_and_eye(Path(name).stem)
         if fmt.split:
             patient = f"{fmt.split}/{patient}"
         records.append(
@@ -310,7 +283,7 @@ def _records_from_rows(
                 path=file,
                 grade=grade,
                 patient=row.get(PATIENT_COLUMN) or patient,
-                eye=_parse_eye(row.get(EYE_COLUMN)) or eye,
+                eye=parse_eye(row.get(EYE_COLUMN)) or eye,
                 split=_parse_split(row.get(SPLIT_COLUMN), f"{csv_path.name} line {i}") or fmt.split,
                 macular_edema=edema,
             )
@@ -463,7 +436,7 @@ def _read_folders(path: Path) -> DatasetTable:
                 problems.unknown += [f"{folder.name}/{f.name}" for f in files]
             continue
         for f in files:
-            patient, eye = _patient_and_eye(f.stem)
+            patient, eye = stem_patient_and_eye(f.stem)
             records.append(Record(f, grade, patient, eye))
     problems.raise_if_any()
     return DatasetTable(records, root)

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from retinascreen.data.images import _check_pixels, check_jpeg_scans, decode_slot
+from retinascreen.data.pixels import check_jpeg_scans, decode_slot
+from retinascreen.data.pixels import check_pixels as _check_pixels
 from retinascreen.errors import (
     CorruptImageError,
     ImageTooLargeError,
@@ -356,7 +357,7 @@ def _decode_colour_jpeg(frame: bytes, info: _Info, label: str) -> np.ndarray:
     """
     from PIL import Image
 
-    from retinascreen.data.images import _to_rgb as pil_to_rgb
+    from retinascreen.data.pixels import pil_to_rgb
 
     try:
         with Image.open(io.BytesIO(frame), formats=["JPEG"]) as image:

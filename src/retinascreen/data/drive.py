@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from retinascreen.data.fundus import Disc, _crop_square, crop_box, find_disc
+from retinascreen.data.crop import crop_box, crop_square
+from retinascreen.data.field import Disc, find_disc
 from retinascreen.errors import DatasetError
 
 SPLITS = ("training", "test")
@@ -92,10 +93,10 @@ def crop_with_masks(
         h, w = rgb.shape[:2]
         disc = Disc(w / 2, h / 2, max(h, w) / 2 / 1.02)
     box = crop_box(rgb.shape, disc)
-    view, _ = _crop_square(rgb, box, size)
+    view, _ = crop_square(rgb, box, size)
     out = {}
     for name, mask in masks.items():
         stacked = np.repeat((np.asarray(mask, bool) * np.uint8(255))[:, :, None], 3, axis=2)
-        cut, _ = _crop_square(stacked, box, size)
+        cut, _ = crop_square(stacked, box, size)
         out[name] = cut[:, :, 0] > 127
     return view, out

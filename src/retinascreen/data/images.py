@@ -11,20 +11,26 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import tempfile
-import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from retinascreen.data.pixels import (
+    DECODE_CONCURRENCY_ENV,
+    DEFAULT_DECODE_CONCURRENCY,
+    MAX_JPEG_SCANS,
+    check_jpeg_scans,
+    check_pixels,
+    decode_concurrency,
+    decode_slot,
+    jpeg_scan_count,
+    pil_to_rgb,
+)
 from retinascreen.errors import (
     AbnormalEncodingError,
-    ConfigError,
     EmptyImageError,
     ImageTooLargeError,
     NotAnImageError,
@@ -32,13 +38,21 @@ from retinascreen.errors import (
     UnsupportedFormatError,
 )
 
+__all__ = [  # the decoding guards live in data/pixels.py (shared with DICOM); kept here too
+    "DECODE_CONCURRENCY_ENV",
+    "DEFAULT_DECODE_CONCURRENCY",
+    "MAX_JPEG_SCANS",
+    "MAX_PIXELS",
+    "SUPPORTED_SUFFIXES",
+    "check_jpeg_scans",
+    "decode_concurrency",
+    "decode_slot",
+    "jpeg_scan_count",
+    "load_image",
+    "save_image",
+]
+
 MAX_PIXELS = 50_000_000
-MAX_JPEG_SCANS = 100
-"""Most scans a JPEG frame may have. Cameras write 1 (baseline) or about 10 (progressive); each
-scan of a progressive JPEG costs a pass over the whole image (about 14 ms at 49 megapixels), so
-100 bounds a decode to about 1.5 s of CPU, while a crafted file can carry thousands."""
-DECODE_CONCURRENCY_ENV = "RETINASCREEN_DECODE_CONCURRENCY"
-DEFAULT_DECODE_CONCURRENCY = 2
 SUPPORTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".dcm", ".dicom")
 
 # Pillow format names we read; MPO is the multi-picture JPEG many cameras write, DIB a BMP.
@@ -97,110 +111,8 @@ def load_image(
     return _load_pil(data, label, max_pixels)
 
 
-_slots_lock = threading.Lock()
-_slots: tuple[int, threading.BoundedSemaphore] | None = None
-
-
-def decode_concurrency() -> int:
-    """How many full decodes may run at once in this process (``RETINASCREEN_DECODE_CONCURRENCY``)."""
-    raw = os.environ.get(DECODE_CONCURRENCY_ENV, "").strip()
-    if not raw:
-        return DEFAULT_DECODE_CONCURRENCY
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(
-            f"{DECODE_CONCURRENCY_ENV}={raw!r} is not a whole number (how many photos may be "
-            "decoded at once)"
-        ) from None
-    if value < 1:
-        raise ConfigError(f"{DECODE_CONCURRENCY_ENV} must be at least 1, not {value}")
-    return value
-
-
-@contextmanager
-def decode_slot() -> Iterator[None]:
-    """Hold one of the process-wide decode slots while decoding pixels.
-
-    Each full decode allocates up to the pixel limit; the slots bound how many such
-    allocations can stack up at once across threads (web requests, data loaders).
-    """
-    global _slots
-    wanted = decode_concurrency()
-    with _slots_lock:
-        if _slots is None or _slots[0] != wanted:
-            _slots = (wanted, threading.BoundedSemaphore(wanted))
-        semaphore = _slots[1]
-    with semaphore:
-        yield
-
-
 def _looks_like_pil(data: bytes) -> bool:
     return data.startswith(_SUPPORTED_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
-
-
-def _check_pixels(label: str, width: int, height: int, max_pixels: int) -> None:
-    if width <= 0 or height <= 0:
-        raise NotAnImageError(f"{label}: the header claims an empty image ({width}x{height})")
-    if width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"{label}: {width}x{height} = {width * height / 1e6:.1f} megapixels is over the limit of "
-            f"{max_pixels / 1e6:.1f} megapixels (refused before decoding, a decompression-bomb guard)"
-        )
-
-
-# A marker in JPEG entropy-coded data: 0xFF then neither a stuffed 0x00, a fill byte 0xFF, a
-# restart marker (RST0..7) nor TEM. (No "\xff+": that form is 30 times slower on 20 MB.)
-_JPEG_MARKER = re.compile(rb"\xff[^\x00\x01\xd0-\xd7\xff]")
-
-
-def jpeg_scan_count(data: bytes, stop_after: int = MAX_JPEG_SCANS) -> int:
-    """How many scans (SOS segments) the first image of a JPEG stream has, from its markers.
-
-    Walks the marker segments by their lengths and skips entropy-coded data with a regular
-    expression, so it costs milliseconds even for a 20 MB file; stops counting past
-    ``stop_after``. An embedded EXIF thumbnail lives inside an APP1 segment and is not counted.
-    """
-    if not data.startswith(b"\xff\xd8"):
-        return 0
-    pos, end, scans = 2, len(data), 0
-    while pos + 4 <= end:
-        if (
-            data[pos] != 0xFF
-            or data[pos + 1] in (0x00, 0x01, 0xFF)
-            or 0xD0 <= data[pos + 1] <= 0xD7
-        ):
-            found = _JPEG_MARKER.search(data, pos)
-            if found is None:
-                break
-            pos = found.start()
-            continue
-        marker = data[pos + 1]
-        if marker == 0xD9:  # end of image: an MPO's other pictures follow, not decoded
-            break
-        if marker == 0xD8:
-            pos += 2
-            continue
-        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        if length < 2:
-            break  # corrupt: the decoder will say so
-        if marker == 0xDA:
-            scans += 1
-            if scans > stop_after:
-                break
-        pos += 2 + length
-    return scans
-
-
-def check_jpeg_scans(data: bytes, label: str, *, limit: int = MAX_JPEG_SCANS) -> None:
-    """AbnormalEncodingError when a JPEG has more than ``limit`` scans (refused before decoding)."""
-    scans = jpeg_scan_count(data, stop_after=limit)
-    if scans > limit:
-        raise AbnormalEncodingError(
-            f"{label}: the JPEG is encoded abnormally (more than {limit} scans; cameras write "
-            "1 to about 10), which would take far too long to decode; refused before decoding. "
-            "Save the photo again as an ordinary JPEG or PNG"
-        )
 
 
 # What Pillow raises when PNG text (tEXt/zTXt/iTXt) or colour-profile (iCCP) chunks inflate past
@@ -264,14 +176,14 @@ def _load_pil(data: bytes, label: str, max_pixels: int) -> np.ndarray:
                     f"{label}: {image.format} files are not supported; "
                     "use JPEG, PNG, TIFF, BMP, WebP or DICOM"
                 )
-            _check_pixels(label, image.width, image.height, max_pixels)
+            check_pixels(label, image.width, image.height, max_pixels)
             if image.format in ("JPEG", "MPO"):
                 check_jpeg_scans(data, label)
             try:
                 with decode_slot():
                     image.load()
                     image = ImageOps.exif_transpose(image) or image
-                    return _to_rgb(image)
+                    return pil_to_rgb(image)
             except Image.DecompressionBombError as exc:
                 raise ImageTooLargeError(f"{label}: over the pixel limit ({exc})") from None
             except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
@@ -281,28 +193,6 @@ def _load_pil(data: bytes, label: str, max_pixels: int) -> np.ndarray:
                 raise TruncatedImageError(
                     f"{label}: the {image.format} data is truncated or corrupt ({exc})"
                 ) from None
-
-
-def _to_rgb(image: Image.Image) -> np.ndarray:
-    """Any Pillow mode -> RGB uint8 (16-bit scaled, alpha composited on black)."""
-    mode = image.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        gray = np.asarray(image, dtype=np.float64)
-        if mode.startswith("I;16"):
-            top = 65535.0
-        elif mode == "F":
-            top = 1.0 if gray.size and gray.max() <= 1.0 else 255.0
-        else:
-            top = 65535.0 if gray.size and gray.max() > 255 else 255.0
-        gray8 = np.clip(gray * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(gray8[:, :, None], 3, axis=2))
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        image = Image.alpha_composite(black, rgba)
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
 
 
 def _load_dicom(data: bytes, label: str, max_pixels: int) -> np.ndarray:

@@ -231,7 +231,7 @@ def feature_vector(
     measures: dict[str, float], crop: np.ndarray, inner: np.ndarray, extractor: str
 ) -> np.ndarray:
     """The model's input: the named measures, then the extractor's features of the crop."""
-    from retinascreen.data.fundus import QUALITY_THRESHOLDS
+    from retinascreen.data.measures import QUALITY_THRESHOLDS
 
     names = tuple(QUALITY_THRESHOLDS)
     head = np.asarray([measures.get(name, 0.0) for name in names], np.float32)

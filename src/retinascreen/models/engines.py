@@ -138,8 +138,8 @@ def set_tf_threads(threads: int | None) -> None:
 
 
 def register_custom_layers() -> None:
-    """Import the model registry so custom layers/constraints deserialise."""
-    import retinascreen.models.build  # noqa: F401  (CaffePreprocess and the head layers)
+    """Import the modules that register retinascreen's custom layers, so they deserialise."""
+    import retinascreen.models.layers  # noqa: F401  (CaffePreprocess)
     import retinascreen.models.ordinal  # noqa: F401  (OrdinalProbabilities of ordinal models)
 
 

@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from retinascreen import __version__
 from retinascreen.errors import ConfigError, ModelError
 from retinascreen.grading import LABELS
 from retinascreen.models.engines import RUN_BEST_KERAS
+from retinascreen.version import __version__
 
 if TYPE_CHECKING:
     from retinascreen.data.fundus import Preprocessing

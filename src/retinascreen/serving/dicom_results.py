@@ -312,30 +312,3 @@ def encapsulated_pdf(source: Any, pdf: bytes, *, title: str, series_number: int 
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return pydicom.dcmread(io.BytesIO(buffer.getvalue()))
-
-
-def mask_in_photo(
-    mask: np.ndarray, shape: tuple[int, int], box: tuple[float, float, float]
-) -> np.ndarray:
-    """A square crop's mask put back on the photograph's grid (bool, ``shape`` = rows, cols).
-
-    ``box``: the crop's centre x, centre y and half side in photo pixels (``CropBox``).
-    """
-    import cv2
-
-    size = mask.shape[0]
-    cx, cy, half = box
-    scale = size / (2 * half)
-    offset = (size - 1) / 2
-    # photo (x, y) -> crop (u, v) = ((x - cx) * scale + offset, ...): the inverse map warpAffine wants
-    matrix = np.array(
-        [[scale, 0.0, offset - cx * scale], [0.0, scale, offset - cy * scale]], np.float64
-    )
-    placed = cv2.warpAffine(
-        mask.astype(np.uint8),
-        matrix,
-        (int(shape[1]), int(shape[0])),
-        flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
-        borderValue=0,
-    )
-    return placed.astype(bool)

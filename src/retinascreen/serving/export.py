@@ -151,7 +151,7 @@ def load_images_for(
     paths: Sequence[Path], preprocess: Callable[[np.ndarray], np.ndarray]
 ) -> tuple[np.ndarray, list[Path]]:
     """Pre-processed float32 pixels of the readable images among ``paths`` (bad ones skipped)."""
-    from retinascreen.serving.predictor import to_rgb
+    from retinascreen.data.photo import to_rgb
 
     arrays, used = [], []
     for path in paths:
@@ -186,10 +186,10 @@ def export_model(
     log: Callable[[str], None] | None = None,
 ) -> ExportReport:
     """Export MODEL (a .keras file or run directory) to ``out``; see the module docstring."""
+    from retinascreen.data.folders import find_images
     from retinascreen.models.engines import load_keras_model, resolve_model_path
     from retinascreen.models.modelcard import preprocessing_for
-    from retinascreen.serving.predictor import load_card
-    from retinascreen.serving.screening import find_images
+    from retinascreen.serving.task import load_card
 
     say = log or (lambda _msg: None)
     if fmt not in FORMATS:

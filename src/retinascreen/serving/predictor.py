@@ -24,30 +24,29 @@ import logging
 import os
 import threading
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
 from retinascreen import grading
-from retinascreen.errors import ConfigError, ModelError, RetinascreenError
+from retinascreen.data.photo import MIN_SIDE, FundusPhoto, PhotoInput, path_of, to_rgb
+from retinascreen.errors import ModelError, RetinascreenError
 from retinascreen.result import (
     ImageInput,
-    ModelInfo,
     Prediction,
     PredictionError,
     PreparedImage,
-    Quality,
     ReferralRule,
 )
+from retinascreen.serving.task import ModelTask, load_card
 
 if TYPE_CHECKING:
     from retinascreen.data.fundus import Disc, Preprocessing
-    from retinascreen.models.engines import Engine
     from retinascreen.models.modelcard import ModelCard
 
 __all__ = [
     "FUNDUS_LEVEL",
+    "MIN_SIDE",
     "ImageInput",
     "Predictor",
     "load_card",
@@ -59,24 +58,6 @@ __all__ = [
 FUNDUS_LEVEL = 20  # pixels of a cropped photo brighter than this (any channel) are fundus
 
 log = logging.getLogger(__name__)
-
-
-def load_card(path: Path) -> ModelCard | None:
-    """The model card stored in a model file; None (said in a log line) when it has none.
-
-    A card that is present but unreadable or invalid is a :class:`ModelError` naming the file.
-    """
-    from retinascreen.models.modelcard import find_card
-
-    card = find_card(path)
-    if card is None:
-        log.info(
-            "%s has no model card: using defaults (name %r, version 'unversioned', "
-            "plain fundus crop, not marked synthetic)",
-            path,
-            path.stem,
-        )
-    return card
 
 
 def output_temperature(card: ModelCard | None) -> float:
@@ -115,13 +96,15 @@ def referral_rule(card: ModelCard | None) -> ReferralRule | None:
     return ReferralRule(threshold)
 
 
-class Predictor:
+class Predictor(ModelTask):
     """Grades photographs with one model; see the module docstring.
 
     ``model``: a ``.keras`` / ``.onnx`` path, a training run directory or None (the demo model).
     ``engine``: ``auto`` (ONNX when the path or run directory has one), ``keras`` or ``onnx``.
     ``threads``: intra-op threads for the model (None = all cores).
     """
+
+    task = "grading"
 
     def __init__(
         self,
@@ -130,25 +113,12 @@ class Predictor:
         engine: str = "auto",
         threads: int | None = None,
     ) -> None:
-        from retinascreen.models.engines import KerasEngine, load_engine, resolve_model_path
-        from retinascreen.models.modelcard import file_sha256, preprocessing_for
+        from retinascreen.models.engines import KerasEngine, resolve_model_path
 
-        self.model_path: Path = resolve_model_path(model, engine)
-        self.threads = threads
-        self._engine: Engine = load_engine(self.model_path, threads)
-        self.engine: str = self._engine.kind
-        self.card: ModelCard | None = load_card(self.model_path)
+        super().__init__(resolve_model_path(model, engine), threads=threads)
         card = self.card
-        if card is not None and card.task != "grading":
-            raise ModelError(
-                f"{self.model_path.name} is a {card.task} model, not a grading model: use "
-                "`retinascreen segment` or retinascreen.Segmenter for it"
-            )
         self.input_size: int = int(self._engine.input_size or (card.input_size if card else 299))
-        try:
-            self.preprocessing: Preprocessing = preprocessing_for(card, self.input_size)
-        except (ModelError, ConfigError) as exc:
-            raise ModelError(f"{self.model_path}: {exc}") from exc
+        self.preprocessing: Preprocessing = self.preprocessing_at(self.input_size)
         self._keras_for_cam: Any | None = (
             self._engine.model if isinstance(self._engine, KerasEngine) else None
         )
@@ -161,27 +131,16 @@ class Predictor:
         )
         # Temperature fitted by site recalibration, applied to every engine's output.
         self.output_temperature: float = output_temperature(card)
-        self.model_info: ModelInfo = ModelInfo.from_card(
-            card, self.model_path.stem, file_sha256(self.model_path)
-        )
-
-    def __repr__(self) -> str:
-        return f"Predictor({str(self.model_path)!r}, engine={self.engine!r})"
-
-    @property
-    def synthetic(self) -> bool:
-        """Whether the model card says the model was trained on synthetic images only."""
-        return self.model_info.synthetic
 
     # -- public API -------------------------------------------------------------------------
     @overload
-    def predict(self, image: list[ImageInput] | tuple[ImageInput, ...]) -> list[Prediction]: ...
+    def predict(self, image: list[PhotoInput] | tuple[PhotoInput, ...]) -> list[Prediction]: ...
 
     @overload
-    def predict(self, image: ImageInput) -> Prediction: ...
+    def predict(self, image: PhotoInput) -> Prediction: ...
 
     def predict(
-        self, image: ImageInput | list[ImageInput] | tuple[ImageInput, ...]
+        self, image: PhotoInput | list[PhotoInput] | tuple[PhotoInput, ...]
     ) -> Prediction | list[Prediction]:
         """The result for one image (path, bytes or RGB array); a list for a list or a batch.
 
@@ -194,7 +153,7 @@ class Predictor:
     @overload
     def predict_batch(
         self,
-        images: Iterable[ImageInput],
+        images: Iterable[PhotoInput],
         *,
         batch_size: int = 16,
         errors: Literal["raise"] = "raise",
@@ -202,11 +161,11 @@ class Predictor:
 
     @overload
     def predict_batch(
-        self, images: Iterable[ImageInput], *, batch_size: int = 16, errors: Literal["include"]
+        self, images: Iterable[PhotoInput], *, batch_size: int = 16, errors: Literal["include"]
     ) -> list[Prediction | PredictionError]: ...
 
     def predict_batch(
-        self, images: Iterable[ImageInput], *, batch_size: int = 16, errors: str = "raise"
+        self, images: Iterable[PhotoInput], *, batch_size: int = 16, errors: str = "raise"
     ) -> list[Prediction] | list[Prediction | PredictionError]:
         """Results for many images, calling the model ``batch_size`` images at a time.
 
@@ -227,7 +186,7 @@ class Predictor:
                 except RetinascreenError as exc:
                     if errors == "raise":
                         raise
-                    results[i] = PredictionError.from_exception(exc, _path_of(items[i]))
+                    results[i] = PredictionError.from_exception(exc, path_of(items[i]))
             if not ready:
                 continue
             probs = self.predict_arrays(np.stack([p.pixels for _, p in ready]))
@@ -235,24 +194,16 @@ class Predictor:
                 results[i] = self._prediction(p, prepared)
         return [r for r in results if r is not None]
 
-    def prepare(self, image: ImageInput) -> PreparedImage:
-        """Read, quality-check and pre-process one image, once (for predict and heat map)."""
-        from retinascreen.data.fundus import assess_quality, find_disc
+    def prepare(self, image: PhotoInput) -> PreparedImage:
+        """Read, quality-check and pre-process one image, once (for predict and heat map).
 
-        rgb = to_rgb(image)
-        disc = find_disc(rgb)  # once, for the verdict, the model's crop and the plain view
-        quality: Quality = assess_quality(rgb, disc=disc)
-        pixels = self.preprocess(rgb, disc=disc)
-        return PreparedImage(pixels, quality, _path_of(image), self._view(rgb, disc))
-
-    def _view(self, rgb: np.ndarray, disc: Disc | None) -> np.ndarray | None:
-        """The plain crop a person sees, when the model's own input is enhanced."""
-        settings = self.preprocessing
-        if not settings.enhances:
-            return None
-        from retinascreen.data.fundus import crop_fundus
-
-        return crop_fundus(rgb, settings.size, disc=disc)
+        ``image`` may be a :class:`~retinascreen.data.photo.FundusPhoto`: its field, verdict and
+        crops are then shared with whatever else uses that photo (the vessel and lesion maps).
+        """
+        photo = FundusPhoto.read(image)
+        pixels = photo.crop(self.preprocessing)
+        view = photo.view(self.preprocessing.size) if self.preprocessing.enhances else None
+        return PreparedImage(pixels, photo.quality, photo.path, view, photo)
 
     def predict_prepared(self, prepared: PreparedImage) -> Prediction:
         """The result for an image already :meth:`prepare`-d."""
@@ -289,7 +240,7 @@ class Predictor:
 
     def heatmap(
         self,
-        image: ImageInput | PreparedImage,
+        image: PhotoInput | PreparedImage,
         class_index: int | None = None,
         alpha: float = 0.4,
     ) -> np.ndarray:
@@ -303,14 +254,8 @@ class Predictor:
         from retinascreen.serving.explain import explain, overlay
 
         model = self._cam_model()
-        if isinstance(image, PreparedImage):
-            x, view = image.pixels, image.view
-        else:
-            from retinascreen.data.fundus import find_disc
-
-            rgb = to_rgb(image)
-            disc = find_disc(rgb)
-            x, view = self.preprocess(rgb, disc=disc), self._view(rgb, disc)
+        prepared = image if isinstance(image, PreparedImage) else self.prepare(image)
+        x, view = prepared.pixels, prepared.view
         target = "referable" if class_index is None else "grade"
         with self._cam_lock:
             cam, strength = explain(model, x[None].astype(np.float32), class_index, target=target)
@@ -353,54 +298,3 @@ class Predictor:
             path=prepared.path,
             referral_rule=self.referral_rule,
         )
-
-
-def _path_of(image: ImageInput) -> str | None:
-    """The path a photo was read from, as given (None for bytes and arrays)."""
-    if isinstance(image, str):
-        return image
-    if isinstance(image, os.PathLike):
-        return os.fspath(image)
-    return None
-
-
-MIN_SIDE = 8
-"""Fewest pixels a side of a photo may have (a 1 x 40,000 strip is not a photograph)."""
-
-
-def to_rgb(image: ImageInput) -> np.ndarray:
-    """An RGB uint8 (H, W, 3) array from a path, bytes or an array (typed errors on bad input)."""
-    from retinascreen.errors import NotAnImageError
-
-    if isinstance(image, np.ndarray):
-        arr = image
-        if arr.ndim == 2:
-            arr = np.repeat(arr[..., None], 3, axis=2)
-        if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-            raise NotAnImageError(f"expected an RGB image array (H, W, 3), got shape {image.shape}")
-        if min(arr.shape[:2]) < MIN_SIDE:
-            height, width = arr.shape[:2]
-            raise NotAnImageError(
-                f"the image is {width} x {height} pixels (width x height): not a photograph (a fundus "
-                f"photograph is roughly square; each side must be at least {MIN_SIDE} pixels)"
-            )
-        arr = arr[..., :3]
-        if arr.dtype != np.uint8:
-            if np.issubdtype(arr.dtype, np.floating) and float(np.nanmax(arr)) <= 1.0:
-                arr = arr * 255.0
-            arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(arr)
-    if isinstance(image, bytes | bytearray | memoryview):
-        from retinascreen.data.images import load_image
-
-        return load_image(bytes(image))
-    if isinstance(image, str | os.PathLike):
-        from retinascreen.data.images import load_image
-
-        path = Path(image)
-        if path.is_dir():
-            raise NotAnImageError(f"{path} is a directory, not an image")
-        if not path.exists():
-            raise NotAnImageError(f"{path}: no such file")
-        return load_image(path)
-    raise NotAnImageError(f"cannot read an image from a {type(image).__name__}")

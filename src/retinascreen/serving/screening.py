@@ -24,13 +24,13 @@ from __future__ import annotations
 import csv
 import io
 import os
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from retinascreen.data.csvcells import SafeDictWriter, plain_cell, read_plain_rows
+from retinascreen.data.folders import find_images, patient_and_eye
 from retinascreen.data.images import SUPPORTED_SUFFIXES
 from retinascreen.errors import ConfigError, DatasetError
 from retinascreen.result import Prediction, PredictionError
@@ -63,49 +63,6 @@ PATIENT_COLUMNS = (
     "max_referable_probability",
 )
 SCREENING_ENGINES = ("local", "ray")
-_EYE_WORDS = {
-    "left": "left",
-    "right": "right",
-    "l": "left",
-    "r": "right",
-    "os": "left",
-    "od": "right",
-}
-_EYE_SUFFIX = re.compile(r"^(?P<patient>.+?)[_\-. ](?P<eye>left|right|os|od|l|r)$", re.IGNORECASE)
-
-
-def find_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files under ``folder`` (recursively, by suffix), sorted; hidden files skipped."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DatasetError(f"{folder}: not a folder")
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in SUPPORTED_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
-
-
-def patient_and_eye(relative: str | os.PathLike) -> tuple[str, str]:
-    """(patient, eye) from a path relative to the screened folder.
-
-    ``123_left.jpeg`` (EyePACS) -> ("123", "left"); ``p7/right.png`` or ``p7/left/a.png`` ->
-    ("p7", ...); ``p7/img1.png`` -> ("p7", ""); ``scan.png`` -> ("scan", "").
-    """
-    rel = Path(relative)
-    stem, parents = rel.stem, list(rel.parent.parts)
-    match = _EYE_SUFFIX.match(stem)
-    if match:
-        return match["patient"], _EYE_WORDS[match["eye"].lower()]
-    if stem.lower() in _EYE_WORDS and parents:
-        return parents[-1], _EYE_WORDS[stem.lower()]
-    if parents and parents[-1].lower() in _EYE_WORDS and len(parents) >= 2:
-        return parents[-2], _EYE_WORDS[parents[-1].lower()]
-    if parents:
-        return parents[-1], ""
-    return stem, ""
 
 
 def result_row(relative: str, result: Prediction | PredictionError) -> dict[str, str]:
@@ -270,13 +227,12 @@ def _local_batches(
     if not todo:
         return
     from retinascreen.serving.predictor import Predictor
+    from retinascreen.serving.step import screen_batch
 
     predictor = Predictor(model_path)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        results = predictor.predict_batch(
-            [folder / r for r in chunk], batch_size=batch_size, errors="include"
-        )
+        results = screen_batch(predictor, [folder / r for r in chunk], batch_size=batch_size)
         yield [result_row(r, res) for r, res in zip(chunk, results, strict=True)]
 
 
@@ -292,9 +248,11 @@ class RayScreeningActor:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
+        from retinascreen.serving.step import screen_batch
+
         paths = [str(p) for p in batch["path"]]
-        results = self.predictor.predict_batch(
-            [self.folder / p for p in paths], batch_size=max(1, len(paths)), errors="include"
+        results = screen_batch(
+            self.predictor, [self.folder / p for p in paths], batch_size=max(1, len(paths))
         )
         rows = [result_row(p, r) for p, r in zip(paths, results, strict=True)]
         return {c: np.array([row[c] for row in rows], dtype=object) for c in COLUMNS}

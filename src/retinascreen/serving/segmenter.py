@@ -17,19 +17,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
 
+from retinascreen.data.photo import FundusPhoto, PhotoInput
 from retinascreen.errors import ModelError
 from retinascreen.models.engines import BUNDLED_SEGMENTERS as BUNDLED
 from retinascreen.models.engines import bundled_segmenter
-from retinascreen.result import ImageInput
-
-if TYPE_CHECKING:
-    from retinascreen.models.engines import Engine
-    from retinascreen.models.modelcard import ModelCard
+from retinascreen.serving.task import ModelTask
 
 __all__ = ["BUNDLED", "CLASS_COLOURS", "Segmentation", "Segmenter", "bundled_path", "legend"]
 
@@ -84,6 +81,32 @@ class Segmentation:
     view: np.ndarray
     field: np.ndarray
     model: dict[str, Any]
+    # Each class's threshold (the card's), and the photo the maps were drawn on (None: unknown).
+    thresholds: dict[str, float] | None = None
+    photo: FundusPhoto | None = None
+
+    def in_photo_frame(self) -> Segmentation:
+        """The same maps at the photo's own size and position, pixel for pixel (0 outside the
+        field); ``view`` is the photo and ``field`` its field of view.
+
+        A map laid over the original file lines up with it. Needs ``photo`` (set by
+        :meth:`Segmenter.segment`).
+        """
+        photo = self.photo
+        if photo is None:
+            raise ValueError("this segmentation does not know its photo: use Segmenter.segment")
+        field = photo.photo_field()
+        maps = {name: photo.to_photo_frame(prob) for name, prob in self.maps.items()}
+        thresholds = self.thresholds or {}
+        masks = {
+            name: (
+                (maps[name] >= thresholds[name]) & field
+                if name in thresholds
+                else photo.to_photo_frame(mask)
+            )
+            for name, mask in self.masks.items()
+        }
+        return Segmentation(maps, masks, photo.rgb, field, self.model, self.thresholds, photo)
 
     def overlay(self, alpha: float = 0.5) -> np.ndarray:
         """The view with each class's mask painted in its colour (RGB uint8, same size)."""
@@ -127,13 +150,16 @@ def bundled_path(what: str) -> Path:
     return twin if twin.is_file() else path
 
 
-class Segmenter:
+class Segmenter(ModelTask):
     """Draws vessel or lesion maps with one segmentation model; see the module docstring.
 
     ``model``: a ``.keras`` / ``.onnx`` file (ONNX Runtime runs ``.onnx``), or None for the
     bundled model named by ``what`` (``vessels`` or ``lesions``; ignored with a model file,
     whose card names its classes). ``threads``: intra-op threads (None = all cores).
     """
+
+    task = "segmentation"
+    card_required = True
 
     def __init__(
         self,
@@ -142,75 +168,44 @@ class Segmenter:
         *,
         threads: int | None = None,
     ) -> None:
-        from retinascreen.models.engines import load_engine
-        from retinascreen.models.modelcard import file_sha256, find_card, preprocessing_for
-
         path = bundled_path(what) if model is None else Path(model).expanduser()
         if not path.is_file():
             raise ModelError(f"segmentation model not found: {path}")
         if path.suffix.lower() not in (".keras", ".onnx"):
             raise ModelError(f"{path.name}: not a model file (expected .keras or .onnx)")
-        card = find_card(path)
-        if card is None:
-            raise ModelError(
-                f"{path.name} has no model card: a segmentation model needs one "
-                "(its classes and thresholds)"
-            )
-        if card.task != "segmentation":
-            raise ModelError(
-                f"{path.name} is a {card.task} model, not a segmentation model "
-                "(use `retinascreen predict` to grade photographs)"
-            )
+        super().__init__(path, threads=threads)
+        card = self.card
+        assert card is not None  # card_required
         thresholds = list(card.thresholds or [0.5] * len(card.classes))
         if not card.classes or len(thresholds) != len(card.classes):
             raise ModelError(
                 f"{path.name}: its card needs one threshold per class "
                 f"(classes {card.classes}, thresholds {card.thresholds})"
             )
-        self.model_path: Path = path
-        self.card: ModelCard = card
         self.classes: tuple[str, ...] = tuple(card.classes)
         self.thresholds: dict[str, float] = dict(zip(self.classes, thresholds, strict=True))
         self.input_size: int = int(card.input_size)
         self.size: int = network_side(self.input_size)
-        try:
-            self.preprocessing = preprocessing_for(card, self.size)
-        except ModelError as exc:
-            raise ModelError(f"{path}: {exc}") from exc
-        self._engine: Engine = load_engine(path, threads)
-        self.engine: str = self._engine.kind
-        self.model_info: dict[str, Any] = {
-            "name": card.name,
-            "version": card.version,
-            "sha256": file_sha256(path),
-            "training_data": card.training_data,
-            "synthetic": bool(card.synthetic),
-        }
+        self.preprocessing = self.preprocessing_at(self.size)
 
     def __repr__(self) -> str:
         return f"Segmenter({str(self.model_path)!r}, classes={list(self.classes)})"
 
-    @property
-    def synthetic(self) -> bool:
-        """Whether the model card says the model learned from synthetic photos only."""
-        return bool(self.card.synthetic)
-
-    def segment(self, image: ImageInput) -> Segmentation:
-        """The maps of one photograph (path, bytes or RGB array); typed errors on bad input."""
-        from retinascreen.data.fundus import crop_fundus, field_of_view, find_disc
-        from retinascreen.serving.predictor import to_rgb
-
-        rgb = to_rgb(image)
-        disc = find_disc(rgb)
-        pixels = self.preprocessing.apply(rgb, disc=disc)
+    def segment(self, image: PhotoInput) -> Segmentation:
+        """The maps of one photograph (path, bytes, RGB array or
+        :class:`~retinascreen.data.photo.FundusPhoto`, whose field and crops are reused);
+        typed errors on bad input. The maps are on the model's fundus crop; see
+        :meth:`Segmentation.in_photo_frame` for the photo's own frame."""
+        photo = FundusPhoto.read(image)
+        pixels = photo.crop(self.preprocessing)
         out = self._engine(np.asarray(pixels, np.float32)[None])
         if out.ndim != 4 or out.shape[-1] != len(self.classes):
             raise ModelError(
                 f"{self.model_path.name}: model outputs shape {out.shape}, expected "
                 f"(1, H, W, {len(self.classes)}) maps for {list(self.classes)}"
             )
-        view = crop_fundus(rgb, self.input_size, disc=disc)
-        field = field_of_view(rgb, self.input_size, disc=disc)
+        view = photo.view(self.input_size)
+        field = photo.field(self.input_size)
         maps: dict[str, np.ndarray] = {}
         masks: dict[str, np.ndarray] = {}
         for i, name in enumerate(self.classes):
@@ -222,4 +217,6 @@ class Segmenter:
                 )
             maps[name] = (np.clip(np.nan_to_num(prob), 0.0, 1.0) * field).astype(np.float32)
             masks[name] = (maps[name] >= self.thresholds[name]) & field
-        return Segmentation(maps, masks, view, field, dict(self.model_info))
+        return Segmentation(
+            maps, masks, view, field, self.model_info.summary(), dict(self.thresholds), photo
+        )

@@ -16,8 +16,9 @@ import multiprocessing
 import os
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -327,43 +328,75 @@ def _labels_path(out: Path, layout: str) -> Path:
     return out / labels_csv
 
 
+LabelRows = Callable[[list[dict], list[dict], bool], tuple[list[str], list[list[Any]]]]
+
+
+def _aptos_rows(
+    tasks: list[dict], results: list[dict], with_ungradable: bool
+) -> tuple[list[str], list[list[Any]]]:
+    header = [*APTOS.columns, PATIENT_COLUMN, EYE_COLUMN] + (
+        ["ungradable"] if with_ungradable else []
+    )
+    rows = [
+        [t["id"], t["grade"], t["patient"], t["eye"]]
+        + ([t["ungradable"] or ""] if with_ungradable else [])
+        for t in tasks
+    ]
+    return header, rows
+
+
+def _eyepacs_rows(
+    tasks: list[dict], results: list[dict], with_ungradable: bool
+) -> tuple[list[str], list[list[Any]]]:
+    return list(EYEPACS.columns), [[t["id"], t["grade"]] for t in tasks]
+
+
+def _messidor2_rows(
+    tasks: list[dict], results: list[dict], with_ungradable: bool
+) -> tuple[list[str], list[list[Any]]]:
+    rows: list[list[Any]] = []
+    for t, r in zip(tasks, results, strict=True):
+        if t["ungradable"]:
+            rows.append([t["id"], "", "", 0, t["patient"], t["eye"]])
+        else:
+            rows.append([t["id"], t["grade"], int(r["dme_risk"] == 2), 1, t["patient"], t["eye"]])
+    return [*MESSIDOR2.columns, PATIENT_COLUMN, EYE_COLUMN], rows
+
+
+def _idrid_rows(
+    tasks: list[dict], results: list[dict], with_ungradable: bool
+) -> tuple[list[str], list[list[Any]]]:
+    rows = [
+        [t["id"], t["grade"], r["dme_risk"], t["patient"], t["eye"]]
+        for t, r in zip(tasks, results, strict=True)
+    ]
+    return [*IDRID.columns, PATIENT_COLUMN, EYE_COLUMN], rows
+
+
+# The label file's writer of every layout ``synth --layout`` offers, beside the layout's reader
+# (:data:`retinascreen.data.formats.DATASET_FORMATS`); None: the folder is the label.
+LABEL_WRITERS: dict[str, LabelRows | None] = {
+    APTOS.name: _aptos_rows,
+    EYEPACS.name: _eyepacs_rows,
+    MESSIDOR2.name: _messidor2_rows,
+    IDRID.name: _idrid_rows,
+    FOLDERS.name: None,
+}
+_missing = sorted(set(LAYOUTS) - set(LABEL_WRITERS))
+if _missing:  # a new layout without its writer would write a set with no labels file
+    raise ConfigError(f"layout(s) without a label writer: {', '.join(_missing)}")
+
+
 def _write_labels(
     out: Path, layout: str, tasks: list[dict], results: list[dict], *, with_ungradable: bool
 ) -> None:
-    if layout == APTOS.name:
-        header = [*APTOS.columns, PATIENT_COLUMN, EYE_COLUMN] + (
-            ["ungradable"] if with_ungradable else []
-        )
-        rows = [
-            [t["id"], t["grade"], t["patient"], t["eye"]]
-            + ([t["ungradable"] or ""] if with_ungradable else [])
-            for t in tasks
-        ]
-        write_atomic(_labels_path(out, layout), _csv_bytes(header, rows))
-    elif layout == EYEPACS.name:
-        write_atomic(
-            _labels_path(out, layout),
-            _csv_bytes(list(EYEPACS.columns), [[t["id"], t["grade"]] for t in tasks]),
-        )
-    elif layout == MESSIDOR2.name:
-        rows = []
-        for t, r in zip(tasks, results, strict=True):
-            if t["ungradable"]:
-                rows.append([t["id"], "", "", 0, t["patient"], t["eye"]])
-            else:
-                rows.append(
-                    [t["id"], t["grade"], int(r["dme_risk"] == 2), 1, t["patient"], t["eye"]]
-                )
-        header = [*MESSIDOR2.columns, PATIENT_COLUMN, EYE_COLUMN]
-        write_atomic(_labels_path(out, layout), _csv_bytes(header, rows))
-    elif layout == IDRID.name:
-        rows = [
-            [t["id"], t["grade"], r["dme_risk"], t["patient"], t["eye"]]
-            for t, r in zip(tasks, results, strict=True)
-        ]
-        header = [*IDRID.columns, PATIENT_COLUMN, EYE_COLUMN]
-        write_atomic(_labels_path(out, layout), _csv_bytes(header, rows))
-    # folders: the folder is the label
+    if layout not in LABEL_WRITERS:
+        raise ConfigError(f"no label writer for the {layout!r} layout")
+    writer = LABEL_WRITERS[layout]
+    if writer is None:
+        return  # folders: the folder is the label
+    header, rows = writer(tasks, results, with_ungradable)
+    write_atomic(_labels_path(out, layout), _csv_bytes(header, rows))
 
 
 def write_benchmark(

@@ -211,7 +211,7 @@ def get_screening(screening_id: int) -> Any:
 
 def _screening_image(screening_id: int, image: str) -> Any:
     """The heat map or the vessel / lesion overlay of one of your screenings (PNG)."""
-    from retinascreen.web.screenings import _send_stored
+    from retinascreen.web.screenings import send_stored
 
     screening = session().get(Screening, screening_id)
     if screening is None or screening.user_id != g.api_user.id:
@@ -219,7 +219,7 @@ def _screening_image(screening_id: int, image: str) -> Any:
     name = getattr(screening, f"{image}_name")
     if not name:
         return error(f"This screening has no {image} image.", 404)
-    return _send_stored(name)
+    return send_stored(name)
 
 
 @bp.get("/screenings/<int:screening_id>/heatmap.png")

@@ -19,24 +19,13 @@ from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from retinascreen.web.private import private_sqlite
+from retinascreen.web.private import private_sqlite, sqlite_file
 from retinascreen.web.writable import write_failure
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_SECONDS = 5.0
 """How long a request waits for another process's SQLite lock before answering 503."""
 MIGRATE_BUSY_TIMEOUT_SECONDS = 30.0
-
-
-def sqlite_file(url: str) -> Path | None:
-    """The database file of a SQLite URL (None for other databases and in-memory SQLite)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return None
-    name = parsed.database or ""
-    if not name or name == ":memory:" or name.startswith("file:"):
-        return None
-    return Path(name).resolve()
 
 
 def make_engine(

@@ -153,21 +153,20 @@ def _study_objects(pacs: Pacs, sink: ScreeningSink, rows: list[IntakeFile]) -> l
 def _vessel_object(sink: ScreeningSink, source: Any, model: str) -> Any:
     """The vessel Segmentation of ``source``, or None without a vessel model or fundus disc."""
     from retinascreen.data.dicom import load_dicom
-    from retinascreen.data.fundus import crop_box, find_disc
     from retinascreen.data.images import MAX_PIXELS
-    from retinascreen.serving.dicom_results import mask_in_photo, vessel_segmentation
+    from retinascreen.data.photo import FundusPhoto
+    from retinascreen.serving.dicom_results import vessel_segmentation
     from retinascreen.web.segmentation import get_segmenter
 
     with sink.app.app_context():
         segmenter = get_segmenter("vessels", sink.app)
     if segmenter is None:
         return None
-    rgb = load_dicom(dataset_bytes(source), str(source.SOPInstanceUID), MAX_PIXELS)
-    disc = find_disc(rgb)
-    if disc is None:
+    photo = FundusPhoto.read(
+        load_dicom(dataset_bytes(source), str(source.SOPInstanceUID), MAX_PIXELS)
+    )
+    if photo.disc is None:
         log.warning("%s: no fundus disc, so no vessel map", source.SOPInstanceUID)
         return None
-    segmentation = segmenter.segment(rgb)
-    box = crop_box(rgb.shape, disc)
-    mask = mask_in_photo(segmentation.masks["vessels"], rgb.shape[:2], (box.cx, box.cy, box.half))
-    return vessel_segmentation(source, mask, model=segmenter.model_info.get("name") or model)
+    mask = segmenter.segment(photo).in_photo_frame().masks["vessels"]
+    return vessel_segmentation(source, mask, model=segmenter.model_info.name or model)

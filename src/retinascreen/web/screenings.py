@@ -144,7 +144,7 @@ def show(screening_id: int) -> Any:
     )
 
 
-def _send_stored(name: str | None) -> Response:
+def send_stored(name: str | None) -> Response:
     if not name:
         abort(404)
     path = current_app.extensions["retinascreen.photos"].path(name)
@@ -158,25 +158,25 @@ def _send_stored(name: str | None) -> Response:
 @bp.get("/<int:screening_id>/photo")
 @login_required
 def photo(screening_id: int) -> Response:
-    return _send_stored(own_screening(screening_id).photo_name)
+    return send_stored(own_screening(screening_id).photo_name)
 
 
 @bp.get("/<int:screening_id>/heatmap.png")
 @login_required
 def heatmap(screening_id: int) -> Response:
-    return _send_stored(own_screening(screening_id).heatmap_name)
+    return send_stored(own_screening(screening_id).heatmap_name)
 
 
 @bp.get("/<int:screening_id>/vessels.png")
 @login_required
 def vessels(screening_id: int) -> Response:
-    return _send_stored(own_screening(screening_id).vessels_name)
+    return send_stored(own_screening(screening_id).vessels_name)
 
 
 @bp.get("/<int:screening_id>/lesions.png")
 @login_required
 def lesions(screening_id: int) -> Response:
-    return _send_stored(own_screening(screening_id).lesions_name)
+    return send_stored(own_screening(screening_id).lesions_name)
 
 
 @bp.get("/<int:screening_id>/report.pdf")

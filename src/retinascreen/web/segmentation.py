@@ -18,6 +18,7 @@ import numpy as np
 from flask import Flask, current_app
 
 if TYPE_CHECKING:
+    from retinascreen.data.photo import PhotoInput
     from retinascreen.serving.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
@@ -59,34 +60,26 @@ class Overlays:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def draw_overlays(rgb: np.ndarray, *, gradable: bool) -> Overlays:
+def segmenters(app: Flask | None = None) -> dict[str, Segmenter | None]:
+    """The app's segmenters by overlay name (None where off or unavailable)."""
+    return {what: get_segmenter(what, app) for what in CONFIG_KEYS}
+
+
+def draw_overlays(photo: PhotoInput, *, gradable: bool) -> Overlays:
     """Vessel overlay of every photo, lesion overlay of gradable ones; never raises.
 
     ``summary``: ``vessel_density`` (share of the field), ``lesion_areas`` (share of the field
     per lesion type) and ``models`` (name, version, sha256, training_data, synthetic of each).
+    The drawing is the screening step's (:func:`retinascreen.serving.step.draw_overlays`).
     """
-    result = Overlays()
-    for what in ("vessels", "lesions"):
-        if what == "lesions" and not gradable:
-            continue
-        try:
-            segmenter = get_segmenter(what)
-            if segmenter is None:
-                continue
-            segmentation = segmenter.segment(rgb)
-            result.images[what] = segmentation.overlay()
-        except Exception:  # noqa: BLE001 - log it and leave this overlay out
-            log.exception("segmentation (%s) failed; the screening is stored without it", what)
-            continue
-        result.summary.setdefault("models", {})[what] = segmentation.model
-        if what == "vessels":
-            density = segmentation.vessel_density()
-            if density is not None:
-                result.summary["vessel_density"] = round(density, 4)
-        else:
-            areas = segmentation.areas()
-            result.summary["lesion_areas"] = {k: round(v, 5) for k, v in areas.items()}
-    return result
+    from retinascreen.serving.step import draw_overlays as draw
+
+    try:
+        found = segmenters()
+    except Exception:  # noqa: BLE001 - a segmenter that cannot load leaves its overlay out
+        log.exception("segmenters unavailable; the screening is stored without overlays")
+        return Overlays()
+    return Overlays(*draw(photo, found, gradable=gradable))
 
 
 def lesion_note(summary: dict[str, Any]) -> str | None:

@@ -6,23 +6,27 @@ import contextlib
 import json
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
-from retinascreen.data.fundus import REASON_NO_DISC
-from retinascreen.errors import ImageError, ModelError, NotFundusError, RetinascreenError
+from retinascreen.data.folders import EYES
+from retinascreen.data.photo import FundusPhoto
+from retinascreen.errors import ImageError, ModelError, RetinascreenError
 from retinascreen.result import GradingService, calibration_note
+from retinascreen.serving.step import screen_photo
 from retinascreen.web.disconnect import stop_if_client_gone
 from retinascreen.web.inputs import PATIENT_ID_MAX, PATIENT_ID_RE
 from retinascreen.web.models import Screening, User
 from retinascreen.web.security import audit
-from retinascreen.web.segmentation import draw_overlays
+from retinascreen.web.segmentation import Overlays, draw_overlays, segmenters
 from retinascreen.web.storage import PhotoStore, new_name, photo_bytes, png_bytes
 
-EYES = ("left", "right")
+# A real photograph shipped with the app (the upload page offers it): the warm-up screens it.
+SAMPLE_PHOTO = Path(__file__).resolve().parent / "static" / "sample-retina.jpg"
 
 log = logging.getLogger(__name__)
 _predictor_lock = threading.Lock()
@@ -50,15 +54,16 @@ def warm_up(app: Flask) -> None:
     Without it the first upload to each worker pays for importing TensorFlow and tracing the
     heat-map graph (seconds), which showed as a 10 s p99 in the load test.
     """
-    from retinascreen.synthetic import generate
+    from retinascreen.data.images import load_image
 
     predictor = get_predictor(app)
-    prepared = predictor.prepare(generate(0, 0, size=256).image)
+    photo = FundusPhoto(load_image(SAMPLE_PHOTO))
+    prepared = predictor.prepare(photo)
     predictor.predict_prepared(prepared)
     with contextlib.suppress(ModelError):  # an ONNX model without its Keras sibling
         predictor.heatmap(prepared)
     with app.app_context():  # the vessel and lesion models too (absent ones are skipped)
-        draw_overlays(generate(0, 0, size=256).image, gradable=True)
+        draw_overlays(photo, gradable=True)
 
 
 def model_is_synthetic(predictor: GradingService) -> bool:
@@ -149,22 +154,15 @@ def screen_upload(
     rgb = decode_upload(data, filename)
     stop_if_client_gone()
     predictor = get_predictor()
-    prepared = predictor.prepare(rgb)  # one read, quality check and crop for grade and heat map
-    if REASON_NO_DISC in prepared.quality.reasons:
-        raise NotFundusError(
-            "This does not look like a fundus photograph (no round retina on a dark background "
-            "was found). Upload a colour photograph of the retina."
-        )
-    prediction = predictor.predict_prepared(prepared)
-    stop_if_client_gone()
-    heatmap = None
-    if prediction.gradable:
-        try:
-            heatmap = predictor.heatmap(prepared)
-        except ModelError as exc:  # e.g. an .onnx model without its .keras beside it
-            log.warning("no heat map: %s", exc)
-
-    overlays = draw_overlays(rgb, gradable=prediction.gradable)
+    screened = screen_photo(  # the one screening step: not-a-fundus refused there
+        FundusPhoto(rgb),
+        predictor,
+        heatmap=True,
+        segmenters=segmenters(),
+        between=stop_if_client_gone,
+    )
+    prediction, heatmap = screened.prediction, screened.heatmap
+    overlays = Overlays(screened.overlays, screened.summary)
 
     kept, suffix = photo_bytes(data, rgb)
     files = {new_name(suffix): kept}

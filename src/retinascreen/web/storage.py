@@ -40,10 +40,17 @@ def photo_bytes(data: bytes, rgb: np.ndarray) -> tuple[bytes, str]:
     return png_bytes(rgb), ".png"
 
 
+# zlib level 1: the same pixels, files ~15 % larger, 5x less CPU than Pillow's default (6):
+# a 576 px vessel overlay took 120 ms of an upload's ~550 ms, now 22 ms (bench/load.py).
+PNG_COMPRESS_LEVEL = 1
+
+
 def png_bytes(rgb: np.ndarray) -> bytes:
-    """PNG encoding of an RGB uint8 array."""
+    """PNG encoding of an RGB uint8 array (lossless; fast rather than smallest)."""
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buffer, format="PNG")
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(
+        buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL
+    )
     return buffer.getvalue()
 
 

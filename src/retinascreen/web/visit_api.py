@@ -166,7 +166,7 @@ def get_fhir(visit_id: str) -> Any:
 
 
 def _photo_file(visit_id: str, photo_id: int, what: str) -> Any:
-    from retinascreen.web.screenings import _send_stored
+    from retinascreen.web.screenings import send_stored
 
     visit = _visit(visit_id)
     photo = photo_of(visit, photo_id) if visit is not None else None
@@ -175,7 +175,7 @@ def _photo_file(visit_id: str, photo_id: int, what: str) -> Any:
     name = photo.photo_name if what == "photo" else photo.heatmap_name
     if not name:
         return error("This photo has no heat map.", 404)
-    return _send_stored(name)
+    return send_stored(name)
 
 
 @bp.get("/visits/<visit_id>/photos/<int:photo_id>/photo")

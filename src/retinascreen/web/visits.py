@@ -143,12 +143,12 @@ def show(public_id: str) -> Any:
 @login_required
 def photo_file(public_id: str, photo_id: int, what: str) -> Response:
     """A visit's photo, or its heat map or vessel / lesion overlay (404 where there is none)."""
-    from retinascreen.web.screenings import _send_stored
+    from retinascreen.web.screenings import send_stored
 
     photo = photo_of(_visit(public_id), photo_id)
     if photo is None:
         abort(404)
-    return _send_stored(getattr(photo, f"{what}_name"))
+    return send_stored(getattr(photo, f"{what}_name"))
 
 
 def _pdf(data: bytes, name: str) -> Response:

@@ -19,7 +19,7 @@ from typing import Literal
 
 from sqlalchemy import Engine, text
 
-from retinascreen.web.private import write_private
+from retinascreen.web.private import sqlite_file, write_private
 
 Failure = Literal["read_only", "disk_full"]
 
@@ -118,6 +118,4 @@ def folder_write_problem(folder: Path) -> str | None:
 
 
 def _sqlite_path(engine: Engine) -> Path | None:
-    from retinascreen.web.db import sqlite_file
-
     return sqlite_file(engine.url.render_as_string(hide_password=False))

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from retinascreen import __version__
 from retinascreen.serving.fhir import (
     ABSENT,
     GRADE_CODE,
@@ -30,6 +29,7 @@ from retinascreen.serving.fhir import (
     MACULOPATHY,
     PRESENT,
 )
+from retinascreen.version import __version__
 
 PRIVATE = "99RSCREEN"
 MANUFACTURER = "retinascreen"

@@ -20,6 +20,12 @@ from retinascreen import __version__
 from retinascreen.grading import LABELS
 from retinascreen.web import db as database
 from retinascreen.web import handlers, health
+
+# The visit tables (patients, visits, reviews) and the intake ledger live in their own modules;
+# importing them with the package puts them in Base.metadata wherever any web module is loaded
+# (Alembic, the app, the admin and watch commands), without a cycle through web.models.
+from retinascreen.web import intake_models as _intake_models  # noqa: E402,F401,I001
+from retinascreen.web import visit_models as _visit_models  # noqa: E402,F401,I001
 from retinascreen.web.config import database_url, default_instance_path, defaults, load_secret_key
 from retinascreen.web.models import User
 from retinascreen.web.private import private_folder

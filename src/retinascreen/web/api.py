@@ -13,7 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from retinascreen.errors import RetinascreenError
 from retinascreen.web.db import session
 from retinascreen.web.handlers import page_number, too_large_message
-from retinascreen.web.inputs import text_problem
+from retinascreen.web.inputs import clean_patient_id, text_problem
 from retinascreen.web.limits import Refused, take, token_limits
 from retinascreen.web.models import ApiToken, Screening, User, utcnow
 from retinascreen.web.openapi import openapi_document
@@ -27,7 +27,7 @@ from retinascreen.web.security import (
     sign_in,
     token_expires,
 )
-from retinascreen.web.service import clean_patient_id, screen_upload
+from retinascreen.web.service import screen_upload
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_PER_PAGE = 100

@@ -12,6 +12,7 @@ from typing import Any
 
 from retinascreen.data.dicom_headers import DicomHeaders, is_dicom, read_headers
 from retinascreen.errors import RetinascreenError
+from retinascreen.web.inputs import clean_patient_id
 
 
 def header_of(data: bytes, filename: str | None) -> DicomHeaders | None:
@@ -28,8 +29,6 @@ def reconcile(
     headers: DicomHeaders | None, patient_id: str | None, eye: str | None
 ) -> tuple[str | None, str | None, dict[str, Any] | None]:
     """(patient id, eye, the ``dicom`` note for the result) from the header and the form."""
-    from retinascreen.web.service import clean_patient_id
-
     if headers is None:
         return patient_id, eye, None
     disagreements: list[str] = []

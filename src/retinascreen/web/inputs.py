@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from flask import request
 from werkzeug.exceptions import BadRequest
 
+from retinascreen.errors import RetinascreenError
+
 _BAD = re.compile("[\x00\ud800-\udfff]")
 
 PATIENT_ID_MAX = 64
@@ -61,3 +63,15 @@ def refuse_bad_text() -> None:
         if problem:
             shown = name if name.isprintable() and not text_problem(name) else "a field"
             raise BadRequest(f"Bad input: {shown[:64]} {problem}. Remove it and try again.")
+
+
+def clean_patient_id(value: str | None) -> str | None:
+    """Trimmed patient id or None; a 400 error when over 64 characters or with control or
+    invisible characters (checked before trimming, as the OpenAPI document says)."""
+    value = value or ""
+    if len(value) > PATIENT_ID_MAX or not PATIENT_ID_RE.fullmatch(value):
+        raise RetinascreenError(
+            f"Patient id must be at most {PATIENT_ID_MAX} printable characters "
+            "(no control or invisible characters)."
+        )
+    return value.strip() or None

@@ -178,7 +178,7 @@ class ScreeningSink:
             RetinascreenError,
             TruncatedImageError,
         )
-        from retinascreen.web.service import clean_patient_id
+        from retinascreen.web.inputs import clean_patient_id
         from retinascreen.web.visit_service import PhotoUpload, add_intake_photo
 
         earlier = self.seen(photo.source, photo.key)

@@ -19,7 +19,7 @@ from retinascreen.web.models import Screening
 from retinascreen.web.outcome import EyeOutcome, VisitOutcome
 from retinascreen.web.pdf_text import SANS, SANS_BOLD, markup
 from retinascreen.web.policy import Policy
-from retinascreen.web.report import _image, _unicode_styles, warning_text
+from retinascreen.web.report import report_image, unicode_styles, warning_text
 from retinascreen.web.storage import PhotoStore
 from retinascreen.web.visit_models import Visit
 from retinascreen.web.visit_service import FIELD_NAMES, eyes_photos
@@ -82,7 +82,7 @@ def _eye_sentence(eye: EyeOutcome) -> str:
 
 def patient_letter(visit: Visit, outcome: VisitOutcome, policy: Policy) -> bytes:
     """The one-page plain-language letter to the patient."""
-    styles = _unicode_styles()
+    styles = unicode_styles()
     body = ParagraphStyle("letter", parent=styles["BodyText"], fontSize=11, leading=15)
     head = ParagraphStyle("letter-head", parent=styles["Heading2"], spaceBefore=8)
     buffer = io.BytesIO()
@@ -126,10 +126,10 @@ def patient_letter(visit: Visit, outcome: VisitOutcome, policy: Policy) -> bytes
 
 def _photo_cell(photo: Screening, store: PhotoStore, side: float, small: ParagraphStyle) -> Table:
     cells: list[Flowable] = [
-        _image(store.path(photo.photo_name), side) or Paragraph("photo unavailable", small)
+        report_image(store.path(photo.photo_name), side) or Paragraph("photo unavailable", small)
     ]
     if photo.heatmap_name:
-        cells.append(_image(store.path(photo.heatmap_name), side) or Paragraph("", small))
+        cells.append(report_image(store.path(photo.heatmap_name), side) or Paragraph("", small))
     verdict = f"grade {photo.grade} ({LABELS[photo.grade]})" if photo.gradable else "ungradable"
     caption = f"#{photo.id} {FIELD_NAMES.get(photo.field or '', 'photo')}: {verdict}"
     table = Table([cells, [Paragraph(markup(caption), small)]])
@@ -140,7 +140,7 @@ def _photo_cell(photo: Screening, store: PhotoStore, side: float, small: Paragra
 def clinical_report(visit: Visit, outcome: VisitOutcome, store: PhotoStore, *, user: str) -> bytes:
     """The clinical PDF of a visit: outcome and rule, each eye's machine and grader findings,
     and every photo with its heat map."""
-    styles = _unicode_styles()
+    styles = unicode_styles()
     body = styles["BodyText"]
     small = ParagraphStyle("small", parent=body, fontSize=8, leading=10)
     buffer = io.BytesIO()

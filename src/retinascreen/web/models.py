@@ -279,10 +279,3 @@ class Invite(Base):
     used_by: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
-
-
-# The visit tables (patients, visits, reviews) and the intake ledger live in their own modules;
-# importing them here puts them in Base.metadata wherever the models are loaded (Alembic, the
-# app, the admin command).
-from retinascreen.web import intake_models as _intake_models  # noqa: E402,F401
-from retinascreen.web import visit_models as _visit_models  # noqa: E402,F401

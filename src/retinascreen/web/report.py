@@ -55,7 +55,7 @@ EMBED_MAX_SIDE = 1600
 printed at. A 49-megapixel original made each report cost 9 s and 11 MB."""
 
 
-def _image(path: Path | None, max_side: float) -> Flowable | None:
+def report_image(path: Path | None, max_side: float) -> Flowable | None:
     """The picture at ``path`` scaled to ``max_side`` on the page, turned upright by its EXIF
     orientation, and embedded at most :data:`EMBED_MAX_SIDE` pixels long (as JPEG if reduced)."""
     from PIL import Image as PILImage
@@ -84,7 +84,7 @@ def _image(path: Path | None, max_side: float) -> Flowable | None:
     return Image(source, width=width * scale, height=height * scale)
 
 
-def _unicode_styles() -> dict[str, ParagraphStyle]:
+def unicode_styles() -> dict[str, ParagraphStyle]:
     """reportlab's sample styles in DejaVu Sans (Helvetica has no glyphs beyond Latin-1)."""
     register_fonts()
     sample = getSampleStyleSheet()
@@ -124,7 +124,7 @@ def pictures(screening: Screening, store: PhotoStore, small: ParagraphStyle) -> 
     width = 176 * mm / len(named)
     side = min(80 * mm, width - 6 * mm)
     cells = [
-        (_image(store.path(name), side) if name else None) or Paragraph(missing, small)
+        (report_image(store.path(name), side) if name else None) or Paragraph(missing, small)
         for name, _, missing in named
     ]
     captions = [Paragraph(markup(caption), small) for _, caption, _ in named]
@@ -145,7 +145,7 @@ def warning_text() -> str:
 def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes:
     """The PDF bytes of ``screening``'s report."""
     prediction = screening.prediction
-    styles = _unicode_styles()
+    styles = unicode_styles()
     body = styles["BodyText"]
     small = ParagraphStyle(
         "small", parent=body, fontSize=8, leading=10, textColor=colors.HexColor("#4f5b6d")

@@ -2,8 +2,8 @@
 
 :func:`grade_photo` does what :func:`retinascreen.web.service.screen_upload` does before it
 stores anything (decode with the product's checks, prepare once, refuse a non-fundus, grade,
-heat map, overlays) and hands the pieces back, so a visit can store all its photos in one
-transaction. When the screening step is replaced (issue 22), only this function changes.
+heat map, overlays: the one screening step, ``serving.step.screen_photo``) and hands the pieces
+back, so a visit can store all its photos in one transaction.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from retinascreen.data.fundus import REASON_NO_DISC
-from retinascreen.errors import ModelError, NotFundusError
+from retinascreen.data.photo import FundusPhoto
 from retinascreen.result import Prediction
+from retinascreen.serving.step import screen_photo
 from retinascreen.web.disconnect import stop_if_client_gone
-from retinascreen.web.segmentation import draw_overlays
+from retinascreen.web.segmentation import Overlays, segmenters
 from retinascreen.web.service import card_summary, decode_upload, get_predictor
 from retinascreen.web.storage import photo_bytes
 
@@ -44,21 +44,15 @@ def grade_photo(data: bytes, filename: str | None) -> GradedPhoto:
     stop_if_client_gone()
     rgb = decode_upload(data, filename)
     predictor = get_predictor()
-    prepared = predictor.prepare(rgb)
-    if REASON_NO_DISC in prepared.quality.reasons:
-        raise NotFundusError(
-            "This does not look like a fundus photograph (no round retina on a dark background "
-            "was found). Upload a colour photograph of the retina."
-        )
-    prediction = predictor.predict_prepared(prepared)
-    stop_if_client_gone()
-    heatmap = None
-    if prediction.gradable:
-        try:
-            heatmap = predictor.heatmap(prepared)
-        except ModelError as exc:
-            log.warning("no heat map: %s", exc)
-    overlays = draw_overlays(rgb, gradable=prediction.gradable)
+    screened = screen_photo(  # the one screening step: not-a-fundus refused there
+        FundusPhoto(rgb),
+        predictor,
+        heatmap=True,
+        segmenters=segmenters(),
+        between=stop_if_client_gone,
+    )
+    prediction, heatmap = screened.prediction, screened.heatmap
+    overlays = Overlays(screened.overlays, screened.summary)
     kept, suffix = photo_bytes(data, rgb)
     return GradedPhoto(
         prediction=prediction,

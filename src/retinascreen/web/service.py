@@ -19,7 +19,7 @@ from retinascreen.errors import ImageError, ModelError, RetinascreenError
 from retinascreen.result import GradingService, calibration_note
 from retinascreen.serving.step import screen_photo
 from retinascreen.web.disconnect import stop_if_client_gone
-from retinascreen.web.inputs import PATIENT_ID_MAX, PATIENT_ID_RE
+from retinascreen.web.inputs import clean_patient_id
 from retinascreen.web.models import Screening, User
 from retinascreen.web.security import audit
 from retinascreen.web.segmentation import Overlays, draw_overlays, segmenters
@@ -103,18 +103,6 @@ def card_summary(predictor: GradingService) -> dict[str, Any] | None:
     if calibration:
         summary["calibration"] = calibration
     return summary
-
-
-def clean_patient_id(value: str | None) -> str | None:
-    """Trimmed patient id or None; a 400 error when over 64 characters or with control or
-    invisible characters (checked before trimming, as the OpenAPI document says)."""
-    value = value or ""
-    if len(value) > PATIENT_ID_MAX or not PATIENT_ID_RE.fullmatch(value):
-        raise RetinascreenError(
-            f"Patient id must be at most {PATIENT_ID_MAX} printable characters "
-            "(no control or invisible characters)."
-        )
-    return value.strip() or None
 
 
 def clean_eye(value: str | None) -> str | None:

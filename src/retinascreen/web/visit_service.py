@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from retinascreen.errors import RetinascreenError
+from retinascreen.web.inputs import clean_patient_id
 from retinascreen.web.models import Screening, User, as_utc, utcnow
 from retinascreen.web.outcome import (
     EYES,
@@ -29,7 +30,6 @@ from retinascreen.web.outcome import (
 from retinascreen.web.policy import Policy, load_policy
 from retinascreen.web.screening_step import GradedPhoto, grade_photo
 from retinascreen.web.security import audit
-from retinascreen.web.service import clean_patient_id
 from retinascreen.web.storage import PhotoStore, new_name, png_bytes
 from retinascreen.web.visit_models import (
     FIELDS,

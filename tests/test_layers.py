@@ -36,11 +36,7 @@ RANKS = {
 # Packages of one rank that must not import each other (each stands on the layers below).
 SIDE_BY_SIDE = {2}
 # Cycles known and left, each with why; a test fails when one is gone (drop it here then).
-KNOWN_CYCLES = {
-    "retinascreen.models.backbones -> retinascreen.models.efficientnet_lite -> "
-    "retinascreen.models.backbones": "efficientnet_lite borrows backbones.keras_cache_dir; both "
-    "files are being changed for training (issue 22 leaves the backbone table to that work)",
-}
+KNOWN_CYCLES: dict[str, str] = {}  # cycle -> why it is tolerated (none today)
 
 
 def module_name(path: Path) -> str:

@@ -17,7 +17,6 @@ Weights:
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import keras
 from keras import layers
 
 from retinascreen.errors import ConfigError, ModelError, WeightsUnavailableError
+from retinascreen.models.cache import keras_cache_dir
 from retinascreen.models.efficientnet_lite import VARIANTS as LITE_VARIANTS
 from retinascreen.models.efficientnet_lite import (
     LiteVariant,
@@ -260,16 +260,6 @@ def mini_xception(
     h = layers.BatchNormalization(name="top_bn")(h)
     h = layers.Activation("relu", name="top_relu")(h)
     return keras.Model(keras.utils.get_source_inputs(x), h, name="mini_xception")
-
-
-def keras_cache_dir() -> Path:
-    """``$KERAS_HOME/models`` read now (Keras reads KERAS_HOME only at import), else Keras's."""
-    home = os.environ.get("KERAS_HOME")
-    if not home:
-        from keras.src.backend.config import keras_home
-
-        home = keras_home()
-    return Path(home).expanduser() / "models"
 
 
 def imagenet_weights_path(spec: BackboneSpec) -> Path:

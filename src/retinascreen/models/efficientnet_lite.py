@@ -246,7 +246,7 @@ def convert_state_dict(variant: str, state: dict[str, np.ndarray]) -> dict[str, 
 
 
 def _cache_file(variant: str, source: Path) -> Path:
-    from retinascreen.models.backbones import keras_cache_dir
+    from retinascreen.models.cache import keras_cache_dir
 
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     return keras_cache_dir() / f"{variant}_imagenet_{digest[:16]}.npz"

@@ -3,7 +3,8 @@
     nice -n 15 python tools/make_idrid_models.py disc    --threads 1   # ~15 min on 1 core
     nice -n 15 python tools/make_idrid_models.py lesions --threads 1   # ~35 min on 1 core
 
-- ``disc``: a small U-Net on the 384 px fundus crop, target = IDRiD's optic-disc masks;
+- ``disc``: a small U-Net (width 8) on the whole 256 px fundus crop, target = IDRiD's
+  optic-disc masks;
 - ``lesions``: a U-Net on the 1024 px fundus crop with CLAHE (a microaneurysm is ~4-8 px
   there), random 128 px patches, half of them centred on a lesion of a class drawn
   uniformly (so microaneurysms are seen as often as exudates), classes microaneurysm,
@@ -191,10 +192,10 @@ def make(args: argparse.Namespace) -> Path:
 
 
 DEFAULTS = {
-    "disc": {"size": 384, "width": 12, "depth": 4, "patch": 192, "batch": 8, "steps": 40,
-             "epochs": 60, "budget": 900.0, "patience": 8, "bias": 0.6, "clahe": False},
-    "lesions": {"size": 1024, "width": 16, "depth": 4, "patch": 128, "batch": 8, "steps": 60,
-                "epochs": 80, "budget": 2100.0, "patience": 10, "bias": 0.6, "clahe": True},
+    "disc": {"size": 256, "width": 8, "depth": 4, "patch": 256, "batch": 6, "steps": 30,
+             "epochs": 60, "budget": 1300.0, "patience": 15, "bias": 0.6, "clahe": False},
+    "lesions": {"size": 1024, "width": 16, "depth": 4, "patch": 128, "batch": 8, "steps": 150,
+                "epochs": 40, "budget": 2100.0, "patience": 10, "bias": 0.6, "clahe": True},
 }  # fmt: skip
 
 

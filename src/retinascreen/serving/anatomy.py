@@ -172,3 +172,35 @@ def draw_anatomy(rgb: np.ndarray, anatomy: Anatomy) -> np.ndarray:
         cv2.drawMarker(out, (fx, fy), (0, 255, 255), cv2.MARKER_CROSS, mark, thick)
         cv2.circle(out, (fx, fy), max(2, round(anatomy.disc_diameter)), (255, 255, 0), thick)
     return out
+
+
+class EyeFiller:
+    """Fills the ``eye`` of batch-screening rows whose file name did not say, from the photo's
+    laterality (left blank below :data:`LATERALITY_MIN_CONFIDENCE` or when no disc is found).
+    The disc model is loaded on the first photo that needs it; if it cannot be loaded the eyes
+    stay blank and screening goes on."""
+
+    def __init__(self, folder: str | os.PathLike[str], model: str | os.PathLike[str] | None = None):
+        self.folder = os.fspath(folder)
+        self.model = model
+        self._finder: AnatomyFinder | None = None
+        self._failed = False
+
+    def fill(self, rows: list[dict[str, str]]) -> list[dict[str, str]]:
+        """The same rows, ``eye`` filled where it was empty and the photo was read."""
+        import logging
+
+        for row in rows:
+            if row.get("eye") or row.get("error") or self._failed:
+                continue
+            try:
+                if self._finder is None:
+                    self._finder = AnatomyFinder(self.model, threads=None)
+                found = self._finder.find(os.path.join(self.folder, row["path"]))
+            except Exception as exc:  # noqa: BLE001 - the grade row stands without an eye
+                logging.getLogger(__name__).warning("laterality of %s: %s", row["path"], exc)
+                self._failed = self._finder is None
+                continue
+            if found and found.laterality and found.confidence >= LATERALITY_MIN_CONFIDENCE:
+                row["eye"] = found.laterality
+        return rows

@@ -24,8 +24,9 @@ from retinascreen.errors import ConfigError
 from retinascreen.result import ImageInput, Prediction
 
 if TYPE_CHECKING:
+    from retinascreen.data.fundus import CropBox
     from retinascreen.serving.anatomy import Anatomy
-    from retinascreen.serving.segmenter import Segmentation
+    from retinascreen.serving.segmenter import Segmentation, Segmenter
 
 __all__ = ["MaculaCheck", "MaculaResult", "MaculopathyRule", "apply_to", "lesions_near_fovea"]
 
@@ -91,6 +92,31 @@ class MaculaResult:
     refer: bool
     areas: dict[str, float] = field(default_factory=dict)
     anatomy: Anatomy | None = None
+    # The square the lesion map was cut from and its side, to draw on that map.
+    crop: tuple[CropBox, int] | None = None
+
+    def draw_on(self, view: np.ndarray) -> np.ndarray:
+        """The anatomy (disc outline, fovea, macular circle) drawn on a lesion-map ``view``
+        (the fundus crop the map was cut from); ``view`` unchanged without anatomy."""
+        from retinascreen.data.anatomy import photo_scale, photo_to_crop
+        from retinascreen.serving.anatomy import Anatomy, draw_anatomy
+
+        a = self.anatomy
+        if a is None or self.crop is None:
+            return view
+        box, size = self.crop
+        k = view.shape[0] / size
+        scale = photo_scale(box, size)
+
+        def to_view(x: float, y: float) -> tuple[float, float]:
+            u, v = photo_to_crop(box, size, x, y)
+            return u * k, v * k
+
+        fovea = None if a.fovea_centre is None else to_view(*a.fovea_centre)
+        outline = np.array([to_view(float(x), float(y)) for x, y in a.disc_outline])
+        moved = Anatomy(to_view(*a.disc_centre), a.disc_diameter / scale * k, a.disc_confidence,
+                        outline, fovea, a.fovea_confidence, a.laterality, a.confidence)  # fmt: skip
+        return draw_anatomy(view, moved)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,7 +150,7 @@ class MaculaCheck:
         rule: MaculopathyRule | None = None,
         *,
         disc_model: str | os.PathLike[str] | None = None,
-        lesion_model: str | os.PathLike[str] | None = None,
+        lesion_model: str | os.PathLike[str] | Segmenter | None = None,
         threads: int | None = None,
     ) -> None:
         from retinascreen.serving.anatomy import AnatomyFinder
@@ -132,7 +158,11 @@ class MaculaCheck:
 
         self.rule = rule or MaculopathyRule()
         self.finder = AnatomyFinder(disc_model, threads=threads)
-        self.lesions = Segmenter(lesion_model, "lesions", threads=threads)
+        self.lesions = (
+            lesion_model
+            if isinstance(lesion_model, Segmenter)
+            else Segmenter(lesion_model, "lesions", threads=threads)
+        )
         missing = [name for name in self.rule.lesions if name not in self.lesions.classes]
         if missing:
             raise ConfigError(
@@ -164,7 +194,8 @@ class MaculaCheck:
         dd = anatomy.disc_diameter / photo_scale(box, size)
         areas = lesions_near_fovea(seg, fovea, dd, self.rule)
         suspected = any(v >= self.rule.min_area_of_disc and v > 0 for v in areas.values())
-        return MaculaResult(suspected, text, suspected and self.rule.refer, areas, anatomy)
+        refer = suspected and self.rule.refer
+        return MaculaResult(suspected, text, refer, areas, anatomy, (box, size))
 
 
 def apply_to(prediction: Prediction, result: MaculaResult) -> Prediction:

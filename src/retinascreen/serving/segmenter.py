@@ -186,6 +186,8 @@ class Segmenter:
             "training_data": card.training_data,
             "synthetic": bool(card.synthetic),
         }
+        if card.metrics.get("test_aupr"):  # measured on real masks (IDRiD test): cards show it
+            self.model_info["test_aupr"] = dict(card.metrics["test_aupr"])
 
     def __repr__(self) -> str:
         return f"Segmenter({str(self.model_path)!r}, classes={list(self.classes)})"

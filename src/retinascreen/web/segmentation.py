@@ -57,6 +57,8 @@ class Overlays:
 
     images: dict[str, np.ndarray] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    # The disc/fovea/maculopathy verdict (serving.maculopathy.MaculaResult) of a gradable photo.
+    macula: Any = None
 
 
 def draw_overlays(rgb: np.ndarray, *, gradable: bool) -> Overlays:
@@ -86,7 +88,26 @@ def draw_overlays(rgb: np.ndarray, *, gradable: bool) -> Overlays:
         else:
             areas = segmentation.areas()
             result.summary["lesion_areas"] = {k: round(v, 5) for k, v in areas.items()}
+            _add_macula(result, rgb, segmentation, segmenter)
     return result
+
+
+def _add_macula(result: Overlays, rgb: np.ndarray, segmentation: Any, lesions: Any) -> None:
+    """Disc, fovea and maculopathy from the lesion map; drawn on it; never raises."""
+    from retinascreen.web.anatomy import get_macula_check
+
+    try:
+        check = get_macula_check(lesions)
+        if check is None:
+            return
+        macula = check.check(rgb, segmentation=segmentation)
+    except Exception:  # noqa: BLE001 - log it and leave the anatomy out
+        log.exception("disc/fovea finding failed; the screening is stored without it")
+        return
+    result.macula = macula
+    result.images["lesions"] = macula.draw_on(result.images["lesions"])
+    result.summary["macula"] = macula.to_dict()
+    result.summary.setdefault("models", {})["disc"] = check.finder.model_info
 
 
 def lesion_note(summary: dict[str, Any]) -> str | None:
@@ -97,7 +118,14 @@ def lesion_note(summary: dict[str, Any]) -> str | None:
     source = str(model.get("training_data") or "").strip()
     if model.get("synthetic"):
         return f"{SYNTHETIC_LESIONS}." + (f" Training data: {source}." if source else "")
-    return f"Lesion maps were learned from {source}." if source else None
+    note = f"Lesion maps were learned from {source}." if source else None
+    aupr = model.get("test_aupr")
+    if note and isinstance(aupr, dict) and aupr:
+        figures = ", ".join(
+            f"{name.replace('_', ' ')} {float(value):.2f}" for name, value in aupr.items()
+        )
+        note += f" Measured on IDRiD's 27 test photos, area under the precision-recall curve: {figures}."
+    return note
 
 
 def lesion_legend(summary: dict[str, Any]) -> str | None:

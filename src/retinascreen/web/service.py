@@ -161,6 +161,10 @@ def screen_upload(
             log.warning("no heat map: %s", exc)
 
     overlays = draw_overlays(rgb, gradable=prediction.gradable)
+    if overlays.macula is not None:  # anatomy in the result; maculopathy may refer (a setting)
+        from retinascreen.serving.maculopathy import apply_to
+
+        prediction = apply_to(prediction, overlays.macula)
 
     kept, suffix = photo_bytes(data, rgb)
     files = {new_name(suffix): kept}

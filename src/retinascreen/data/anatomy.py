@@ -103,7 +103,8 @@ def disc_from_map(prob: np.ndarray, field: np.ndarray, threshold: float = 0.5) -
 
 
 def _darkness(view: np.ndarray, field: np.ndarray, dd: float) -> np.ndarray:
-    """Smoothed, vessel-free brightness of the crop (0..1), field-median outside the field."""
+    """Smoothed, vessel-free brightness of the crop relative to its surroundings (~1), the
+    field's median outside the field."""
     green = view[:, :, 1].astype(np.float32) if view.ndim == 3 else view.astype(np.float32)
     red = view[:, :, 0].astype(np.float32) if view.ndim == 3 else green
     lum = 0.75 * green + 0.25 * red
@@ -115,7 +116,14 @@ def _darkness(view: np.ndarray, field: np.ndarray, dd: float) -> np.ndarray:
         lum, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     )
     smooth = cv2.GaussianBlur(closed, (0, 0), max(1.0, dd * 0.15))
-    return smooth / max(1.0, median)
+    # Divide out the slow illumination (vignetting darkens the rim more than the macula).
+    # (blurred over the field only, so the black surround does not darken the rim)
+    inside_f = field.astype(np.float32)
+    sigma = max(2.0, dd * 2.0)
+    background = cv2.GaussianBlur(closed * inside_f, (0, 0), sigma) / np.maximum(
+        cv2.GaussianBlur(inside_f, (0, 0), sigma), 1e-3
+    )
+    return smooth / np.maximum(background, 0.2 * max(1.0, median))
 
 
 def find_fovea(view: np.ndarray, field: np.ndarray, disc: DiscFit) -> FoveaFit | None:
@@ -126,7 +134,7 @@ def find_fovea(view: np.ndarray, field: np.ndarray, disc: DiscFit) -> FoveaFit |
     lum = _darkness(view, field, dd)
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
     safe = cv2.erode(
-        field.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(1, int(dd * 0.3))
+        field.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(1, int(dd * 0.5))
     )
     fy, fx = np.nonzero(field)
     centre_x = float(fx.mean()) if fx.size else w / 2

@@ -37,7 +37,7 @@ RUNS = ROOT / "runs" / "anatomy"
 RESULTS = ROOT / "bench" / "results" / "anatomy"
 LESIONS = ("hard_exudate", "haemorrhage", "microaneurysm", "cotton_wool")
 FIELDS = ["file", "eye", "maculopathy", "grade", "disc_x", "disc_y", "disc_diameter",
-          "disc_confidence", "fovea_x", "fovea_y", "fovea_confidence", "laterality",
+          "disc_confidence", "fovea_x", "fovea_y", "fovea_confidence", "laterality", "macula_checked",
           *[f"area_{n}" for n in LESIONS]]  # fmt: skip
 
 
@@ -65,8 +65,9 @@ def srahim_rows(macula_every: int, threads: int | None) -> list[dict[str, str]]:
             writer.writeheader()
         start = time.monotonic()
         for i, label in enumerate(labels):
-            if label["file"] in done:
-                continue
+            known = done.get(label["file"])
+            if known and (i % macula_every or known["macula_checked"] == "1"):
+                continue  # cached (a row lacking the lesion check is redone when asked for)
             rgb = load_image(SRAHIM / label["file"])
             areas: dict[str, float] = {}
             if i % macula_every == 0:

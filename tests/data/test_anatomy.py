@@ -69,3 +69,17 @@ def test_crop_and_photo_coordinates_invert() -> None:
     # The crop's centre is the box's centre (within the rounding of the square).
     cx, cy = crop_to_photo(box, 384, 191.5, 191.5)
     assert abs(cx - box.cx) < 3 and abs(cy - box.cy) < 3
+
+
+def test_the_disc_side_of_the_field_is_a_second_laterality_cue() -> None:
+    from retinascreen.data.anatomy import DiscFit, disc_side
+
+    yy, xx = np.mgrid[:200, :200]
+    field = (xx - 100) ** 2 + (yy - 100) ** 2 <= 90**2
+    outline = np.zeros((1, 2), np.float32)
+    right = disc_side(DiscFit(160.0, 100.0, 20.0, outline, 0.9), field)
+    left = disc_side(DiscFit(60.0, 100.0, 20.0, outline, 0.9), field)
+    centred = disc_side(DiscFit(102.0, 100.0, 20.0, outline, 0.9), field)
+    assert right[0] == 1 and right[1] > 0.9
+    assert left[0] == -1 and left[1] > 0.9
+    assert centred[1] < 0.1  # a disc-centred photo says nothing about the eye

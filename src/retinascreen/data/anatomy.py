@@ -30,6 +30,7 @@ __all__ = [
     "FoveaFit",
     "crop_to_photo",
     "disc_from_map",
+    "disc_side",
     "find_fovea",
     "laterality_of",
     "photo_scale",
@@ -172,6 +173,18 @@ def find_fovea(view: np.ndarray, field: np.ndarray, disc: DiscFit) -> FoveaFit |
         else float(np.clip(0.5 + (contrast - candidates[1][0]) / 0.1, 0.0, 1.0))
     )
     return FoveaFit(x, y, round(strength * (0.5 + 0.5 * margin) * disc.confidence, 3), side)
+
+
+def disc_side(disc: DiscFit, field: np.ndarray) -> tuple[int, float]:
+    """Which side of the field's centre the disc lies on (+1 right, -1 left) and how clearly
+    (0..1: its horizontal offset over 0.4 field radii). Macula-centred photos put a right eye's
+    disc right of the centre."""
+    ys, xs = np.nonzero(field)
+    if xs.size == 0:
+        return 0, 0.0
+    radius = math.sqrt(xs.size / math.pi)
+    offset = disc.cx - float(xs.mean())
+    return (1 if offset > 0 else -1), float(np.clip(abs(offset) / (0.4 * radius), 0.0, 1.0))
 
 
 def laterality_of(disc_x: float, fovea_x: float) -> str:

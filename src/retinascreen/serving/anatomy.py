@@ -48,6 +48,9 @@ class Anatomy:
     fovea_confidence: float
     laterality: str | None
     confidence: float
+    # What the laterality rests on: the disc's side of the fovea, or (no fovea placed) the
+    # disc's side of the field's centre.
+    basis: str = "fovea"
 
     def to_dict(self) -> dict[str, Any]:
         """SPEC ``anatomy``: ``{"disc": {"centre", "diameter", "confidence"}, "fovea":
@@ -67,6 +70,7 @@ class Anatomy:
             "fovea": fovea,
             "laterality": self.laterality,
             "confidence": round(self.confidence, 3),
+            "laterality_basis": self.basis if self.laterality else None,
         }
 
     def distance_dd(self, x: float, y: float) -> float:
@@ -100,6 +104,7 @@ class AnatomyFinder:
         from retinascreen.data.anatomy import (
             crop_to_photo,
             disc_from_map,
+            disc_side,
             find_fovea,
             laterality_of,
             photo_scale,
@@ -125,10 +130,17 @@ class AnatomyFinder:
         outline = np.array([crop_to_photo(box, size, float(x), float(y)) for x, y in disc.outline])
         fovea = find_fovea(seg.view, seg.field, disc)
         centre = crop_to_photo(box, size, disc.cx, disc.cy)
-        if fovea is None:
+        side, strength = disc_side(disc, seg.field)
+        if fovea is None:  # the disc's side of the field alone (macula-centred photos)
+            lateral = None if strength < 0.25 else ("right" if side > 0 else "left")
+            confidence = 0.8 * disc.confidence * strength if lateral else 0.0
             return Anatomy(centre, disc.diameter * scale, disc.confidence, outline, None, 0.0,
-                           None, 0.0)  # fmt: skip
+                           lateral, round(confidence, 3), "disc side")  # fmt: skip
         fovea_centre = crop_to_photo(box, size, fovea.x, fovea.y)
+        laterality = laterality_of(centre[0], fovea_centre[0])
+        confidence = fovea.confidence
+        if strength >= 0.5 and (side > 0) != (laterality == "right"):
+            confidence *= 0.4  # the disc's side of the field says the other eye
         return Anatomy(
             disc_centre=centre,
             disc_diameter=disc.diameter * scale,
@@ -136,8 +148,8 @@ class AnatomyFinder:
             disc_outline=outline,
             fovea_centre=fovea_centre,
             fovea_confidence=fovea.confidence,
-            laterality=laterality_of(centre[0], fovea_centre[0]),
-            confidence=fovea.confidence,
+            laterality=laterality,
+            confidence=round(confidence, 3),
         )
 
 

@@ -199,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
 
     min_area = MaculopathyRule().min_area_of_disc if args.min_area is None else args.min_area
     report: dict = {}
-    command = "nice -n 15 env PYTHONPATH=src python bench/anatomy.py"
+    command = (
+        f"nice -n 15 env PYTHONPATH=src python bench/anatomy.py --macula-every {args.macula_every}"
+    )
     lines = ["# Optic disc, fovea, laterality and maculopathy", "",
              f"Measured by `{command}` with the bundled `disc` and `lesions` models.", ""]  # fmt: skip
     fovea_lines, report["idrid_fovea"] = idrid_fovea(args.threads)

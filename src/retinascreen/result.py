@@ -181,6 +181,11 @@ class Prediction:
     path: str | None = field(default=None, compare=False)  # where it was read from, if a file
     # The model's referral threshold (None: referable means grade >= 2).
     referral_rule: ReferralRule | None = field(default=None, compare=False)
+    # SPEC ``anatomy`` (disc, fovea, laterality; serving/anatomy.py) and the maculopathy
+    # verdict with its rule (serving/maculopathy.py); None where they were not looked for.
+    anatomy: dict[str, Any] | None = field(default=None, compare=False)
+    maculopathy: bool | None = field(default=None, compare=False)
+    maculopathy_rule: str | None = field(default=None, compare=False)
 
     @property
     def gradable(self) -> bool:
@@ -199,6 +204,11 @@ class Prediction:
 
         rule = self.referral_rule
         graded_referable = self.grade >= REFERABLE_MIN_GRADE
+        if self.maculopathy and self.referable and self.gradable and not graded_referable:
+            return (
+                f"Referred for suspected maculopathy ({self.maculopathy_rule}) although the "
+                f"predicted grade is {self.grade} ({self.label})."
+            )
         if rule is None or not self.gradable or graded_referable == self.referable:
             return None
         p, t = _percents(self.referable_probability, rule.threshold)
@@ -251,6 +261,9 @@ class Prediction:
                 synthetic=bool(data.get("synthetic", False)),
             ),
             referral_rule=ReferralRule.from_dict(data.get("referral_rule")),
+            anatomy=data.get("anatomy"),
+            maculopathy=data.get("maculopathy"),
+            maculopathy_rule=data.get("maculopathy_rule"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -273,6 +286,10 @@ class Prediction:
             "referral_rule": None if self.referral_rule is None else self.referral_rule.to_dict(),
             "referral_note": self.referral_note,
         }
+        if self.anatomy is not None or self.maculopathy_rule is not None:
+            result["anatomy"] = self.anatomy
+            result["maculopathy"] = self.maculopathy
+            result["maculopathy_rule"] = self.maculopathy_rule
         if self.model.synthetic:
             result["synthetic"] = True
             result["warning"] = SYNTHETIC_WARNING

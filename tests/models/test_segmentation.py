@@ -8,7 +8,6 @@ import pytest
 from retinascreen.errors import ConfigError
 from retinascreen.models.modelcard import ModelCard, read_card, write_card
 from retinascreen.models.segmentation import SEGMENTERS, build_segmenter, bundled_segmenter
-from retinascreen.synthetic import LESIONS
 from retinascreen.training.segmentation import (
     PatchSampler,
     SegData,
@@ -110,7 +109,10 @@ def test_segmentation_card_round_trips_inside_the_keras_file(tmp_path):
         ModelCard(task="detection")
 
 
-@pytest.mark.parametrize("what", ["vessels", "lesions"])
+LESION_CLASSES = ["microaneurysm", "haemorrhage", "hard_exudate", "cotton_wool"]
+
+
+@pytest.mark.parametrize("what", ["vessels", "lesions", "disc"])
 def test_bundled_segmenters_load_and_say_what_they_were_trained_on(what):
     import keras
 
@@ -122,14 +124,16 @@ def test_bundled_segmenters_load_and_say_what_they_were_trained_on(what):
     if what == "vessels":
         assert card.classes == ["vessels"] and not card.synthetic
         assert "DRIVE training set, 20 photos, manual annotations" in card.training_data
-    else:
-        assert card.classes == list(LESIONS) and card.synthetic
-        assert "synthetic photos only - no real lesion masks" in card.training_data
+    else:  # learned from IDRiD's real masks, and the card carries the measured figures
+        classes = ["optic_disc"] if what == "disc" else LESION_CLASSES
+        assert card.classes == classes and not card.synthetic
+        assert "IDRiD segmentation training set, 54 photos" in card.training_data
+        assert set(card.metrics["test_aupr"]) == set(classes)
     model = keras.models.load_model(path, compile=False)
     out = np.asarray(model(np.zeros((1, 32, 32, 3), np.float32)))
     assert out.shape == (1, 32, 32, len(card.classes))
 
 
 def test_unknown_bundled_segmenter_is_a_clear_error():
-    with pytest.raises(ConfigError, match="vessels, lesions"):
+    with pytest.raises(ConfigError, match="vessels, lesions, disc"):
         bundled_segmenter("optic-disc")

@@ -132,7 +132,7 @@ def test_export_command_writes_an_onnx_segmenter_with_the_same_maps(tmp_path, ph
 def test_the_bundled_segmenters_run_on_onnx_runtime():
     from retinascreen.serving.segmenter import bundled_path
 
-    for what in ("vessels", "lesions"):
+    for what in ("vessels", "lesions", "disc"):
         path = bundled_path(what)
         assert path.suffix == ".onnx", path
         assert Segmenter(what=what).engine == "onnx"

@@ -157,6 +157,9 @@ def test_the_bundled_models_draw_the_overlays_by_default(tmp_path, web_predictor
         sid = screening_id(upload(client, fundus_png(3, size=192), "photo.png"))
         page = client.get(f"/screenings/{sid}").get_data(as_text=True)
         assert "Show vessels" in page and "Show lesions" in page
-        assert "Lesion maps were learned from synthetic photos only" in page  # the bundled card
+        # the bundled card: real masks, how many photos, and the measured figures
+        assert "Lesion maps were learned from IDRiD segmentation training set, 54 photos" in page
+        assert "synthetic photos only" not in page
+        assert re.search(r"area under the precision-recall curve: [^<]*hard exudate 0\.\d\d", page)
     finally:
         dispose(app)

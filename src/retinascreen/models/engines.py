@@ -30,7 +30,7 @@ RUN_KERAS = "model.keras"
 RUN_MODEL_FILES = (RUN_ONNX, RUN_BEST_KERAS, RUN_KERAS)
 MODEL_SUFFIXES = (".keras", ".onnx")
 SEGMENTATION_DIR = Path(__file__).resolve().parent.parent / "segmentation_models"
-BUNDLED_SEGMENTERS = ("vessels", "lesions")
+BUNDLED_SEGMENTERS = ("vessels", "lesions", "disc")
 
 
 def bundled_segmenter(what: str = "vessels") -> Path:

@@ -187,12 +187,15 @@ def screen(
         else _ray_batches(folder, todo, model_path, batch_size, ray_address, concurrency)
     )
     written = 0
+    from retinascreen.serving.anatomy import EyeFiller
+
+    eyes = EyeFiller(folder)  # the eye from the photo where the file name does not say
     bar = _progress(len(rel), len(rel) - len(todo), progress)
     try:
         with open(out, "a", newline="", encoding="utf-8") as f:
             writer = SafeDictWriter(f, COLUMNS)
             for rows in batches:
-                writer.writerows(rows)
+                writer.writerows(eyes.fill(rows))
                 f.flush()
                 os.fsync(f.fileno())
                 written += len(rows)

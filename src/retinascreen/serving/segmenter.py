@@ -187,6 +187,8 @@ class Segmenter(ModelTask):
         self.input_size: int = int(card.input_size)
         self.size: int = network_side(self.input_size)
         self.preprocessing = self.preprocessing_at(self.size)
+        # Measured on real masks (IDRiD test) where the card has it: shown with the maps.
+        self.test_aupr: dict[str, float] = dict((card.metrics or {}).get("test_aupr") or {})
 
     def __repr__(self) -> str:
         return f"Segmenter({str(self.model_path)!r}, classes={list(self.classes)})"
@@ -217,6 +219,7 @@ class Segmenter(ModelTask):
                 )
             maps[name] = (np.clip(np.nan_to_num(prob), 0.0, 1.0) * field).astype(np.float32)
             masks[name] = (maps[name] >= self.thresholds[name]) & field
-        return Segmentation(
-            maps, masks, view, field, self.model_info.summary(), dict(self.thresholds), photo
-        )
+        model = self.model_info.summary()
+        if self.test_aupr:
+            model["test_aupr"] = dict(self.test_aupr)
+        return Segmentation(maps, masks, view, field, model, dict(self.thresholds), photo)

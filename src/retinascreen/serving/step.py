@@ -44,6 +44,8 @@ class Screened:
     overlays: dict[str, np.ndarray] = field(default_factory=dict)
     # ``vessel_density``, ``lesion_areas`` and ``models`` (the card facts of each segmenter).
     summary: dict[str, Any] = field(default_factory=dict)
+    # The maps themselves, by segmenter name (for what is read off them, e.g. maculopathy).
+    segmentations: dict[str, Segmentation] = field(default_factory=dict)
 
 
 def screen_photo(
@@ -75,15 +77,21 @@ def screen_photo(
             log.warning("no heat map: %s", exc)
     if segmenters:
         result.overlays, result.summary = draw_overlays(
-            photo, segmenters, gradable=prediction.gradable
+            photo, segmenters, gradable=prediction.gradable, keep=result.segmentations
         )
     return result
 
 
 def draw_overlays(
-    photo: PhotoInput, segmenters: Mapping[str, Segmenter | None], *, gradable: bool
+    photo: PhotoInput,
+    segmenters: Mapping[str, Segmenter | None],
+    *,
+    gradable: bool,
+    keep: dict[str, Segmentation] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Each segmenter's overlay of ``photo`` and the summary of them; never raises.
+
+    ``keep``: filled with the segmentations themselves, by name.
 
     ``summary``: ``vessel_density`` (share of the field), ``lesion_areas`` (share of the field
     per lesion type) and ``models`` (name, version, sha256, training_data, synthetic of each).
@@ -100,6 +108,8 @@ def draw_overlays(
         except Exception:  # noqa: BLE001 - log it and leave this overlay out
             log.exception("segmentation (%s) failed; the screening goes on without it", what)
             continue
+        if keep is not None:
+            keep[what] = segmentation
         summary.setdefault("models", {})[what] = dict(segmentation.model)
         if what == "vessels":
             density = segmentation.vessel_density()

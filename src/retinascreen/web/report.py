@@ -137,6 +137,26 @@ def pictures(screening: Screening, store: PhotoStore, small: ParagraphStyle) -> 
     )
 
 
+def macula_lines(screening: Screening, prediction: Any) -> list[str]:
+    """Maculopathy verdict, the eye the photo shows and a disagreement with the entered eye."""
+    from retinascreen.serving.anatomy import laterality_note
+
+    lines = []
+    if prediction.maculopathy is not None and prediction.maculopathy_rule:
+        verdict = "Maculopathy suspected" if prediction.maculopathy else "No maculopathy found"
+        lines.append(f"{verdict} ({prediction.maculopathy_rule}; drawn on the lesion map).")
+    anatomy = prediction.anatomy or {}
+    if anatomy.get("laterality"):
+        lines.append(
+            f"The photo looks like a {anatomy['laterality']} eye (confidence "
+            f"{float(anatomy.get('confidence') or 0):.0%})."
+        )
+    note = laterality_note(screening.eye, anatomy)
+    if note:
+        lines.append(note)
+    return lines
+
+
 def warning_text() -> str:
     """The synthetic-model warning as a sentence (it starts with a capital)."""
     return SYNTHETIC_WARNING[:1].upper() + SYNTHETIC_WARNING[1:]
@@ -236,6 +256,7 @@ def build_report(screening: Screening, store: PhotoStore, *, user: str) -> bytes
         )
         if prediction.referral_note:
             story.append(Paragraph(markup(prediction.referral_note), body))
+        story += [Paragraph(markup(line), body) for line in macula_lines(screening, prediction)]
     story.append(Spacer(1, 4 * mm))
 
     rows = [["Grade", "Label", "Probability", ""]]

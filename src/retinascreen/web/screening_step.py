@@ -18,7 +18,7 @@ from retinascreen.data.photo import FundusPhoto
 from retinascreen.result import Prediction
 from retinascreen.serving.step import screen_photo
 from retinascreen.web.disconnect import stop_if_client_gone
-from retinascreen.web.segmentation import Overlays, segmenters
+from retinascreen.web.segmentation import Overlays, segmenters, with_macula
 from retinascreen.web.service import card_summary, decode_upload, get_predictor
 from retinascreen.web.storage import photo_bytes
 
@@ -53,6 +53,7 @@ def grade_photo(data: bytes, filename: str | None) -> GradedPhoto:
     )
     prediction, heatmap = screened.prediction, screened.heatmap
     overlays = Overlays(screened.overlays, screened.summary)
+    prediction, overlays = with_macula(screened, overlays)
     kept, suffix = photo_bytes(data, rgb)
     return GradedPhoto(
         prediction=prediction,

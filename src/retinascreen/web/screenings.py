@@ -24,6 +24,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from retinascreen.data.fundus import explain_reasons
 from retinascreen.errors import RetinascreenError
 from retinascreen.result import SYNTHETIC_WARNING
+from retinascreen.serving.anatomy import laterality_note
 from retinascreen.web.db import session
 from retinascreen.web.forms import UploadForm
 from retinascreen.web.handlers import page_number, too_large_message
@@ -141,6 +142,7 @@ def show(screening_id: int) -> Any:
         segmentation=segmentation,
         lesion_note=lesion_note(segmentation),
         lesion_legend=lesion_legend(segmentation),
+        laterality_note=laterality_note(screening.eye, result.anatomy),
     )
 
 

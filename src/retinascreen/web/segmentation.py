@@ -19,7 +19,9 @@ from flask import Flask, current_app
 
 if TYPE_CHECKING:
     from retinascreen.data.photo import PhotoInput
+    from retinascreen.result import Prediction
     from retinascreen.serving.segmenter import Segmenter
+    from retinascreen.serving.step import Screened
 
 log = logging.getLogger(__name__)
 CONFIG_KEYS = {"vessels": "VESSEL_MODEL", "lesions": "LESION_MODEL"}
@@ -58,6 +60,8 @@ class Overlays:
 
     images: dict[str, np.ndarray] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    # The disc/fovea/maculopathy verdict (serving.maculopathy.MaculaResult) of a gradable photo.
+    macula: Any = None
 
 
 def segmenters(app: Flask | None = None) -> dict[str, Segmenter | None]:
@@ -82,6 +86,39 @@ def draw_overlays(photo: PhotoInput, *, gradable: bool) -> Overlays:
     return Overlays(*draw(photo, found, gradable=gradable))
 
 
+def with_macula(screened: Screened, overlays: Overlays) -> tuple[Prediction, Overlays]:
+    """The prediction and overlays with disc, fovea and the maculopathy rule (a setting) added
+    from the screening's lesion map; maculopathy may make the photo referable. Never raises."""
+    lesions = screened.segmentations.get("lesions")
+    segmenter = get_segmenter("lesions") if lesions is not None else None
+    if lesions is None or segmenter is None:
+        return screened.prediction, overlays
+    _add_macula(overlays, screened.photo.rgb, lesions, segmenter)
+    if overlays.macula is None:
+        return screened.prediction, overlays
+    from retinascreen.serving.maculopathy import apply_to
+
+    return apply_to(screened.prediction, overlays.macula), overlays
+
+
+def _add_macula(result: Overlays, rgb: np.ndarray, segmentation: Any, lesions: Any) -> None:
+    """Disc, fovea and maculopathy from the lesion map; drawn on it; never raises."""
+    from retinascreen.web.anatomy import get_macula_check
+
+    try:
+        check = get_macula_check(lesions)
+        if check is None:
+            return
+        macula = check.check(rgb, segmentation=segmentation)
+    except Exception:  # noqa: BLE001 - log it and leave the anatomy out
+        log.exception("disc/fovea finding failed; the screening is stored without it")
+        return
+    result.macula = macula
+    result.images["lesions"] = macula.draw_on(result.images["lesions"])
+    result.summary["macula"] = macula.to_dict()
+    result.summary.setdefault("models", {})["disc"] = check.finder.model_info
+
+
 def lesion_note(summary: dict[str, Any]) -> str | None:
     """What the lesion model learned from, in words, from its card (None without one)."""
     model = (summary.get("models") or {}).get("lesions")
@@ -90,7 +127,14 @@ def lesion_note(summary: dict[str, Any]) -> str | None:
     source = str(model.get("training_data") or "").strip()
     if model.get("synthetic"):
         return f"{SYNTHETIC_LESIONS}." + (f" Training data: {source}." if source else "")
-    return f"Lesion maps were learned from {source}." if source else None
+    note = f"Lesion maps were learned from {source}." if source else None
+    aupr = model.get("test_aupr")
+    if note and isinstance(aupr, dict) and aupr:
+        figures = ", ".join(
+            f"{name.replace('_', ' ')} {float(value):.2f}" for name, value in aupr.items()
+        )
+        note += f" Measured on IDRiD's 27 test photos, area under the precision-recall curve: {figures}."
+    return note
 
 
 def lesion_legend(summary: dict[str, Any]) -> str | None:

@@ -22,7 +22,7 @@ from retinascreen.web.disconnect import stop_if_client_gone
 from retinascreen.web.inputs import clean_patient_id
 from retinascreen.web.models import Screening, User
 from retinascreen.web.security import audit
-from retinascreen.web.segmentation import Overlays, draw_overlays, segmenters
+from retinascreen.web.segmentation import Overlays, draw_overlays, segmenters, with_macula
 from retinascreen.web.storage import PhotoStore, new_name, photo_bytes, png_bytes
 
 # A real photograph shipped with the app (the upload page offers it): the warm-up screens it.
@@ -151,6 +151,7 @@ def screen_upload(
     )
     prediction, heatmap = screened.prediction, screened.heatmap
     overlays = Overlays(screened.overlays, screened.summary)
+    prediction, overlays = with_macula(screened, overlays)
 
     kept, suffix = photo_bytes(data, rgb)
     files = {new_name(suffix): kept}

@@ -1,0 +1,235 @@
+"""Train the optic-disc and lesion segmenters on IDRiD's real masks.
+
+    nice -n 15 python tools/make_idrid_models.py disc    --threads 1   # ~15 min on 1 core
+    nice -n 15 python tools/make_idrid_models.py lesions --threads 1   # ~40 min on 1 core
+
+- ``disc``: a small U-Net (width 8) on the whole 256 px fundus crop, target = IDRiD's
+  optic-disc masks;
+- ``lesions``: a U-Net on the 1024 px fundus crop with CLAHE (a microaneurysm is ~4-8 px
+  there), random 128 px patches, half of them centred on a lesion of a class drawn
+  uniformly (so microaneurysms are seen as often as exudates), classes microaneurysm,
+  haemorrhage, hard_exudate, cotton_wool (IDRiD MA, HE, EX, SE).
+
+Both learn from IDRiD's 54 training photos (6 held out for early stopping and the
+thresholds: ``VAL_PHOTOS``), BCE + soft Dice, and are measured on the 27 test photos
+(``bench/idrid_segmentation.py``). Each model is written with its card and ONNX twin to
+``src/retinascreen/segmentation_models/{disc,lesions}.keras`` (or ``--out``). Photos are
+only read from ``../shared/data/idrid-segmentation``; none is copied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+IDRID = ROOT.parent / "shared" / "data" / "idrid-segmentation"
+OUT_DIR = ROOT / "src" / "retinascreen" / "segmentation_models"
+CACHE = ROOT / "runs" / "idrid-cache"
+VAL_PHOTOS = ("IDRiD_05", "IDRiD_14", "IDRiD_23", "IDRiD_32", "IDRiD_41", "IDRiD_50")
+LESIONS = ("microaneurysm", "haemorrhage", "hard_exudate", "cotton_wool")
+LICENCE = "IDRiD (Porwal et al., Data 3(3):25, 2018): CC BY 4.0"
+DISC_USE = (
+    "Research and education: optic-disc outline, centre and diameter on colour fundus "
+    "photographs (for the fovea, laterality and the macular zone). Not for clinical use: not a "
+    "medical device; trained on 48 photos of one camera (Kowa VX-10, 50 degrees)."
+)
+LESIONS_USE = (
+    "Research and education: maps of microaneurysms, haemorrhages, hard exudates and cotton-"
+    "wool spots on colour fundus photographs, to show a grader where to look and to flag "
+    "exudates near the fovea. Not for clinical use: not a medical device; trained on 48 photos "
+    "of one camera (Kowa VX-10, 50 degrees) from one Indian clinic."
+)
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def idrid_data(split: str, size: int, classes: tuple[str, ...], clahe: bool) -> Any:
+    """SegData of an IDRiD split at ``size`` (cached under runs/idrid-cache)."""
+    from retinascreen.data.idrid_masks import crop_photo, read_idrid_masks
+    from retinascreen.training.segmentation import SegData
+
+    key = CACHE / f"{split}-{size}-{'clahe' if clahe else 'plain'}-{'-'.join(classes)}.npz"
+    if key.is_file():
+        z = np.load(key)
+        return SegData(z["views"], z["targets"], z["fields"], list(z["names"]))
+    views, targets, fields, names = [], [], [], []
+    for photo in read_idrid_masks(IDRID, split):
+        view, target, field = crop_photo(photo, size, classes, clahe=clahe)
+        views.append(view)
+        targets.append(target)
+        fields.append(field)
+        names.append(photo.name)
+    data = SegData(np.stack(views), np.stack(targets), np.stack(fields), names)
+    key.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(key, views=data.views, targets=data.targets, fields=data.fields, names=np.array(names))
+    return data
+
+
+def split_val(data: Any) -> tuple[Any, Any]:
+    val = [i for i, n in enumerate(data.names) if n in VAL_PHOTOS]
+    return data.subset([i for i in range(len(data.names)) if i not in val]), data.subset(val)
+
+
+def balanced_sampler(data: Any, **kwargs: Any) -> Any:
+    """A PatchSampler whose lesion-centred patches pick the class first (uniformly among the
+    classes the photo has), then a pixel of it: rare, tiny microaneurysms get their share."""
+    from retinascreen.training.segmentation import PatchSampler, augment
+
+    class Balanced(PatchSampler):
+        def __init__(self) -> None:
+            super().__init__(data, **kwargs)
+            side, half = data.views.shape[1], self.patch // 2
+            inner = (slice(half, side - half + 1), slice(half, side - half + 1))
+            self.pools = [
+                [np.argwhere(t[..., c][inner]) for c in range(t.shape[-1])] for t in data.targets
+            ]
+
+        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+            xs, ys = [], []
+            for _ in range(self.batch):
+                i = int(self.rng.integers(len(self.data.views)))
+                pool = self.inner[i]
+                present = [p for p in self.pools[i] if len(p)]
+                if present and self.rng.random() < self.lesion_bias:
+                    pool = present[int(self.rng.integers(len(present)))]
+                top, left = pool[self.rng.integers(len(pool))] if len(pool) else (0, 0)
+                cut = (slice(top, top + self.patch), slice(left, left + self.patch))
+                x, y = augment(self.rng, self.data.views[i][cut], self.data.targets[i][cut])
+                xs.append(x)
+                ys.append(y)
+            return np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)
+
+    return Balanced()
+
+
+def train(model: Any, train_data: Any, val: Any, args: argparse.Namespace) -> Any:
+    """Fit on patches; keep the best validation weights; thresholds on validation."""
+    import keras
+
+    from retinascreen.training.segmentation import (
+        TrainResult,
+        _Validate,
+        bce_dice_loss,
+        choose_thresholds,
+        mean_dice,
+        predict_maps,
+    )
+
+    start = time.monotonic()
+    schedule = keras.optimizers.schedules.CosineDecay(
+        args.lr, decay_steps=max(1, args.steps * args.epochs), alpha=0.05
+    )
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=bce_dice_loss)
+    sampler = balanced_sampler(
+        train_data, patch=args.patch, batch=args.batch, steps=args.steps, lesion_bias=args.bias
+    )
+    check = _Validate(val, args.budget, args.patience, _log)
+    model.fit(sampler, epochs=args.epochs, callbacks=[check], verbose=0)
+    if check.best_weights is not None:
+        model.set_weights(check.best_weights)
+    maps = predict_maps(model, val.views, batch=1)
+    thresholds = choose_thresholds(maps, val)
+    return TrainResult(
+        thresholds, mean_dice(maps, val, thresholds), check.history, time.monotonic() - start
+    )
+
+
+def make(args: argparse.Namespace) -> Path:
+    import keras
+
+    from retinascreen.data.fundus import Preprocessing
+    from retinascreen.models.modelcard import ModelCard
+    from retinascreen.models.segmentation import build_segmenter
+
+    classes = ("optic_disc",) if args.what == "disc" else LESIONS
+    data = idrid_data("train", args.size, classes, args.clahe)
+    train_data, val = split_val(data)
+    model = build_segmenter("unet", classes, width=args.width, depth=args.depth)
+    if args.init:
+        model.set_weights(keras.models.load_model(args.init, compile=False).get_weights())
+    _log(f"{args.what}: unet w{args.width} d{args.depth}, {model.count_params()} params, "
+         f"{len(train_data.names)} train / {len(val.names)} val photos at {args.size} px")  # fmt: skip
+    result = train(model, train_data, val, args)
+    earlier = 0.0  # a run continued with --init adds its start's training time
+    if args.init:
+        from retinascreen.models.modelcard import read_card
+
+        earlier = float(read_card(args.init).metrics.get("training_seconds", 0))
+    metrics: dict[str, Any] = {
+        "validation_dice": dict(zip(classes, [round(d, 4) for d in result.val_dice], strict=True)),
+        "validation_photos": list(VAL_PHOTOS),
+        "training_seconds": round(result.seconds + earlier),
+        "epochs": len(result.history),
+    }
+    from idrid_eval import test_metrics  # the same figures as bench/idrid_segmentation.py
+
+    metrics |= test_metrics(model, args.size, classes, args.clahe, result.thresholds)
+    _log(f"{args.what}: {json.dumps(metrics)}")
+    card = ModelCard(
+        name=f"retinascreen-{args.what}-idrid-unet",
+        task="segmentation",
+        backbone="unet",
+        head="segmentation",
+        input_size=args.size,
+        classes=list(classes),
+        preprocessing=Preprocessing(size=args.size, clahe=args.clahe),
+        thresholds=result.thresholds,
+        training_data=f"IDRiD segmentation training set, 54 photos (48 for training, 6 for "
+        f"validation), specialists' pixel masks; {LICENCE}",
+        metrics=metrics,
+        synthetic=False,
+        intended_use=DISC_USE if args.what == "disc" else LESIONS_USE,
+        extra={"width": args.width, "depth": args.depth, "patch": args.patch},
+    )
+    from make_segmentation_models import _save
+
+    return _save(model, card, args.out or OUT_DIR / f"{args.what}.keras")
+
+
+DEFAULTS = {
+    "disc": {"size": 256, "width": 8, "depth": 4, "patch": 256, "batch": 6, "steps": 30,
+             "epochs": 60, "budget": 1300.0, "patience": 15, "bias": 0.6, "clahe": False},
+    "lesions": {"size": 1024, "width": 8, "depth": 4, "patch": 128, "batch": 8, "steps": 100,
+                "epochs": 40, "budget": 2400.0, "patience": 10, "bias": 0.6, "clahe": True},
+}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=("disc", "lesions"))
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--init", type=Path, default=None, help="start from this model's weights")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    for key in ("size", "width", "depth", "patch", "batch", "steps", "epochs", "patience"):
+        parser.add_argument(f"--{key}", type=int, default=None)
+    parser.add_argument("--budget", type=float, default=None, help="training seconds")
+    parser.add_argument("--bias", type=float, default=None, help="share of lesion-centred patches")
+    parser.add_argument("--clahe", action=argparse.BooleanOptionalAction, default=None)
+    args = parser.parse_args(argv)
+    for key, value in DEFAULTS[args.what].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    import keras
+
+    keras.utils.set_random_seed(0)
+    make(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,17 +7,16 @@ from functools import wraps
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
-from sqlalchemy import func, select
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from retinascreen.errors import RetinascreenError
+from retinascreen.web.access import history_page, owned_screening
 from retinascreen.web.db import session
 from retinascreen.web.handlers import page_number, too_large_message
 from retinascreen.web.inputs import clean_patient_id, text_problem
 from retinascreen.web.limits import Refused, take, token_limits
-from retinascreen.web.models import ApiToken, Screening, User, utcnow
+from retinascreen.web.models import ApiToken, User, utcnow
 from retinascreen.web.openapi import openapi_document
-from retinascreen.web.screenings import escape_like
 from retinascreen.web.security import (
     DISABLED_MESSAGE,
     audit,
@@ -177,24 +176,15 @@ def create_screening() -> Any:
 @bp.get("/screenings")
 @token_required
 def list_screenings() -> Any:
-    db = session()
     page = page_number()
     per_page = page_number("per_page", default=20, maximum=MAX_PER_PAGE)
-    where = [Screening.user_id == g.api_user.id]
     try:
         patient = clean_patient_id(request.args.get("patient_id"))
     except RetinascreenError as exc:
         return error(str(exc), exc.status)
-    if patient:
-        where.append(Screening.patient_id.ilike(f"%{escape_like(patient)}%", escape="\\"))
-    total = db.scalar(select(func.count(Screening.id)).where(*where)) or 0
-    rows = db.scalars(
-        select(Screening)
-        .where(*where)
-        .order_by(Screening.created.desc(), Screening.id.desc())
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
+    rows, total = history_page(
+        session(), g.api_user, patient=patient or "", page=page, per_page=per_page
+    )
     return jsonify(
         screenings=[row.to_api() for row in rows], page=page, per_page=per_page, total=total
     )
@@ -203,8 +193,8 @@ def list_screenings() -> Any:
 @bp.get("/screenings/<int:screening_id>")
 @token_required
 def get_screening(screening_id: int) -> Any:
-    screening = session().get(Screening, screening_id)
-    if screening is None or screening.user_id != g.api_user.id:
+    screening = owned_screening(session(), g.api_user, screening_id)
+    if screening is None:
         return error("No such screening.", 404)
     return jsonify(screening.to_api())
 
@@ -213,8 +203,8 @@ def _screening_image(screening_id: int, image: str) -> Any:
     """The heat map or the vessel / lesion overlay of one of your screenings (PNG)."""
     from retinascreen.web.screenings import send_stored
 
-    screening = session().get(Screening, screening_id)
-    if screening is None or screening.user_id != g.api_user.id:
+    screening = owned_screening(session(), g.api_user, screening_id)
+    if screening is None:
         return error("No such screening.", 404)
     name = getattr(screening, f"{image}_name")
     if not name:
@@ -247,8 +237,8 @@ def screening_fhir(screening_id: int) -> Any:
     from retinascreen.serving.fhir import diagnostic_report_bundle
     from retinascreen.web.results import visit_results
 
-    screening = session().get(Screening, screening_id)
-    if screening is None or screening.user_id != g.api_user.id:
+    screening = owned_screening(session(), g.api_user, screening_id)
+    if screening is None:
         return error("No such screening.", 404)
     response = jsonify(diagnostic_report_bundle(visit_results(screening)))
     response.mimetype = "application/fhir+json"

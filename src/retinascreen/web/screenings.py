@@ -18,13 +18,13 @@ from flask import (
 )
 from flask.blueprints import BlueprintSetupState
 from flask_login import current_user, login_required
-from sqlalchemy import func, select
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from retinascreen.data.fundus import explain_reasons
 from retinascreen.errors import RetinascreenError
 from retinascreen.result import SYNTHETIC_WARNING
 from retinascreen.serving.anatomy import laterality_note
+from retinascreen.web.access import history_page, owned_screening
 from retinascreen.web.db import session
 from retinascreen.web.forms import UploadForm
 from retinascreen.web.handlers import page_number, too_large_message
@@ -43,15 +43,10 @@ def _template_globals(state: BlueprintSetupState) -> None:
 
 def own_screening(screening_id: int) -> Screening:
     """The signed-in user's screening, or 404 (also for another user's: ids are not revealed)."""
-    screening = session().get(Screening, screening_id)
-    if screening is None or screening.user_id != current_user.id:
+    screening = owned_screening(session(), current_user, screening_id)
+    if screening is None:
         abort(404)
     return screening
-
-
-def escape_like(text: str) -> str:
-    """Escape LIKE wildcards so a search for ``50%`` means the characters ``50%``."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _render_form(form: UploadForm, error: str | None, status: int) -> Any:
@@ -93,21 +88,10 @@ def new() -> Any:
 @bp.get("")
 @login_required
 def history() -> Any:
-    db = session()
     query = (request.args.get("q") or "").strip()[:64]
     page = page_number()
     per_page = current_app.config["HISTORY_PAGE_SIZE"]
-    where = [Screening.user_id == current_user.id]
-    if query:
-        where.append(Screening.patient_id.ilike(f"%{escape_like(query)}%", escape="\\"))
-    total = db.scalar(select(func.count(Screening.id)).where(*where)) or 0
-    rows = db.scalars(
-        select(Screening)
-        .where(*where)
-        .order_by(Screening.created.desc(), Screening.id.desc())
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
+    rows, total = history_page(session(), current_user, patient=query, page=page, per_page=per_page)
     pages = max((total + per_page - 1) // per_page, 1)
     return render_template(
         "screenings/history.html",

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, g, jsonify, request
-from sqlalchemy import func, select
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from retinascreen.errors import RetinascreenError
+from retinascreen.web.access import visits_page
 from retinascreen.web.api import MAX_PER_PAGE, error, token_required
 from retinascreen.web.db import session
 from retinascreen.web.handlers import page_number, too_large_message
@@ -20,7 +20,6 @@ from retinascreen.web.inputs import text_problem
 from retinascreen.web.models import as_utc
 from retinascreen.web.visit_models import Visit, role_of
 from retinascreen.web.visit_service import (
-    EAGER,
     can_review,
     clean_decision,
     create_visit,
@@ -31,7 +30,6 @@ from retinascreen.web.visit_service import (
     photo_of,
     queue,
     record_review,
-    visible,
 )
 
 bp = Blueprint("visit_api", __name__, url_prefix="/api/v1")
@@ -112,19 +110,9 @@ def create() -> Any:
 @bp.get("/visits")
 @token_required
 def list_visits() -> Any:
-    db = session()
     page = page_number()
     per_page = page_number("per_page", default=20, maximum=MAX_PER_PAGE)
-    where = [visible(g.api_user)]
-    total = db.scalar(select(func.count(Visit.id)).where(*where)) or 0
-    rows = db.scalars(
-        select(Visit)
-        .options(*EAGER)
-        .where(*where)
-        .order_by(Visit.visit_date.desc(), Visit.id.desc())
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
+    rows, total = visits_page(session(), g.api_user, page=page, per_page=per_page)
     return jsonify(visits=[visit_json(v) for v in rows], page=page, per_page=per_page, total=total)
 
 

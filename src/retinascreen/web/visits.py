@@ -18,16 +18,15 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required
-from sqlalchemy import func, select
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from retinascreen.errors import RetinascreenError
+from retinascreen.web.access import visits_page
 from retinascreen.web.db import session
 from retinascreen.web.handlers import page_number, too_large_message
 from retinascreen.web.outcome import EYES
 from retinascreen.web.visit_models import Visit, role_of
 from retinascreen.web.visit_service import (
-    EAGER,
     FIELD_NAMES,
     SLOTS,
     EyeDecision,
@@ -44,7 +43,6 @@ from retinascreen.web.visit_service import (
     policy,
     queue,
     record_review,
-    visible,
 )
 
 bp = Blueprint("visits", __name__)
@@ -105,19 +103,9 @@ def new_visit() -> Any:
 @bp.get("/visits")
 @login_required
 def list_visits() -> Any:
-    db = session()
     page = page_number()
     per_page = current_app.config["HISTORY_PAGE_SIZE"]
-    where = [visible(current_user)]
-    total = db.scalar(select(func.count(Visit.id)).where(*where)) or 0
-    rows = db.scalars(
-        select(Visit)
-        .options(*EAGER)
-        .where(*where)
-        .order_by(Visit.visit_date.desc(), Visit.id.desc())
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
+    rows, total = visits_page(session(), current_user, page=page, per_page=per_page)
     pages = max((total + per_page - 1) // per_page, 1)
     items = [(visit, outcome_of(visit)) for visit in rows]
     return render_template("visits/list.html", items=items, page=page, pages=pages, total=total)

@@ -68,9 +68,13 @@ def test_one_upload_with_both_segmenters_finds_the_field_once_and_crops_once_eac
     finally:
         dispose(app)
 
-    # Quality (its own square), the grading crop, and one per other distinct pre-processing.
+    # Quality (its own square), the grading crop, and one per other distinct pre-processing
+    # (vessels, lesions, the optic disc).
     distinct = {"quality", web_predictor.preprocessing}
     distinct |= {segmenter.preprocessing for segmenter in loaded.values()}
-    assert len(distinct) == 3
+    from retinascreen.serving.segmenter import Segmenter
+
+    distinct.add(Segmenter(None, "disc").preprocessing)  # the disc finder (maculopathy rule)
+    assert len(distinct) == 4
     assert counted["field searches"] == 1, counted
     assert counted["full-size crops"] <= min(len(distinct), 5), counted

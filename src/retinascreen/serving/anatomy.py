@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from retinascreen.result import ImageInput
+from retinascreen.data.photo import PhotoInput
 
 __all__ = ["Anatomy", "AnatomyFinder", "draw_anatomy", "laterality_note"]
 
@@ -99,8 +99,10 @@ class AnatomyFinder:
                              f"{', '.join(self.segmenter.classes)})")  # fmt: skip
         self.model_info = self.segmenter.model_info.summary()
 
-    def find(self, image: ImageInput) -> Anatomy | None:
-        """The anatomy of one photograph (path, bytes or RGB array); None when no disc shows."""
+    def find(self, image: PhotoInput) -> Anatomy | None:
+        """The anatomy of one photograph (path, bytes, RGB array or
+        :class:`~retinascreen.data.photo.FundusPhoto`, whose field and crops are reused);
+        None when no disc shows."""
         from retinascreen.data.anatomy import (
             crop_to_photo,
             disc_from_map,
@@ -109,18 +111,11 @@ class AnatomyFinder:
             laterality_of,
             photo_scale,
         )
-        from retinascreen.data.fundus import CropBox, crop_box, find_disc
-        from retinascreen.serving.predictor import to_rgb
+        from retinascreen.data.photo import FundusPhoto
 
-        rgb = to_rgb(image)
-        seg = self.segmenter.segment(rgb)
-        field_disc = find_disc(rgb)
-        if field_disc is None:
-            h, w = rgb.shape[:2]
-            half = max(h, w) / 2
-            box = CropBox(w / 2, h / 2, half)
-        else:
-            box = crop_box(rgb.shape, field_disc)
+        photo = FundusPhoto.read(image)
+        seg = self.segmenter.segment(photo)
+        box = photo.box
         size = self.segmenter.input_size
         threshold = self.segmenter.thresholds["optic_disc"]
         disc = disc_from_map(seg.maps["optic_disc"], seg.field, threshold)

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from retinascreen.data.photo import PhotoInput
 from retinascreen.errors import ConfigError
-from retinascreen.result import ImageInput, Prediction
+from retinascreen.result import Prediction
 
 if TYPE_CHECKING:
     from retinascreen.data.fundus import CropBox
@@ -170,25 +171,19 @@ class MaculaCheck:
                 f"{', '.join(self.lesions.classes)})"
             )
 
-    def check(self, image: ImageInput, *, segmentation: Segmentation | None = None) -> MaculaResult:
-        """The verdict on one photograph (reuse a lesion ``segmentation`` already drawn)."""
+    def check(self, image: PhotoInput, *, segmentation: Segmentation | None = None) -> MaculaResult:
+        """The verdict on one photograph (reuse a lesion ``segmentation`` already drawn, and a
+        :class:`~retinascreen.data.photo.FundusPhoto`'s field and crops)."""
         from retinascreen.data.anatomy import photo_scale, photo_to_crop
-        from retinascreen.data.fundus import CropBox, crop_box, find_disc
-        from retinascreen.serving.predictor import to_rgb
+        from retinascreen.data.photo import FundusPhoto
 
-        rgb = to_rgb(image)
-        anatomy = self.finder.find(rgb)
+        photo = FundusPhoto.read(image)
+        anatomy = self.finder.find(photo)
         text = self.rule.describe()
         if anatomy is None or anatomy.fovea_centre is None:
             return MaculaResult(None, text, False, {}, anatomy)
-        seg = segmentation if segmentation is not None else self.lesions.segment(rgb)
-        field_disc = find_disc(rgb)
-        h, w = rgb.shape[:2]
-        box = (
-            crop_box(rgb.shape, field_disc)
-            if field_disc is not None
-            else CropBox(w / 2, h / 2, max(h, w) / 2)
-        )
+        seg = segmentation if segmentation is not None else self.lesions.segment(photo)
+        box = photo.box
         size = seg.field.shape[0]
         fovea = photo_to_crop(box, size, *anatomy.fovea_centre)
         dd = anatomy.disc_diameter / photo_scale(box, size)

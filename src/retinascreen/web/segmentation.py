@@ -18,7 +18,7 @@ import numpy as np
 from flask import Flask, current_app
 
 if TYPE_CHECKING:
-    from retinascreen.data.photo import PhotoInput
+    from retinascreen.data.photo import FundusPhoto, PhotoInput
     from retinascreen.result import Prediction
     from retinascreen.serving.segmenter import Segmenter
     from retinascreen.serving.step import Screened
@@ -93,7 +93,7 @@ def with_macula(screened: Screened, overlays: Overlays) -> tuple[Prediction, Ove
     segmenter = get_segmenter("lesions") if lesions is not None else None
     if lesions is None or segmenter is None:
         return screened.prediction, overlays
-    _add_macula(overlays, screened.photo.rgb, lesions, segmenter)
+    _add_macula(overlays, screened.photo, lesions, segmenter)
     if overlays.macula is None:
         return screened.prediction, overlays
     from retinascreen.serving.maculopathy import apply_to
@@ -101,7 +101,7 @@ def with_macula(screened: Screened, overlays: Overlays) -> tuple[Prediction, Ove
     return apply_to(screened.prediction, overlays.macula), overlays
 
 
-def _add_macula(result: Overlays, rgb: np.ndarray, segmentation: Any, lesions: Any) -> None:
+def _add_macula(result: Overlays, photo: FundusPhoto, segmentation: Any, lesions: Any) -> None:
     """Disc, fovea and maculopathy from the lesion map; drawn on it; never raises."""
     from retinascreen.web.anatomy import get_macula_check
 
@@ -109,7 +109,7 @@ def _add_macula(result: Overlays, rgb: np.ndarray, segmentation: Any, lesions: A
         check = get_macula_check(lesions)
         if check is None:
             return
-        macula = check.check(rgb, segmentation=segmentation)
+        macula = check.check(photo, segmentation=segmentation)
     except Exception:  # noqa: BLE001 - log it and leave the anatomy out
         log.exception("disc/fovea finding failed; the screening is stored without it")
         return

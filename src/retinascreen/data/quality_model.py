@@ -7,8 +7,10 @@ vector of cheap global features (colour and brightness statistics inside the fie
 several scales, regional vessel visibility, a coarse downsampled picture); :class:`TreeEnsemble`
 is a gradient-boosted tree model fitted on EyeQ's labels (``tools/make_quality_model.py``) and
 stored as plain JSON (no pickle), evaluated here by hand. The feature extractor is pluggable:
-a model file names its extractor, and :data:`EXTRACTORS` maps the name to the function, so a
-later model may use, e.g., a pretrained network's pooled features instead.
+a model file names its extractor (several joined by ``+``: their features are concatenated),
+and :data:`EXTRACTORS` maps each name to its function. ``lite0-b4`` pools the feature maps of
+the first four stages of ImageNet EfficientNet-Lite0 (:mod:`retinascreen.data.quality_backbone`,
+a 1 MB ONNX file in the package: predicting never needs the weights package).
 """
 
 from __future__ import annotations
@@ -143,7 +145,13 @@ def global_features(crop: np.ndarray, inner: np.ndarray) -> np.ndarray:
     return np.asarray(feats, np.float32)
 
 
-EXTRACTORS: dict[str, FeatureExtractor] = {"global-v1": global_features}
+def _lite0_b4(crop: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    from retinascreen.data.quality_backbone import pooled_features
+
+    return pooled_features(crop, inner)
+
+
+EXTRACTORS: dict[str, FeatureExtractor] = {"global-v1": global_features, "lite0-b4": _lite0_b4}
 
 
 @dataclass(frozen=True)
@@ -165,6 +173,9 @@ class TreeEnsemble:
     # Optional logistic regression (Reject vs the rest) on standardised features, averaged
     # with the trees' P(reject): ``mean``, ``scale``, ``coef`` and ``intercept``.
     linear: dict[str, np.ndarray] | None = None
+    # Where P(reject) comes from: "mean" (the trees' and the linear model's average) or
+    # "linear" (the linear model alone; the trees then only tell good from usable).
+    reject_from: str = "mean"
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TreeEnsemble:
@@ -195,11 +206,17 @@ class TreeEnsemble:
                     if data.get("linear")
                     else None
                 ),
+                reject_from=str(data.get("reject_from", "mean")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"not a quality model file: {exc}") from exc
-        if model.extractor not in EXTRACTORS:
-            raise ConfigError(f"unknown quality feature extractor {model.extractor!r}")
+        unknown = [name for name in model.extractor.split("+") if name not in EXTRACTORS]
+        if unknown:
+            raise ConfigError(f"unknown quality feature extractor {unknown[0]!r}")
+        if model.reject_from not in ("mean", "linear") or (
+            model.reject_from == "linear" and model.linear is None
+        ):
+            raise ConfigError(f"not a quality model file: reject_from {model.reject_from!r}")
         return model
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
@@ -219,23 +236,30 @@ class TreeEnsemble:
         return p / p.sum()
 
     def reject_probability(self, features: np.ndarray, probabilities: np.ndarray) -> float:
-        """P(reject): the trees' (``probabilities[2]``), averaged with the linear model's."""
+        """P(reject): the trees' (``probabilities[2]``), the linear model's, or their average."""
         if self.linear is None:
             return float(probabilities[2])
         z = (np.asarray(features, np.float64) - self.linear["mean"]) / self.linear["scale"]
         logit = float(z @ self.linear["coef"] + self.linear["intercept"])
-        return float((probabilities[2] + 1.0 / (1.0 + np.exp(-logit))) / 2)
+        linear = 1.0 / (1.0 + np.exp(-logit))
+        if self.reject_from == "linear":
+            return float(linear)
+        return float((probabilities[2] + linear) / 2)
 
 
 def feature_vector(
     measures: dict[str, float], crop: np.ndarray, inner: np.ndarray, extractor: str
 ) -> np.ndarray:
-    """The model's input: the named measures, then the extractor's features of the crop."""
+    """The model's input: the named measures, then each extractor's features of the crop.
+
+    ``extractor`` is one name of :data:`EXTRACTORS` or several joined by ``+``.
+    """
     from retinascreen.data.measures import QUALITY_THRESHOLDS
 
     names = tuple(QUALITY_THRESHOLDS)
     head = np.asarray([measures.get(name, 0.0) for name in names], np.float32)
-    return np.concatenate([head, EXTRACTORS[extractor](crop, inner)])
+    parts = [EXTRACTORS[name](crop, inner) for name in extractor.split("+")]
+    return np.concatenate([head, *parts]).astype(np.float32)
 
 
 @lru_cache(maxsize=1)

@@ -153,3 +153,27 @@ def test_quality_command_refuses_a_front_of_eye_photo_as_not_a_fundus(tmp_path, 
     assert status == 2 and "no fundus disc found" in out.err
     assert line["gradable"] is False and line["reasons"] == [REASON_NO_DISC]
     assert line["label"] == "reject"
+
+
+def test_a_new_quality_measure_is_one_row_of_the_table(monkeypatch):
+    """A measure added to MEASURES is measured, judged after the rows it names, and refuses
+    with its reason; nothing else needs editing."""
+    from retinascreen.data import measures
+
+    photo = sets.skimage_retina()
+    before = assess_quality(photo)
+    assert before.gradable
+    row = measures.Measure(
+        "test_glare",
+        lambda stats: float(stats.brightness) / 1000.0,  # a made-up measure, always low
+        threshold=10.0,
+        span=1.0,
+        reason=measures.REASON_OVEREXPOSED,
+        after=measures.EXPOSURE,
+    )
+    monkeypatch.setattr(measures, "MEASURES", (*measures.MEASURES, row))
+    after = assess_quality(photo)
+    assert "test_glare" in after.measures
+    assert not after.gradable and after.reasons == (measures.REASON_OVEREXPOSED,)
+    dark = assess_quality(generate(3, size=512, ungradable="dark").image)
+    assert measures.REASON_OVEREXPOSED not in dark.reasons  # not judged before exposure passes

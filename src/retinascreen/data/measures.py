@@ -1,12 +1,16 @@
 """What a quality verdict is made of: the measures, their thresholds and their reasons.
 
-:func:`quality_measures` measures a photo's field at a fixed working scale;
-:data:`QUALITY_THRESHOLDS` says where each measure turns from gradable to not, and
-:data:`REASON_OF_MEASURE` / :data:`REASON_ADVICE` what a failing measure means and what the
-photographer can do. The verdict itself is :func:`retinascreen.data.quality.assess_quality`.
+:data:`MEASURES` is the table of measures, one row each (name, function, threshold, reason,
+and the measures that must pass first), so a new measure is one row; :func:`quality_measures`
+measures a photo's field at a fixed working scale, :data:`REASON_ADVICE` says what a failing
+reason means and what the photographer can do. The verdict itself is :func:`retinascreen.data.quality.assess_quality`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -88,51 +92,139 @@ def field_crop(rgb: np.ndarray, disc: Disc) -> tuple[np.ndarray, np.ndarray] | N
     return crop, inner
 
 
-def measures_of(crop: np.ndarray, inner: np.ndarray) -> dict[str, float]:
-    green = crop[:, :, 1].astype(np.float32)
-    pixels = crop[inner].astype(np.float32)  # (N, 3) RGB inside the field
-    brightest = np.maximum(pixels[:, 0], pixels[:, 1])
-    brightness = float(brightest.mean())
-    bright_level = float(np.percentile(brightest, 90))
-    darkest, most = pixels.min(axis=1), pixels.max(axis=1)
-    field_green = pixels[:, 1]
-    mean_green = float(field_green.mean())
-    low, high = np.percentile(field_green, (2, 98))
-    blur_1, blur_2, blur_3 = (cv2.GaussianBlur(green, (0, 0), sigma) for sigma in (0.8, 1.6, 3.2))
-    fine, coarse = blur_1 - blur_2, blur_2 - blur_3
-    line = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
-    tophat = cv2.morphologyEx(green, cv2.MORPH_BLACKHAT, line)
-    return {
-        "brightness": brightness,
-        "shaded": float(np.mean(brightest < 0.35 * bright_level)),
-        "clipped": float(np.mean(darkest >= 250)),
-        "washed": float(np.percentile(field_green, 25)),
-        "colour": float(np.mean(most - darkest) / (brightness + 1.0)),
-        "contrast": float((high - low) / (mean_green + 1.0)),
-        "sharpness": float(np.abs(fine[inner]).mean() / (np.abs(coarse[inner]).mean() + 1e-3)),
-        "vessels": float(np.percentile(tophat[inner], 95) / (mean_green + 8.0)),
-    }
+class FieldStats:
+    """The working crop of a field and what several measures share, each computed once."""
 
+    def __init__(self, crop: np.ndarray, inner: np.ndarray) -> None:
+        self.crop, self.inner = crop, inner
+
+    @cached_property
+    def green(self) -> np.ndarray:
+        return self.crop[:, :, 1].astype(np.float32)
+
+    @cached_property
+    def pixels(self) -> np.ndarray:
+        return self.crop[self.inner].astype(np.float32)  # (N, 3) RGB inside the field
+
+    @cached_property
+    def brightest(self) -> np.ndarray:
+        return np.maximum(self.pixels[:, 0], self.pixels[:, 1])
+
+    @cached_property
+    def brightness(self) -> float:
+        return float(self.brightest.mean())
+
+    @cached_property
+    def darkest(self) -> np.ndarray:
+        return self.pixels.min(axis=1)
+
+    @cached_property
+    def mean_green(self) -> float:
+        return float(self.pixels[:, 1].mean())
+
+    def detail_ratio(self) -> float:
+        """Fine detail (DoG 0.8-1.6 px) over coarser detail (1.6-3.2 px) inside the field."""
+        blur_1, blur_2, blur_3 = (
+            cv2.GaussianBlur(self.green, (0, 0), sigma) for sigma in (0.8, 1.6, 3.2)
+        )
+        fine, coarse = blur_1 - blur_2, blur_2 - blur_3
+        return float(np.abs(fine[self.inner]).mean() / (np.abs(coarse[self.inner]).mean() + 1e-3))
+
+    def vessel_visibility(self) -> float:
+        """95th percentile of a 9 px black top-hat of the green channel over the mean green."""
+        line = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
+        tophat = cv2.morphologyEx(self.green, cv2.MORPH_BLACKHAT, line)
+        return float(np.percentile(tophat[self.inner], 95) / (self.mean_green + 8.0))
+
+    def contrast(self) -> float:
+        low, high = np.percentile(self.pixels[:, 1], (2, 98))
+        return float((high - low) / (self.mean_green + 1.0))
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One quality measure: a row of :data:`MEASURES`.
+
+    Its score is 0.5 at ``threshold`` and 1 at ``threshold + span`` (``span`` < 0 when lower is
+    better); below 0.5 the photo fails with ``reason`` (whose advice is in
+    :data:`REASON_ADVICE`). ``after``: measures that must pass before this one is judged (a
+    dark or washed-out photo lacks detail anyway; haze greys the colours).
+    """
+
+    name: str
+    compute: Callable[[FieldStats], float]
+    threshold: float
+    span: float
+    reason: str
+    after: tuple[str, ...] = ()
+
+
+EXPOSURE = ("brightness", "shaded", "clipped", "washed")
 
 # Thresholds (score 0.5) and spans (score 1 at threshold + span), set on real photographs:
-# DRIVE and EyePACS-256 gradable, and the same photos degraded (``bench/quality.py``).
+# DRIVE and EyePACS-256 gradable, and the same photos degraded (``bench/quality.py``). The
+# order is the learned quality model's feature order: add new rows at the end.
+MEASURES: tuple[Measure, ...] = (
+    # gradable >= 121; under-exposed x0.12 <= 26
+    Measure("brightness", lambda f: f.brightness, 50.0, 40.0, REASON_DARK),
+    # gradable <= 0.34 (vignetted rims); an eyelid over half: >= 0.37
+    Measure(
+        "shaded",
+        lambda f: float(np.mean(f.brightest < 0.35 * float(np.percentile(f.brightest, 90)))),
+        0.36,
+        -0.10,
+        REASON_DARK,
+    ),
+    # gradable <= 0.03; over-exposed x3: median 0.40
+    Measure("clipped", lambda f: float(np.mean(f.darkest >= 250)), 0.10, -0.07, REASON_OVEREXPOSED),
+    # gradable <= 158; synthetic over-exposed >= 191
+    Measure(
+        "washed", lambda f: float(np.percentile(f.pixels[:, 1], 25)), 175.0, -15.0,
+        REASON_OVEREXPOSED,
+    ),
+    # gradable >= 0.067 (enhanced EyePACS); a grey moon 0.0
+    Measure(
+        "colour",
+        lambda f: float(np.mean(f.pixels.max(axis=1) - f.darkest) / (f.brightness + 1.0)),
+        0.04,
+        0.02,
+        REASON_NO_DISC,
+        after=("contrast",),
+    ),
+    # gradable >= 0.36; 75 % haze on raw photos: <= 0.13
+    Measure("contrast", FieldStats.contrast, 0.20, 0.15, REASON_LOW_CONTRAST, after=EXPOSURE),
+    # gradable >= 0.50; defocus of 2 % of the diameter: <= 0.43
+    Measure("sharpness", FieldStats.detail_ratio, 0.47, 0.15, REASON_BLURRED, after=EXPOSURE),
+    # gradable >= 0.059; featureless discs ~0.01
+    Measure("vessels", FieldStats.vessel_visibility, 0.045, 0.03, REASON_BLURRED, after=EXPOSURE),
+)  # fmt: skip
 QUALITY_THRESHOLDS: dict[str, tuple[float, float]] = {
-    "brightness": (50.0, 40.0),  # gradable >= 121; under-exposed x0.12 <= 26
-    "shaded": (0.36, -0.10),  # gradable <= 0.34 (vignetted rims); an eyelid over half: >= 0.37
-    "clipped": (0.10, -0.07),  # gradable <= 0.03; over-exposed x3: median 0.40
-    "washed": (175.0, -15.0),  # gradable <= 158; synthetic over-exposed >= 191
-    "colour": (0.04, 0.02),  # gradable >= 0.067 (enhanced EyePACS); a grey moon 0.0
-    "contrast": (0.20, 0.15),  # gradable >= 0.36; 75 % haze on raw photos: <= 0.13
-    "sharpness": (0.47, 0.15),  # gradable >= 0.50; defocus of 2 % of the diameter: <= 0.43
-    "vessels": (0.045, 0.03),  # gradable >= 0.059; featureless discs ~0.01
+    m.name: (m.threshold, m.span) for m in MEASURES
 }
-REASON_OF_MEASURE = {
-    "brightness": REASON_DARK,
-    "shaded": REASON_DARK,
-    "clipped": REASON_OVEREXPOSED,
-    "washed": REASON_OVEREXPOSED,
-    "colour": REASON_NO_DISC,
-    "contrast": REASON_LOW_CONTRAST,
-    "sharpness": REASON_BLURRED,
-    "vessels": REASON_BLURRED,
-}
+REASON_OF_MEASURE = {m.name: m.reason for m in MEASURES}
+
+
+def measures_of(crop: np.ndarray, inner: np.ndarray) -> dict[str, float]:
+    """Every measure of :data:`MEASURES` on a working crop and its field mask."""
+    stats = FieldStats(crop, inner)
+    return {m.name: m.compute(stats) for m in MEASURES}
+
+
+def judged_scores(measures: dict[str, float]) -> dict[str, float]:
+    """The score of each measure that is judged: those whose ``after`` measures all pass."""
+    scores: dict[str, float] = {}
+    changed = True
+    while changed:
+        changed = False
+        for m in MEASURES:
+            if m.name in scores or not all(scores.get(a, 0.0) >= 0.5 for a in m.after):
+                continue
+            scores[m.name] = ramp(measures[m.name], m.threshold, m.span)
+            changed = True
+    return scores
+
+
+def failing_reasons(scores: dict[str, float]) -> set[str]:
+    """The reasons of the judged measures that score under 0.5."""
+    reason = {m.name: m.reason for m in MEASURES}
+    return {reason[name] for name, score in scores.items() if score < 0.5}

@@ -13,6 +13,7 @@ import numpy as np
 from retinascreen.data.crop import circle_mask
 from retinascreen.data.field import FIND_SIZE, Disc, as_rgb, find_disc, shrink
 from retinascreen.data.measures import (
+    EXPOSURE,
     QUALITY_SIZE,
     QUALITY_THRESHOLDS,
     REASON_BLURRED,
@@ -20,9 +21,10 @@ from retinascreen.data.measures import (
     REASON_LEARNED,
     REASON_LOW_CONTRAST,
     REASON_NO_DISC,
-    REASON_OF_MEASURE,
     REASON_OVEREXPOSED,
+    failing_reasons,
     field_crop,
+    judged_scores,
     measures_of,
     ramp,
 )
@@ -59,16 +61,8 @@ def assess_quality(rgb: np.ndarray, *, disc: Disc | None = None) -> Quality:
     if not _looks_like_retina(*field, measures):
         rounded = {name: round(value, 4) for name, value in measures.items()}
         return Quality(False, 0.0, (REASON_NO_DISC,), rounded, label="reject")
-    scores = {
-        name: ramp(measures[name], *QUALITY_THRESHOLDS[name])
-        for name in ("brightness", "shaded", "clipped", "washed")
-    }
-    if min(scores.values()) >= 0.5:
-        for name in ("contrast", "sharpness", "vessels"):
-            scores[name] = ramp(measures[name], *QUALITY_THRESHOLDS[name])
-        if scores["contrast"] >= 0.5:
-            scores["colour"] = ramp(measures["colour"], *QUALITY_THRESHOLDS["colour"])
-    failing = {REASON_OF_MEASURE[name] for name, score in scores.items() if score < 0.5}
+    scores = judged_scores(measures)
+    failing = failing_reasons(scores)
     rounded = {name: round(value, 4) for name, value in measures.items()}
     usable_share = 0.0
     model = bundled_model()
@@ -124,10 +118,7 @@ def _looks_like_retina(crop: np.ndarray, inner: np.ndarray, measures: dict[str, 
             dim = float(lum[inner].mean()) < 100
             if dim or _dark_centre_rim(lum, inner, centre, ring) >= 0.12:
                 return False
-    exposed = all(
-        ramp(measures[name], *QUALITY_THRESHOLDS[name]) >= 0.5
-        for name in ("brightness", "shaded", "clipped", "washed")
-    )
+    exposed = all(ramp(measures[name], *QUALITY_THRESHOLDS[name]) >= 0.5 for name in EXPOSURE)
     if exposed and measures["vessels"] <= 0.004:  # (a dark or washed-out photo hides them)
         return False
     if exposed and measures["sharpness"] > 1.2 and measures["vessels"] < 0.03:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from retinascreen.data.folders import EYES
 from retinascreen.data.photo import FundusPhoto
 from retinascreen.errors import ImageError, ModelError, RetinascreenError
-from retinascreen.result import GradingService, calibration_note
+from retinascreen.result import GradingService, Prediction, calibration_note
 from retinascreen.serving.step import screen_photo
 from retinascreen.web.disconnect import stop_if_client_gone
 from retinascreen.web.inputs import clean_patient_id
@@ -123,6 +124,48 @@ def decode_upload(data: bytes, filename: str | None) -> np.ndarray:
     return load_image(data, max_pixels=max_pixels, name=filename or None)
 
 
+@dataclass
+class GradedPhoto:
+    """A graded upload, nothing stored yet."""
+
+    prediction: Prediction
+    kept: bytes
+    """The bytes to keep (the upload itself, or PNG for formats a browser cannot show)."""
+    suffix: str
+    heatmap: np.ndarray | None
+    overlays: dict[str, np.ndarray]
+    segmentation: dict[str, Any]
+    card: dict[str, Any] | None
+
+
+def grade_photo(data: bytes, filename: str | None) -> GradedPhoto:
+    """Grade one uploaded photograph; bad input raises a :class:`RetinascreenError`."""
+    stop_if_client_gone()  # before each costly step: nobody would read the answer
+    rgb = decode_upload(data, filename)
+    stop_if_client_gone()
+    predictor = get_predictor()
+    screened = screen_photo(  # the one screening step: not-a-fundus refused there
+        FundusPhoto(rgb),
+        predictor,
+        heatmap=True,
+        segmenters=segmenters(),
+        between=stop_if_client_gone,
+    )
+    prediction, heatmap = screened.prediction, screened.heatmap
+    overlays = Overlays(screened.overlays, screened.summary)
+    prediction, overlays = with_macula(screened, overlays)
+    kept, suffix = photo_bytes(data, rgb)
+    return GradedPhoto(
+        prediction=prediction,
+        kept=kept,
+        suffix=suffix,
+        heatmap=heatmap,
+        overlays=dict(overlays.images),
+        segmentation=dict(overlays.summary or {}),
+        card=card_summary(predictor),
+    )
+
+
 def screen_upload(
     db: Session,
     user: User,
@@ -138,40 +181,25 @@ def screen_upload(
     patient_id = clean_patient_id(patient_id)
     eye = clean_eye(eye)
     patient_id, eye, dicom_note = reconcile(header_of(data, filename), patient_id, eye)
-    stop_if_client_gone()  # before each costly step: nobody would read the answer
-    rgb = decode_upload(data, filename)
-    stop_if_client_gone()
-    predictor = get_predictor()
-    screened = screen_photo(  # the one screening step: not-a-fundus refused there
-        FundusPhoto(rgb),
-        predictor,
-        heatmap=True,
-        segmenters=segmenters(),
-        between=stop_if_client_gone,
-    )
-    prediction, heatmap = screened.prediction, screened.heatmap
-    overlays = Overlays(screened.overlays, screened.summary)
-    prediction, overlays = with_macula(screened, overlays)
-
-    kept, suffix = photo_bytes(data, rgb)
-    files = {new_name(suffix): kept}
+    graded = grade_photo(data, filename)
+    files = {new_name(graded.suffix): graded.kept}
     heatmap_name = None
-    if heatmap is not None:
+    if graded.heatmap is not None:
         heatmap_name = new_name(".png")
-        files[heatmap_name] = png_bytes(heatmap)
-    overlay_names = {what: new_name(".png") for what in overlays.images}
+        files[heatmap_name] = png_bytes(graded.heatmap)
+    overlay_names = {what: new_name(".png") for what in graded.overlays}
     for what, name in overlay_names.items():
-        files[name] = png_bytes(overlays.images[what])
+        files[name] = png_bytes(graded.overlays[what])
     screening = Screening.from_prediction(
-        prediction,
+        graded.prediction,
         user_id=user.id,
         patient_id=patient_id,
         eye=eye,
         photo_name=next(iter(files)),
         heatmap_name=heatmap_name,
-        model_card=card_summary(predictor),
+        model_card=graded.card,
         overlay_names=overlay_names,
-        segmentation=overlays.summary,
+        segmentation=graded.segmentation,
     )
     if dicom_note:  # what the DICOM header said, and where it disagrees with the form
         screening.result_json = json.dumps({**screening.result, "dicom": dicom_note})
@@ -189,9 +217,11 @@ def screen_upload(
 
 
 __all__ = [
+    "GradedPhoto",
     "ImageError",
     "card_summary",
     "get_predictor",
+    "grade_photo",
     "model_is_synthetic",
     "screen_upload",
 ]

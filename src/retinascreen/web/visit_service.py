@@ -28,8 +28,8 @@ from retinascreen.web.outcome import (
     visit_outcome,
 )
 from retinascreen.web.policy import Policy, load_policy
-from retinascreen.web.screening_step import GradedPhoto, grade_photo
 from retinascreen.web.security import audit
+from retinascreen.web.service import GradedPhoto, grade_photo
 from retinascreen.web.storage import PhotoStore, new_name, png_bytes
 from retinascreen.web.visit_models import (
     FIELDS,

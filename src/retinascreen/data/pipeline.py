@@ -85,12 +85,18 @@ def _write_crop(source: Path, target: Path, preprocessing: Preprocessing) -> Non
         raise ValueError(
             f"pre-processing gave {crop.shape} {crop.dtype}, not ({size}, {size}, 3) uint8"
         )
+    write_crop_png(crop, target)
+
+
+def write_crop_png(crop: np.ndarray, target: Path) -> None:
+    """Write an RGB crop to ``target`` as PNG, atomically (an interrupted run never leaves half
+    a crop in the cache)."""
     tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.png")
     if not cv2.imwrite(
         str(tmp), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1]
     ):
         raise OSError(f"could not write {tmp}")
-    os.replace(tmp, target)  # atomic: an interrupted run never leaves half a crop
+    os.replace(tmp, target)
 
 
 def cache_crops(

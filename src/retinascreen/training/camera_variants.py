@@ -18,11 +18,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
-
 from retinascreen.data.datasets import Record
 from retinascreen.data.fundus import Preprocessing
-from retinascreen.data.pipeline import cache_key, settings_folder
+from retinascreen.data.pipeline import cache_key, settings_folder, write_crop_png
 from retinascreen.synthetic.camera import raw_looking
 
 
@@ -34,13 +32,7 @@ def variant_seed(record_key: str, index: int) -> int:
 def _write_variant(source: Path, target: Path, seed: int, preprocessing: Preprocessing) -> None:
     from retinascreen.data.images import load_image
 
-    crop = preprocessing.apply(raw_looking(load_image(source), seed))
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.png")
-    if not cv2.imwrite(
-        str(tmp), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1]
-    ):
-        raise OSError(f"could not write {tmp}")
-    os.replace(tmp, target)
+    write_crop_png(preprocessing.apply(raw_looking(load_image(source), seed)), target)
 
 
 def cache_camera_variants(

@@ -39,7 +39,7 @@ COMBOS = (
 HEADS = ("gap", "wise-srnet")
 
 
-def _preprocessing(kind: str, size: int):  # noqa: ANN202 - bench script
+def preprocessing(kind: str, size: int):  # noqa: ANN201 - bench script
     from retinascreen.data.fundus import Preprocessing
 
     return Preprocessing(
@@ -47,7 +47,7 @@ def _preprocessing(kind: str, size: int):  # noqa: ANN202 - bench script
     )
 
 
-def _records():  # noqa: ANN202
+def load_records():  # noqa: ANN201
     from retinascreen.data.datasets import load_dataset, split_dataset
 
     eyepacs = split_dataset(
@@ -57,8 +57,14 @@ def _records():  # noqa: ANN202
     return {**eyepacs, "srahim": external}
 
 
-def _features(backbone: str, kind: str, size: int, records: dict) -> dict[str, np.ndarray]:
-    """Feature maps (float16) per split, cached in runs/transfer."""
+def features(
+    backbone: str, kind: str, size: int, records: dict, cut: str | None = None
+) -> dict[str, np.ndarray]:
+    """Feature maps (float16) per split, cached in runs/transfer.
+
+    ``cut``: the name of a backbone layer whose *input* is returned instead of the last map
+    (the frozen lower part's activations, for fine-tuning the stages above it).
+    """
     import cv2
     import keras
 
@@ -68,14 +74,17 @@ def _features(backbone: str, kind: str, size: int, records: dict) -> dict[str, n
     out: dict[str, np.ndarray] = {}
     model = None
     for split, recs in records.items():
-        path = CACHE / f"{backbone}-{kind}-{size}-{split}.npy"
+        suffix = f"-{cut}" if cut else ""
+        path = CACHE / f"{backbone}-{kind}-{size}{suffix}-{split}.npy"
         if path.is_file():
             out[split] = np.load(path)
             continue
         if model is None:
             inputs = keras.Input((size, size, 3))
             model = create_backbone(backbone, inputs, weights="imagenet")
-        crops = cache_crops(recs, _preprocessing(kind, size), progress=False)
+            if cut:
+                model = keras.Model(model.input, model.get_layer(cut).input)
+        crops = cache_crops(recs, preprocessing(kind, size), progress=False)
         maps = []
         for start in range(0, len(crops), 32):
             batch = np.stack(
@@ -96,9 +105,6 @@ def _train_head(head: str, feats: dict, grades: dict, seed: int) -> dict[str, fl
     import keras
 
     from retinascreen.models.heads import get_head
-    from retinascreen.models.metrics import quadratic_kappa
-    from retinascreen.models.ordinal import fit_ordinal, ordinal_probabilities
-    from retinascreen.training.evaluation import choose_threshold
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(feats["train"].shape[1:])
@@ -122,6 +128,15 @@ def _train_head(head: str, feats: dict, grades: dict, seed: int) -> dict[str, fl
     scores = {
         k: model.predict(v.astype(np.float32), verbose=0).reshape(-1) for k, v in feats.items()
     }
+    return score_row(scores, grades)
+
+
+def score_row(scores: dict[str, np.ndarray], grades: dict[str, np.ndarray]) -> dict[str, float]:
+    """Test and srahim-dr figures of regression ``scores`` (ordinal cuts fitted on validation)."""
+    from retinascreen.models.metrics import quadratic_kappa
+    from retinascreen.models.ordinal import fit_ordinal, ordinal_probabilities
+    from retinascreen.training.evaluation import choose_threshold
+
     thresholds, temperature = fit_ordinal(grades["val"], scores["val"])
     probs = {k: ordinal_probabilities(s, thresholds, temperature) for k, s in scores.items()}
     cut, _rule = choose_threshold(grades["val"], probs["val"], 0.9)
@@ -139,6 +154,19 @@ def _train_head(head: str, feats: dict, grades: dict, seed: int) -> dict[str, fl
     return row
 
 
+TABLE_KEYS = ("test_qwk", "test_auc", "srahim_qwk", "srahim_auc", "srahim_sens", "srahim_spec")
+
+
+def table_row(labels: tuple[str, ...], rows: list[dict[str, float]]) -> str:
+    """A Markdown row: the labels, the number of seeds, then mean ± SD of each figure."""
+
+    def cell(key: str) -> str:
+        values = np.array([r[key] for r in rows])
+        return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
+
+    return "| " + " | ".join([*labels, str(len(rows)), *(cell(k) for k in TABLE_KEYS)]) + " |"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--combos", nargs="*", default=list(COMBOS))
@@ -149,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (DATA / "eyepacs-256").is_dir():
         print(f"error: {DATA} not found")
         return 2
-    records = _records()
+    records = load_records()
     grades = {k: np.array([r.grade for r in v]) for k, v in records.items()}
     print("photos: " + ", ".join(f"{k} {len(v)}" for k, v in records.items()), flush=True)
     lines = [
@@ -161,21 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     for combo in args.combos:
         backbone, kind = combo.split(":")
         started = time.perf_counter()
-        feats = _features(backbone, kind, args.size, records)
+        feats = features(backbone, kind, args.size, records)
         print(f"{combo}: features in {time.perf_counter() - started:.0f} s", flush=True)
         for head in args.heads:
             rows = [_train_head(head, feats, grades, seed) for seed in args.seeds]
             raw[f"{combo}:{head}"] = rows
-
-            def cell(key: str, rows: list[dict[str, float]] = rows) -> str:
-                values = np.array([r[key] for r in rows])
-                return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
-
-            line = (
-                f"| {backbone} | {kind} | {head} | {len(rows)} | {cell('test_qwk')} | "
-                f"{cell('test_auc')} | {cell('srahim_qwk')} | {cell('srahim_auc')} | "
-                f"{cell('srahim_sens')} | {cell('srahim_spec')} |"
-            )
+            line = table_row((backbone, kind, head), rows)
             lines.append(line)
             print(line, flush=True)
     table = "\n".join(lines)

@@ -67,6 +67,11 @@ def page_number(name: str = "page", *, default: int = 1, maximum: int = MAX_ID) 
     return value
 
 
+def page_count(total: int, per_page: int) -> int:
+    """How many pages ``total`` rows fill at ``per_page`` a page (at least one, even empty)."""
+    return max((total + per_page - 1) // per_page, 1)
+
+
 def too_large_message() -> str:
     """Why a request was refused with 413: a too-large form field or a too-large file."""
     limit = current_app.config["MAX_CONTENT_LENGTH"]

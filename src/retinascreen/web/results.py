@@ -44,8 +44,6 @@ def _eye(screening: Screening, result: dict[str, Any]) -> str | None:
 def visit_results(screening: Screening) -> VisitResults:
     """The FHIR builder's input for one screening (report id ``screening-<id>``)."""
     result = screening.result
-    found = result.get("model")
-    model: dict[str, Any] = found if isinstance(found, dict) else {}
     eye = EyeResult(
         eye=_eye(screening, result),
         grade=screening.grade if screening.gradable else None,
@@ -59,7 +57,7 @@ def visit_results(screening: Screening) -> VisitResults:
         eyes=[eye],
         recommendation=recommendation(screening),
         report_id=f"screening-{screening.id}",
-        model=" ".join(str(model.get(k, "")) for k in ("name", "version")).strip() or None,
+        model=_model_name(screening),
     )
 
 

@@ -27,7 +27,7 @@ from retinascreen.serving.anatomy import laterality_note
 from retinascreen.web.access import history_page, owned_screening
 from retinascreen.web.db import session
 from retinascreen.web.forms import UploadForm
-from retinascreen.web.handlers import page_number, too_large_message
+from retinascreen.web.handlers import page_count, page_number, too_large_message
 from retinascreen.web.models import Screening
 from retinascreen.web.segmentation import lesion_legend, lesion_note
 from retinascreen.web.service import get_predictor, model_is_synthetic, screen_upload
@@ -92,7 +92,7 @@ def history() -> Any:
     page = page_number()
     per_page = current_app.config["HISTORY_PAGE_SIZE"]
     rows, total = history_page(session(), current_user, patient=query, page=page, per_page=per_page)
-    pages = max((total + per_page - 1) // per_page, 1)
+    pages = page_count(total, per_page)
     return render_template(
         "screenings/history.html",
         rows=rows,

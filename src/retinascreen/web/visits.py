@@ -23,7 +23,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from retinascreen.errors import RetinascreenError
 from retinascreen.web.access import visits_page
 from retinascreen.web.db import session
-from retinascreen.web.handlers import page_number, too_large_message
+from retinascreen.web.handlers import page_count, page_number, too_large_message
 from retinascreen.web.outcome import EYES
 from retinascreen.web.visit_models import Visit, role_of
 from retinascreen.web.visit_service import (
@@ -106,7 +106,7 @@ def list_visits() -> Any:
     page = page_number()
     per_page = current_app.config["HISTORY_PAGE_SIZE"]
     rows, total = visits_page(session(), current_user, page=page, per_page=per_page)
-    pages = max((total + per_page - 1) // per_page, 1)
+    pages = page_count(total, per_page)
     items = [(visit, outcome_of(visit)) for visit in rows]
     return render_template("visits/list.html", items=items, page=page, pages=pages, total=total)
 

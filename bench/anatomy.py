@@ -411,7 +411,12 @@ def main(argv: list[str] | None = None) -> int:
 
     chosen, choose_lines = choose_rule(idrid, drive_photos(cache), card)
     report["rule_choice"] = chosen
-    lines += ["## Choosing the maculopathy rule on IDRiD (not on srahim-dr)", "", *choose_lines, ""]
+    lines += [
+        "## Choosing the maculopathy rule on IDRiD and DRIVE (not on srahim-dr)",
+        "",
+        *choose_lines,
+        "",
+    ]
 
     photos = srahim_photos(cache)
     lat_lines, report["laterality"] = laterality_table(photos)

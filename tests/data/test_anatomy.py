@@ -83,3 +83,34 @@ def test_the_disc_side_of_the_field_is_a_second_laterality_cue() -> None:
     assert right[0] == 1 and right[1] > 0.9
     assert left[0] == -1 and left[1] > 0.9
     assert centred[1] < 0.1  # a disc-centred photo says nothing about the eye
+
+
+def _with_rim_crescent(prob: np.ndarray, field: np.ndarray, value: float) -> np.ndarray:
+    """``prob`` plus a bright crescent along the bottom of the field (stray light at the rim),
+    larger than the disc."""
+    h, w = field.shape
+    yy, xx = np.mgrid[:h, :w]
+    ys, xs = np.nonzero(field)
+    cx, cy, r = xs.mean(), ys.mean(), np.sqrt(xs.size / np.pi)
+    dist = np.hypot(xx - cx, yy - cy)
+    crescent = field & (dist > 0.86 * r) & (yy > cy + 0.5 * r)
+    return np.maximum(prob, np.where(crescent, value, 0.0)).astype(np.float32)
+
+
+@pytest.mark.parametrize("with_view", [False, True])
+def test_a_bright_crescent_at_the_rim_is_not_taken_for_the_disc(with_view: bool) -> None:
+    image, field, prob, truth = _photo(4, "right")
+    map_ = _with_rim_crescent(0.8 * prob, field, 0.99)
+    assert map_[map_ > 0.9].sum() > 1.5 * map_[(map_ > 0) & (map_ < 0.9)].sum()  # more mass
+    disc = disc_from_map(map_, field, 0.5, image if with_view else None)
+    assert disc is not None
+    assert np.hypot(disc.cx - truth["disc"][0], disc.cy - truth["disc"][1]) < 3
+
+
+def test_a_dim_disc_is_still_found_with_a_low_confidence() -> None:
+    image, field, prob, truth = _photo(9, "left")
+    disc = disc_from_map(0.35 * prob, field, 0.5, image)
+    assert disc is not None
+    assert np.hypot(disc.cx - truth["disc"][0], disc.cy - truth["disc"][1]) < 3
+    assert disc.confidence < disc_from_map(prob, field, 0.5, image).confidence  # type: ignore[union-attr]
+    assert disc_from_map(0.01 * prob, field, 0.5) is None  # no view, no disc: nothing to show

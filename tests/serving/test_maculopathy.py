@@ -107,3 +107,15 @@ def test_drawing_marks_disc_fovea_and_macula() -> None:
     assert drawn.shape == photo.shape and not photo.any()
     assert drawn[100, 100].any()  # the fovea mark
     assert drawn[100, 130].any() or drawn[100, 131].any()  # the 1-DD circle
+
+
+def test_a_faint_exudate_counts_only_under_a_lower_map_threshold() -> None:
+    seg = _segmentation(hard_exudate=(110, 105))
+    faint = {k: v * 0.2 for k, v in seg.maps.items()}  # below the card's threshold
+    masks = {k: np.zeros_like(v) for k, v in seg.masks.items()}
+    seg = Segmentation(faint, masks, seg.view, seg.field, {})
+    assert lesions_near_fovea(seg, FOVEA, DD, MaculopathyRule())["hard_exudate"] == 0.0
+    lower = MaculopathyRule.from_dict({"threshold": 0.1})
+    assert lesions_near_fovea(seg, FOVEA, DD, lower)["hard_exudate"] >= lower.min_area_of_disc
+    with pytest.raises(ConfigError, match="threshold"):
+        MaculopathyRule(threshold=1.5)

@@ -1,13 +1,16 @@
 """Optic disc, fovea and laterality from a disc probability map and the fundus crop (pure maths).
 
 - :func:`disc_from_map`: the optic disc as the connected region of a probability map with the
-  most probability mass: its centre, equivalent diameter, outline and a confidence;
+  most probability mass (capped at a typical disc's area) weighted by how disc-like it is
+  (round, where the large vessels converge): its centre, equivalent diameter, outline and a
+  confidence;
 - :func:`find_fovea`: the fovea from the anatomy (no fovea labels exist in our data): about
   2.5 disc diameters temporal to the disc centre and a little below it, at the darkest
   vessel-free spot of a search window (dark vessels are removed by a morphological closing
   before looking for the dark macula). Temporal is unknown before laterality, so both sides are
   searched; the side whose window lies in the field and holds the darker, more contrasted spot
-  wins;
+  wins, helped by the side towards the field's centre and held back when the expected
+  position lies within 1 DD of the field's rim (there, dark means vignetting);
 - :func:`laterality_of`: a right eye's disc lies to the right of its fovea in a standard
   (non-mirrored) fundus photograph, a left eye's to the left;
 - :func:`crop_to_photo`: crop pixels back to the input photo's pixels (the inverse of the
@@ -43,8 +46,12 @@ FOVEA_OFFSET_DD = (2.5, 0.3)
 _WINDOW_DD = 1.0
 # Plausible disc diameters as a share of the field diameter (45-50 degree photos: ~0.12-0.14).
 _DISC_SHARE = (0.06, 0.25)
+# A typical disc's radius over the field's radius (its diameter is ~0.14 field diameters).
+_TYPICAL_SHARE = 0.14
 # How much the side towards the field's centre counts, in units of macular contrast.
 _PRIOR_WEIGHT = 0.05
+# How much an expected fovea position within 1 DD of the field's rim counts against that side.
+_RIM_WEIGHT = 0.1
 
 
 @dataclass(frozen=True)
@@ -69,20 +76,46 @@ class FoveaFit:
     side: int
 
 
-def disc_from_map(prob: np.ndarray, field: np.ndarray, threshold: float = 0.5) -> DiscFit | None:
-    """The disc region of a (S, S) probability map, or None when no pixel reaches ``threshold``.
+def disc_from_map(
+    prob: np.ndarray, field: np.ndarray, threshold: float = 0.5, view: np.ndarray | None = None
+) -> DiscFit | None:
+    """The disc region of a (S, S) probability map, or None when no disc shows.
 
-    Confidence = the region's mean probability, lowered when its diameter is implausible for
-    the field (a fraction ``_DISC_SHARE`` of the field's diameter) or when a second region
-    carries comparable mass.
+    Each connected region at ``threshold`` is scored by its probability mass (capped at a
+    typical disc's area, so a large bright artefact does not win by size alone) times how
+    disc-like it is (:func:`_disc_likeness`: round, and, given the crop ``view``, where the
+    large vessels converge; a crescent of stray light at the field's rim or a patch of
+    exudates is neither). Where no pixel reaches ``threshold`` but half of it, regions at half
+    the map's peak are used; where the map is blank and ``view`` is given, the brightest spot
+    where vessels converge (:func:`_disc_from_view`), with a low confidence. Confidence = the
+    region's mean probability, lowered when its diameter is implausible for the field (a
+    fraction ``_DISC_SHARE`` of the field's diameter), when it is not disc-like, or when a
+    second region scores comparably.
     """
     prob = np.where(field, np.asarray(prob, np.float32), 0.0)
-    mask = (prob >= threshold).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    peak = float(prob.max()) if prob.size else 0.0
+    radius = math.sqrt(max(1, int(np.count_nonzero(field))) / math.pi)
+    vessels = None if view is None else _vessel_share(view, field, radius)
+    if peak < 0.5 * threshold:
+        return (
+            None
+            if view is None or vessels is None
+            else _disc_from_view(view, field, vessels, radius)
+        )
+    level = threshold if peak >= threshold else 0.5 * peak
+    mask = (prob >= level).astype(np.uint8)
+    n, labels, _, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n <= 1:
         return None
-    masses = np.array([float(prob[labels == k].sum()) for k in range(1, n)])
-    best = int(np.argmax(masses)) + 1
+    typical_area = math.pi * (_TYPICAL_SHARE * radius) ** 2
+    scores, likeness = [], []
+    for k in range(1, n):
+        region = labels == k
+        like = _disc_likeness(region, vessels)
+        likeness.append(like)
+        scores.append(min(float(prob[region].sum()), typical_area) * like)
+    order = np.argsort(scores)[::-1]
+    best = int(order[0]) + 1
     region = labels == best
     weights = prob * region
     yy, xx = np.nonzero(region)
@@ -90,17 +123,78 @@ def disc_from_map(prob: np.ndarray, field: np.ndarray, threshold: float = 0.5) -
     cx, cy = float((xx * w).sum() / w.sum()), float((yy * w).sum() / w.sum())
     area = float(np.count_nonzero(region))
     diameter = 2.0 * math.sqrt(area / math.pi)
-    field_diameter = 2.0 * math.sqrt(max(1, int(np.count_nonzero(field))) / math.pi)
-    share = diameter / field_diameter
+    share = diameter / (2.0 * radius)
     plausible = 1.0 if _DISC_SHARE[0] <= share <= _DISC_SHARE[1] else 0.3
-    rivals = np.sort(masses)[::-1]
-    clear = 1.0 if len(rivals) < 2 else float(np.clip(1.5 - rivals[1] / rivals[0], 0.3, 1.0))
+    top = scores[order[0]]
+    clear = 1.0 if n <= 2 or top <= 0 else float(np.clip(1.5 - scores[order[1]] / top, 0.3, 1.0))
     contours, _ = cv2.findContours(
         region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
     )
     outline = max(contours, key=cv2.contourArea)[:, 0, :].astype(np.float32)
-    confidence = float(np.clip(w.mean(), 0.0, 1.0)) * plausible * clear
+    strength = float(np.clip(w.mean(), 0.0, 1.0)) * min(1.0, peak / threshold)
+    confidence = strength * plausible * clear * min(1.0, 2 * likeness[best - 1])
     return DiscFit(cx, cy, diameter, outline, round(confidence, 3))
+
+
+def _vessel_share(view: np.ndarray, field: np.ndarray, radius: float) -> np.ndarray:
+    """Share of dark thin structures (vessels: black-hat of the green channel, the top 12 %
+    of the field) within ~1 disc diameter of each pixel, (S, S) float32."""
+    green = view[:, :, 1].astype(np.float32) if view.ndim == 3 else view.astype(np.float32)
+    k = max(3, int(round(radius * 0.07)) | 1)
+    hat = cv2.morphologyEx(
+        green, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    )
+    inner = cv2.erode(field.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
+    if not inner.any():
+        return np.zeros(field.shape, np.float32)
+    vessels = ((hat >= np.percentile(hat[inner], 88)) & inner).astype(np.float32)
+    r = max(1, int(round(_TYPICAL_SHARE * radius * 2)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)).astype(np.float32)
+    kernel /= kernel.sum()
+    return np.asarray(cv2.filter2D(vessels, -1, kernel, borderType=cv2.BORDER_CONSTANT), np.float32)
+
+
+def _disc_likeness(region: np.ndarray, vessels: np.ndarray | None) -> float:
+    """0..1: how round a region is (4 pi area / perimeter^2, full marks from 0.7) times, given
+    the vessel share map, how densely vessels surround it (full marks from 0.2, the share
+    around a typical disc, where the retina's large vessels converge)."""
+    contours, _ = cv2.findContours(
+        region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+    )
+    area = float(np.count_nonzero(region))
+    perimeter = sum(cv2.arcLength(c, True) for c in contours)
+    circularity = 4 * math.pi * area / max(1.0, perimeter) ** 2
+    like = float(np.clip((circularity - 0.3) / 0.4, 0.1, 1.0))
+    if vessels is not None:
+        ys, xs = np.nonzero(region)
+        share = float(vessels[int(round(ys.mean())), int(round(xs.mean()))])
+        like *= float(np.clip(share / 0.2, 0.1, 1.0))
+    return like
+
+
+def _disc_from_view(
+    view: np.ndarray, field: np.ndarray, vessels: np.ndarray, radius: float
+) -> DiscFit | None:
+    """The disc where the model sees none: the brightest disc-sized spot where vessels
+    converge (the classic cue), with a typical diameter and a confidence of at most 0.3."""
+    lum = view[:, :, 0].astype(np.float32) * 0.5 + view[:, :, 1].astype(np.float32) * 0.5
+    inner = cv2.erode(field.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    if not inner.any():
+        return None
+    r = _TYPICAL_SHARE * radius
+    bright = cv2.GaussianBlur(np.where(inner, lum, 0), (0, 0), r) / np.maximum(
+        cv2.GaussianBlur(inner.astype(np.float32), (0, 0), r), 1e-3
+    )
+    base = float(np.median(bright[inner]))
+    score = np.where(inner, (bright / max(1.0, base)) * np.clip(vessels / 0.2, 0.0, 1.0), 0.0)
+    iy, ix = np.unravel_index(int(np.argmax(score)), score.shape)
+    lift = float(bright[iy, ix]) / max(1.0, base) - 1.0
+    if lift <= 0.05:
+        return None
+    t = np.linspace(0, 2 * math.pi, 24, endpoint=False)
+    outline = np.stack([ix + r * np.cos(t), iy + r * np.sin(t)], 1).astype(np.float32)
+    confidence = float(np.clip(lift, 0.0, 0.3)) * float(np.clip(vessels[iy, ix] / 0.2, 0.0, 1.0))
+    return DiscFit(float(ix), float(iy), 2 * r, outline, round(confidence, 3))
 
 
 def _darkness(view: np.ndarray, field: np.ndarray, dd: float) -> np.ndarray:
@@ -139,6 +233,7 @@ def find_fovea(view: np.ndarray, field: np.ndarray, disc: DiscFit) -> FoveaFit |
     )
     fy, fx = np.nonzero(field)
     centre_x = float(fx.mean()) if fx.size else w / 2
+    centre_y = float(fy.mean()) if fy.size else h / 2
     radius = math.sqrt(max(1, fx.size) / math.pi)
     # Macula-centred photos put the disc off to one side: the fovea lies towards the centre.
     toward = 1 if centre_x >= disc.cx else -1
@@ -160,7 +255,11 @@ def find_fovea(view: np.ndarray, field: np.ndarray, disc: DiscFit) -> FoveaFit |
         surround = float(np.median(lum[ring])) if np.count_nonzero(ring) else float(lum[iy, ix])
         contrast = (surround - float(lum[iy, ix])) / max(1e-3, surround)
         prior = _PRIOR_WEIGHT * pull * (1 if side == toward else -1)
-        candidates.append((contrast + prior, float(ix), float(iy), side))
+        # A 45-50 degree field, macula- or disc-centred, holds the fovea at least ~1 DD
+        # inside its rim: a dark spot at the rim is vignetting, not the macula.
+        inset = (radius - math.hypot(ex - centre_x, ey - centre_y)) / dd
+        rim = _RIM_WEIGHT * float(np.clip(1.0 - inset, 0.0, 1.0))
+        candidates.append((contrast + prior - rim, float(ix), float(iy), side))
     if not candidates:
         return None
     candidates.sort(reverse=True)

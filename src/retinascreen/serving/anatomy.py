@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from retinascreen.data.fundus import CropBox
 from retinascreen.data.photo import PhotoInput
 
-__all__ = ["Anatomy", "AnatomyFinder", "draw_anatomy", "laterality_note"]
+__all__ = ["Anatomy", "AnatomyFinder", "anatomy_from_map", "draw_anatomy", "laterality_note"]
 
 # Below this confidence the laterality is reported but not used to fill in an unknown eye.
 LATERALITY_MIN_CONFIDENCE = 0.5
@@ -103,49 +104,62 @@ class AnatomyFinder:
         """The anatomy of one photograph (path, bytes, RGB array or
         :class:`~retinascreen.data.photo.FundusPhoto`, whose field and crops are reused);
         None when no disc shows."""
-        from retinascreen.data.anatomy import (
-            crop_to_photo,
-            disc_from_map,
-            disc_side,
-            find_fovea,
-            laterality_of,
-            photo_scale,
-        )
         from retinascreen.data.photo import FundusPhoto
 
         photo = FundusPhoto.read(image)
         seg = self.segmenter.segment(photo)
-        box = photo.box
-        size = self.segmenter.input_size
-        threshold = self.segmenter.thresholds["optic_disc"]
-        disc = disc_from_map(seg.maps["optic_disc"], seg.field, threshold)
-        if disc is None:
-            return None
-        scale = photo_scale(box, size)
-        outline = np.array([crop_to_photo(box, size, float(x), float(y)) for x, y in disc.outline])
-        fovea = find_fovea(seg.view, seg.field, disc)
-        centre = crop_to_photo(box, size, disc.cx, disc.cy)
-        side, strength = disc_side(disc, seg.field)
-        if fovea is None:  # the disc's side of the field alone (macula-centred photos)
-            lateral = None if strength < 0.25 else ("right" if side > 0 else "left")
-            confidence = 0.8 * disc.confidence * strength if lateral else 0.0
-            return Anatomy(centre, disc.diameter * scale, disc.confidence, outline, None, 0.0,
-                           lateral, round(confidence, 3), "disc side")  # fmt: skip
-        fovea_centre = crop_to_photo(box, size, fovea.x, fovea.y)
-        laterality = laterality_of(centre[0], fovea_centre[0])
-        confidence = fovea.confidence
-        if strength >= 0.5 and (side > 0) != (laterality == "right"):
-            confidence *= 0.4  # the disc's side of the field says the other eye
-        return Anatomy(
-            disc_centre=centre,
-            disc_diameter=disc.diameter * scale,
-            disc_confidence=disc.confidence,
-            disc_outline=outline,
-            fovea_centre=fovea_centre,
-            fovea_confidence=fovea.confidence,
-            laterality=laterality,
-            confidence=round(confidence, 3),
-        )
+        return anatomy_from_map(
+            seg.maps["optic_disc"], seg.view, seg.field, photo.box,
+            self.segmenter.thresholds["optic_disc"],
+        )  # fmt: skip
+
+
+def anatomy_from_map(
+    prob: np.ndarray, view: np.ndarray, field: np.ndarray, box: CropBox, threshold: float
+) -> Anatomy | None:
+    """The anatomy from a disc probability map ``prob`` drawn on the square crop ``view`` of
+    ``box`` (both (S, S); ``field`` its field of view); None when no disc shows.
+
+    Pure maths (no model), so a cached disc map can be re-read with another rule.
+    """
+    from retinascreen.data.anatomy import (
+        crop_to_photo,
+        disc_from_map,
+        disc_side,
+        find_fovea,
+        laterality_of,
+        photo_scale,
+    )
+
+    size = int(field.shape[0])
+    disc = disc_from_map(prob, field, threshold, view)
+    if disc is None:
+        return None
+    scale = photo_scale(box, size)
+    outline = np.array([crop_to_photo(box, size, float(x), float(y)) for x, y in disc.outline])
+    fovea = find_fovea(view, field, disc)
+    centre = crop_to_photo(box, size, disc.cx, disc.cy)
+    side, strength = disc_side(disc, field)
+    if fovea is None:  # the disc's side of the field alone (macula-centred photos)
+        lateral = None if strength < 0.25 else ("right" if side > 0 else "left")
+        confidence = 0.8 * disc.confidence * strength if lateral else 0.0
+        return Anatomy(centre, disc.diameter * scale, disc.confidence, outline, None, 0.0,
+                       lateral, round(confidence, 3), "disc side")  # fmt: skip
+    fovea_centre = crop_to_photo(box, size, fovea.x, fovea.y)
+    laterality = laterality_of(centre[0], fovea_centre[0])
+    confidence = fovea.confidence
+    if strength >= 0.5 and (side > 0) != (laterality == "right"):
+        confidence *= 0.4  # the disc's side of the field says the other eye
+    return Anatomy(
+        disc_centre=centre,
+        disc_diameter=disc.diameter * scale,
+        disc_confidence=disc.confidence,
+        disc_outline=outline,
+        fovea_centre=fovea_centre,
+        fovea_confidence=fovea.confidence,
+        laterality=laterality,
+        confidence=round(confidence, 3),
+    )
 
 
 def laterality_note(entered: str | None, anatomy: dict[str, Any] | None) -> str | None:

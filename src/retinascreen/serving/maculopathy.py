@@ -47,6 +47,8 @@ class MaculopathyRule:
     radius_dd: float = 1.0
     min_area_of_disc: float = 0.002
     refer: bool = True
+    # The lesion-map probability that counts as a lesion (None: each class's model-card one).
+    threshold: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lesions", tuple(self.lesions))
@@ -62,6 +64,10 @@ class MaculopathyRule:
             )
         if not 0 <= float(self.min_area_of_disc) < 1:
             raise ConfigError(f"min_area_of_disc must be 0..1, got {self.min_area_of_disc}")
+        if self.threshold is not None and not 0 < float(self.threshold) < 1:
+            raise ConfigError(
+                f"maculopathy threshold must be between 0 and 1, got {self.threshold}"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MaculopathyRule:
@@ -130,17 +136,20 @@ class MaculaResult:
 def lesions_near_fovea(
     seg: Segmentation, fovea_xy: tuple[float, float], disc_diameter: float, rule: MaculopathyRule
 ) -> dict[str, float]:
-    """Area of each rule lesion inside the macular zone, as a share of the disc's area; the
-    fovea and disc diameter in ``seg``'s crop pixels."""
+    """Area of each rule lesion inside the macular zone, as a share of the disc's area (the
+    model card's masks, or the maps at the rule's ``threshold``); the fovea and disc diameter
+    in ``seg``'s crop pixels."""
     side = seg.field.shape[0]
     yy, xx = np.ogrid[:side, :side]
     zone = np.hypot(xx - fovea_xy[0], yy - fovea_xy[1]) <= rule.radius_dd * disc_diameter
     disc_area = math.pi * (disc_diameter / 2) ** 2
-    return {
-        name: float(np.count_nonzero(seg.masks[name] & zone)) / max(1.0, disc_area)
-        for name in rule.lesions
-        if name in seg.masks
-    }
+    out = {}
+    for name in rule.lesions:
+        if name not in seg.masks:
+            continue
+        mask = seg.masks[name] if rule.threshold is None else (seg.maps[name] >= rule.threshold)
+        out[name] = float(np.count_nonzero(mask & seg.field & zone)) / max(1.0, disc_area)
+    return out
 
 
 class MaculaCheck:

@@ -102,6 +102,13 @@ def features(
 
 
 def _train_head(head: str, feats: dict, grades: dict, seed: int) -> dict[str, float]:
+    return score_row(head_scores(head, feats, grades, seed), grades)
+
+
+def head_scores(
+    head: str, feats: dict, grades: dict, seed: int, train_weights: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Regression scores per split of ``head`` trained on the frozen ``feats["train"]``."""
     import keras
 
     from retinascreen.models.heads import get_head
@@ -119,30 +126,38 @@ def _train_head(head: str, feats: dict, grades: dict, seed: int) -> dict[str, fl
     model.fit(
         feats["train"].astype(np.float32),
         grades["train"].astype(np.float32),
+        sample_weight=train_weights,
         validation_data=(feats["val"].astype(np.float32), grades["val"].astype(np.float32)),
         epochs=60,
         batch_size=64,
         callbacks=[stop],
         verbose=0,
     )
-    scores = {
-        k: model.predict(v.astype(np.float32), verbose=0).reshape(-1) for k, v in feats.items()
-    }
-    return score_row(scores, grades)
+    return {k: model.predict(v.astype(np.float32), verbose=0).reshape(-1) for k, v in feats.items()}
 
 
-def score_row(scores: dict[str, np.ndarray], grades: dict[str, np.ndarray]) -> dict[str, float]:
-    """Test and srahim-dr figures of regression ``scores`` (ordinal cuts fitted on validation)."""
-    from retinascreen.models.metrics import quadratic_kappa
+def ordinal_fit(
+    scores: dict[str, np.ndarray], grades: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], float]:
+    """Grade probabilities per split (ordinal cuts fitted on validation) and the referable
+    threshold chosen on validation for 90 % sensitivity."""
     from retinascreen.models.ordinal import fit_ordinal, ordinal_probabilities
     from retinascreen.training.evaluation import choose_threshold
 
     thresholds, temperature = fit_ordinal(grades["val"], scores["val"])
     probs = {k: ordinal_probabilities(s, thresholds, temperature) for k, s in scores.items()}
     cut, _rule = choose_threshold(grades["val"], probs["val"], 0.9)
-    row: dict[str, float] = {}
+    return probs, cut
+
+
+def score_row(scores: dict[str, np.ndarray], grades: dict[str, np.ndarray]) -> dict[str, float]:
+    """Test and srahim-dr figures of regression ``scores`` (ordinal cuts fitted on validation)."""
     from sklearn.metrics import roc_auc_score
 
+    from retinascreen.models.metrics import quadratic_kappa
+
+    probs, cut = ordinal_fit(scores, grades)
+    row: dict[str, float] = {}
     for split in ("test", "srahim"):
         y = grades[split]
         referable = probs[split][:, 2:].sum(axis=1)
@@ -165,6 +180,18 @@ def table_row(labels: tuple[str, ...], rows: list[dict[str, float]]) -> str:
         return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
 
     return "| " + " | ".join([*labels, str(len(rows)), *(cell(k) for k in TABLE_KEYS)]) + " |"
+
+
+def merged_rows(new: list[str]) -> list[str]:
+    """``new`` table rows plus the rows of RESULTS for combinations not measured this time."""
+
+    def key(line: str) -> tuple[str, ...]:  # (backbone, input, head)
+        return tuple(cell.strip() for cell in line.strip("|").split("|")[:3])
+
+    measured = {key(line) for line in new}
+    old = RESULTS.read_text().splitlines() if RESULTS.is_file() else []
+    kept = [line for line in old if line.startswith("| efficientnet") and key(line) not in measured]
+    return kept + new
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,15 +224,17 @@ def main(argv: list[str] | None = None) -> int:
             line = table_row((backbone, kind, head), rows)
             lines.append(line)
             print(line, flush=True)
+    lines[2:] = merged_rows(lines[2:])
     table = "\n".join(lines)
     print(table)
     CACHE.mkdir(parents=True, exist_ok=True)
-    (CACHE / "results.json").write_text(json.dumps(raw, indent=1))
+    (CACHE / f"results-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(raw, indent=1))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     header = (
         "# Frozen ImageNet EfficientNet-Lite features: inputs and heads\n\n"
         f"`python bench/transfer.py --size {args.size}` ({time.strftime('%Y-%m-%d')}, 2 CPU "
-        "cores). Frozen backbone, head trained on the cached feature maps (regression on the "
+        "cores; rows of combinations not given in `--combos` are kept from the previous "
+        "table). Frozen backbone, head trained on the cached feature maps (regression on the "
         "grade, MSE, Adam 1e-3, early stopping on validation loss), thresholds tuned for QWK "
         "on validation; eyepacs-256 test split (608 photos, patient-grouped, split seed 0); "
         "srahim-dr: 596 raw photos of another clinic, never trained on; sensitivity and "

@@ -32,7 +32,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from transfer import CACHE, DATA, features, load_records, score_row, table_row  # noqa: E402
+from transfer import (  # noqa: E402
+    CACHE,
+    DATA,
+    features,
+    load_records,
+    merged_rows,
+    score_row,
+    table_row,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "finetune-upper.md"
 CUT = "block6a_expand_conv"
@@ -137,14 +145,18 @@ def main(argv: list[str] | None = None) -> int:
         line = table_row((backbone, args.input, args.head), rows)
         lines.append(f"{line} {minutes:.0f} |")
         print(lines[-1], flush=True)
+    lines[2:] = merged_rows(lines[2:], RESULTS)
     table = "\n".join(lines)
     print(table)
-    (CACHE / "finetune-upper.json").write_text(json.dumps(raw, indent=1))
+    (CACHE / f"finetune-upper-{'-'.join(args.backbones)}.json").write_text(
+        json.dumps(raw, indent=1)
+    )
     command = "python bench/finetune_upper.py " + " ".join(argv or sys.argv[1:])
     header = (
         "# Fine-tuned upper stages: EfficientNet-Lite0 vs Lite2\n\n"
         f"`{command.strip()}` ({time.strftime('%Y-%m-%d')}, 2 CPU cores shared with other "
-        f"jobs). Frozen ImageNet backbone up to `{args.cut}` (activations cached), stages above "
+        "jobs; rows of backbones not given are kept from the previous table). Frozen ImageNet "
+        f"backbone up to `{args.cut}` (activations cached), stages above "
         f"it + `{args.head}` head + regression unit: head alone for up to {args.head_epochs} "
         f"epochs (Adam 1e-3), then the stages unfrozen with BatchNormalization frozen for up to "
         f"{args.epochs} epochs (Adam {args.lr:g}), early stopping on validation loss; no "

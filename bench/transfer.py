@@ -182,14 +182,14 @@ def table_row(labels: tuple[str, ...], rows: list[dict[str, float]]) -> str:
     return "| " + " | ".join([*labels, str(len(rows)), *(cell(k) for k in TABLE_KEYS)]) + " |"
 
 
-def merged_rows(new: list[str]) -> list[str]:
-    """``new`` table rows plus the rows of RESULTS for combinations not measured this time."""
+def merged_rows(new: list[str], results: Path = RESULTS) -> list[str]:
+    """``new`` table rows plus the rows of ``results`` for combinations not measured now."""
 
     def key(line: str) -> tuple[str, ...]:  # (backbone, input, head)
         return tuple(cell.strip() for cell in line.strip("|").split("|")[:3])
 
     measured = {key(line) for line in new}
-    old = RESULTS.read_text().splitlines() if RESULTS.is_file() else []
+    old = results.read_text().splitlines() if results.is_file() else []
     kept = [line for line in old if line.startswith("| efficientnet") and key(line) not in measured]
     return kept + new
 

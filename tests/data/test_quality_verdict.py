@@ -101,8 +101,10 @@ def test_eyeq_held_back_part_agrees_with_the_graders(real_data):
         passed[label].append(verdict.gradable)
     assert np.mean(passed["Good"]) >= 0.97
     assert 1 - np.mean(passed["Reject"]) >= 0.80
-    # Measured 87.8 % (36 of 41): issue 23's target is 90 %, one photo short; the threshold is
-    # set out of fold on the training part, never on this part (README, quality section).
+    # Measured 87.8 % (36 of 41) at P(reject) >= 0.780: issue 23's target is 90 %, one photo
+    # short. The threshold is set out of fold on the training part, never on this part; there
+    # the model meets both targets with ~2 points to spare (Usable 91.7 %, Reject caught
+    # 81.7 %), so 36 of 41 is within this part's sampling noise (README, quality section).
     assert np.mean(passed["Usable"]) >= 0.85
 
 

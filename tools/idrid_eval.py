@@ -21,11 +21,16 @@ def test_metrics(
     clahe: bool,
     thresholds: list[float],
     root: Path = IDRID,
+    ignore_rim: float = 0.0,
 ) -> dict[str, Any]:
-    """AUPR and Dice per class on the 27 IDRiD test photos (pooled), per-photo disc Dice."""
+    """AUPR and Dice per class on the 27 IDRiD test photos (pooled), per-photo disc Dice.
+
+    ``ignore_rim``: the model's scores are 0 on that outer share of the field's radius, as the
+    Segmenter draws them (the masks' lesions there still count, as misses)."""
     from sklearn.metrics import average_precision_score
 
     from retinascreen.data.idrid_masks import crop_photo, read_idrid_masks
+    from retinascreen.data.rim import field_rim
 
     scores: list[list[np.ndarray]] = [[] for _ in classes]
     truths: list[list[np.ndarray]] = [[] for _ in classes]
@@ -34,6 +39,8 @@ def test_metrics(
     for photo in photos:
         view, target, field = crop_photo(photo, size, list(classes), clahe=clahe)
         out = np.asarray(model(view[None].astype(np.float32), training=False))[0]
+        if ignore_rim:
+            out = out * ~field_rim(field, ignore_rim)[:, :, None]
         for c in range(len(classes)):
             s, t = out[..., c][field], target[..., c][field]
             scores[c].append(s.astype(np.float16))
@@ -57,5 +64,6 @@ def test_metrics(
     result["evaluation"] = (
         f"IDRiD test split ({len(photos)} photos), pixels inside the field of view of the "
         f"{size} px fundus crop, masks cut by the same square"
+        + (f"; scores 0 on the outer {ignore_rim:.0%} of the field's radius" if ignore_rim else "")
     )
     return result

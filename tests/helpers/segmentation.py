@@ -50,6 +50,7 @@ def save_tiny_segmenter(
     training_data: str = "hand-set weights (tests)",
     onnx: bool = False,
     preprocessing: dict[str, object] | None = None,
+    extra: dict[str, object] | None = None,
 ) -> Path:
     """Save a tiny segmenter with its card as ``folder/<name>.keras`` (and ``.onnx``)."""
     from retinascreen.models.modelcard import ModelCard, write_card
@@ -71,6 +72,7 @@ def save_tiny_segmenter(
             "preprocessing": {"size": input_size, **(preprocessing or {})},
             "training_data": training_data,
             "synthetic": synthetic,
+            **(extra or {}),
         }
     )
     write_card(path, card)

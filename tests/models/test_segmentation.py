@@ -117,7 +117,8 @@ def test_bundled_segmenters_load_and_say_what_they_were_trained_on(what):
     import keras
 
     path = bundled_segmenter(what)
-    assert path.stat().st_size < 3_000_000
+    # the lesion model's ImageNet Lite0 encoder makes it ~11 MB; the others are small U-Nets
+    assert path.stat().st_size < (12_000_000 if what == "lesions" else 3_000_000)
     card = read_card(path)
     assert card.task == "segmentation" and card.head == "segmentation"
     assert len(card.thresholds) == len(card.classes)
@@ -129,6 +130,8 @@ def test_bundled_segmenters_load_and_say_what_they_were_trained_on(what):
         assert card.classes == classes and not card.synthetic
         assert "IDRiD segmentation training set, 54 photos" in card.training_data
         assert set(card.metrics["test_aupr"]) == set(classes)
+    if what == "lesions":  # the encoder learned ImageNet first, and the card says so
+        assert card.backbone == "efficientnet_lite0" and "ImageNet" in card.training_data
     model = keras.models.load_model(path, compile=False)
     out = np.asarray(model(np.zeros((1, 32, 32, 3), np.float32)))
     assert out.shape == (1, 32, 32, len(card.classes))

@@ -71,6 +71,33 @@ def test_lesion_maps_one_per_class_and_no_vessel_density(segmentation_models, ph
     assert set(result.areas()) == set(LESION_CLASSES)
 
 
+def test_a_card_with_ignore_rim_leaves_the_fields_outer_rim_unmarked(tmp_path, photo):
+    from retinascreen.data.rim import field_rim
+
+    whole = Segmenter(save_tiny_segmenter(tmp_path / "whole", "lesions", LESION_CLASSES))
+    inner = Segmenter(
+        save_tiny_segmenter(
+            tmp_path / "inner", "lesions", LESION_CLASSES, extra={"ignore_rim": 0.1}
+        )
+    )
+    a, b = whole.segment(photo), inner.segment(photo)
+    assert np.array_equal(a.field, b.field)  # areas stay shares of the whole field
+    rim = field_rim(a.field, 0.1)
+    assert rim.any() and a.masks["hard_exudate"][rim].any()  # bright rim pixels marked ...
+    for name in LESION_CLASSES:  # ... but not with the rim left out, the rest unchanged
+        assert b.maps[name][rim].max() == 0.0 and not b.masks[name][rim].any()
+        np.testing.assert_array_equal(b.maps[name][~rim], a.maps[name][~rim])
+    assert b.areas()["hard_exudate"] < a.areas()["hard_exudate"]
+    full = b.in_photo_frame()  # the photo-frame masks come from the same maps
+    assert full.masks["hard_exudate"].sum() <= a.in_photo_frame().masks["hard_exudate"].sum()
+
+
+def test_a_bad_ignore_rim_in_the_card_is_a_clear_error(tmp_path):
+    path = save_tiny_segmenter(tmp_path, extra={"ignore_rim": 0.9})
+    with pytest.raises(ModelError, match="ignore_rim"):
+        Segmenter(path)
+
+
 def test_onnx_model_gives_the_maps_of_its_keras_twin(tmp_path, photo):
     keras_path = save_tiny_segmenter(tmp_path, onnx=True)
     onnx_path = keras_path.with_suffix(".onnx")

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from retinascreen.data.photo import FundusPhoto, PhotoInput
+from retinascreen.data.rim import field_rim
 from retinascreen.errors import ModelError
 from retinascreen.models.engines import BUNDLED_SEGMENTERS as BUNDLED
 from retinascreen.models.engines import bundled_segmenter
@@ -189,6 +190,11 @@ class Segmenter(ModelTask):
         self.preprocessing = self.preprocessing_at(self.size)
         # Measured on real masks (IDRiD test) where the card has it: shown with the maps.
         self.test_aupr: dict[str, float] = dict((card.metrics or {}).get("test_aupr") or {})
+        # The outer share of the field's radius the model leaves out (its card's
+        # ``ignore_rim``; 0 = none): vignetting there looks like exudates.
+        self.ignore_rim: float = float(card.extra.get("ignore_rim", 0.0) or 0.0)
+        if not 0.0 <= self.ignore_rim < 0.5:
+            raise ModelError(f"{path.name}: its card's ignore_rim must be in [0, 0.5)")
 
     def __repr__(self) -> str:
         return f"Segmenter({str(self.model_path)!r}, classes={list(self.classes)})"
@@ -208,6 +214,7 @@ class Segmenter(ModelTask):
             )
         view = photo.view(self.input_size)
         field = photo.field(self.input_size)
+        drawn = field & ~field_rim(field, self.ignore_rim) if self.ignore_rim else field
         maps: dict[str, np.ndarray] = {}
         masks: dict[str, np.ndarray] = {}
         for i, name in enumerate(self.classes):
@@ -217,8 +224,8 @@ class Segmenter(ModelTask):
                 prob = np.asarray(
                     cv2.resize(prob, side, interpolation=cv2.INTER_LINEAR), dtype=np.float32
                 )
-            maps[name] = (np.clip(np.nan_to_num(prob), 0.0, 1.0) * field).astype(np.float32)
-            masks[name] = (maps[name] >= self.thresholds[name]) & field
+            maps[name] = (np.clip(np.nan_to_num(prob), 0.0, 1.0) * drawn).astype(np.float32)
+            masks[name] = (maps[name] >= self.thresholds[name]) & drawn
         model = self.model_info.summary()
         if self.test_aupr:
             model["test_aupr"] = dict(self.test_aupr)

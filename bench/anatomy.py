@@ -199,7 +199,7 @@ def choose_rule(idrid: dict[str, list[tuple[Photo, float]]], drive: list[Photo],
         "| sensitivity, IDRiD train |",
         "|---|---|---|---|",
     ]
-    for label, (_, tt, rr, aa, (s1, s2, s3)) in (("default", default), ("chosen", best)):
+    for label, (_, tt, rr, aa, (s1, s2, s3)) in (("first default", default), ("chosen", best)):
         lines.append(
             f"| {label}: map >= {'card' if tt is None else f'{tt:g}'}, {rr:g} DD, area >= {aa:g} "
             f"| {s1:.2f} ({n_pos}) | {s2:.2f} ({n_neg}) | {s3:.2f} ({n_train}) |"
@@ -208,7 +208,7 @@ def choose_rule(idrid: dict[str, list[tuple[Photo, float]]], drive: list[Photo],
 
 
 class MaculopathyDefaults:
-    """The shipped rule's defaults (read from MaculopathyRule at run time)."""
+    """The first rule shipped (card threshold, 1 DD, 0.2 % of the disc): the reference row."""
 
     radius: float = 1.0
     min_area: float = 0.002
@@ -271,10 +271,10 @@ def diagnosis(scored: list[Photo], truth: np.ndarray, patients: list[str], card:
         f"{auc:.3f} ({np.percentile(aucs, 2.5):.3f}-{np.percentile(aucs, 97.5):.3f}); even "
         "the area cut picked on srahim-dr itself (an oracle, not a rule) gets sensitivity and "
         f"specificity of only {balanced:.3f} together: no cut of this lesion map near this "
-        "fovea reaches 0.75 / 0.75. The largest share of the default rule's false alarms, "
+        "fovea reaches 0.75 / 0.75. The largest share of the first default rule's false alarms, "
         f"{by_grade.get('0', {}).get('unlabelled_flagged', 0)} of {int((flag & ~truth).sum())}, "
         "is on photos graded without DR (the lesion map marks exudates on healthy maculae). "
-        "The default rule by ICDR grade:",
+        "The first default rule by ICDR grade:",
         "",
         "| grade | flagged, with the maculopathy label | flagged, without it |",
         "|---|---|---|",
@@ -358,7 +358,6 @@ def main(argv: list[str] | None = None) -> int:
     from retinascreen.serving.maculopathy import MaculopathyRule
 
     rule = MaculopathyRule()
-    MaculopathyDefaults.radius, MaculopathyDefaults.min_area = rule.radius_dd, rule.min_area_of_disc
     cache = MapCache(args.threads, lesion_model=args.lesion_model)
     with (SRAHIM / "labels.csv").open() as fh:
         labels = list(csv.DictReader(fh))
@@ -437,13 +436,16 @@ def main(argv: list[str] | None = None) -> int:
     patients = [p.patient for p in scored]
     t_chosen = chosen["threshold"]
     rules = [
-        ("default: hard exudates, map >= card threshold, 1 DD, area >= 0.002", ("hard_exudate",),
-         None, rule.radius_dd, rule.min_area_of_disc),
+        ("first default: hard exudates, map >= card threshold, 1 DD, area >= 0.002",
+         ("hard_exudate",), None, MaculopathyDefaults.radius, MaculopathyDefaults.min_area),
         (f"chosen on IDRiD + DRIVE: hard exudates, map >= {'card' if t_chosen is None else f'{t_chosen:g}'}, "
          f"{chosen['radius_dd']:g} DD, area >= {chosen['min_area_of_disc']:g}", ("hard_exudate",),
          t_chosen, chosen["radius_dd"], chosen["min_area_of_disc"]),
-        ("default + haemorrhages (card thresholds)", ("hard_exudate", "haemorrhage"), None,
-         rule.radius_dd, rule.min_area_of_disc),
+        ("first default + haemorrhages (card thresholds)", ("hard_exudate", "haemorrhage"),
+         None, MaculopathyDefaults.radius, MaculopathyDefaults.min_area),
+        (f"shipped default (MaculopathyRule()): {rule.describe()}, map >= {rule.threshold}, "
+         f"area >= {rule.min_area_of_disc:g}", rule.lesions, rule.threshold, rule.radius_dd,
+         rule.min_area_of_disc),
     ]  # fmt: skip
     no_fovea = sum(p.anatomy is None or p.anatomy.fovea_centre is None for p in scored)  # type: ignore[attr-defined]
     lines += ["## Maculopathy flag on srahim-dr (all photos, scored once)", "",
@@ -463,7 +465,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{b['specificity_ci'][1]:.3f}) | {b['flagged']} |"
         )
     lines.append("")
-    lines += diagnosis(scored, truth, patients, card, rule.radius_dd, rule.min_area_of_disc, report)
+    lines += diagnosis(scored, truth, patients, card, MaculopathyDefaults.radius,
+                       MaculopathyDefaults.min_area, report)  # fmt: skip
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.with_suffix(".md").write_text("\n".join(lines))
     RESULTS.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")

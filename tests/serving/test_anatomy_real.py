@@ -103,7 +103,7 @@ def test_an_exudate_in_the_macular_circle_flags_maculopathy_the_same_one_outside
 
     def with_exudate_at(x: float, y: float):  # type: ignore[no-untyped-def]
         maps = {k: np.zeros_like(v) for k, v in seg.maps.items()}
-        r = max(2, round(0.06 * dd))  # a spot of ~1 % of the disc's area
+        r = max(2, round(0.12 * dd))  # a spot of ~7 % of the disc's area
         maps["hard_exudate"][round(y) - r : round(y) + r, round(x) - r : round(x) + r] = 0.9
         masks = {k: v >= 0.5 for k, v in maps.items()}
         return dataclasses.replace(seg, maps=maps, masks=masks)

@@ -22,11 +22,12 @@ DD = 30.0  # disc diameter, crop pixels
 
 
 def _segmentation(**spots: tuple[int, int]) -> Segmentation:
-    """A lesion map with one 4x4 spot per named lesion at the given (x, y)."""
+    """A lesion map with one 8x8 spot per named lesion at the given (x, y) (about 9 % of the
+    disc's area: above the default rule's smallest area)."""
     names = ("microaneurysm", "haemorrhage", "hard_exudate", "cotton_wool")
     masks = {name: np.zeros((SIDE, SIDE), bool) for name in names}
     for name, (x, y) in spots.items():
-        masks[name][y : y + 4, x : x + 4] = True
+        masks[name][y : y + 8, x : x + 8] = True
     maps = {name: m.astype(np.float32) for name, m in masks.items()}
     field = np.ones((SIDE, SIDE), bool)
     return Segmentation(maps, masks, np.zeros((SIDE, SIDE, 3), np.uint8), field, {})
@@ -54,7 +55,7 @@ def test_exudate_inside_the_macular_zone_counts_outside_does_not() -> None:
 def test_haemorrhages_count_only_when_the_programme_says_so() -> None:
     seg = _segmentation(haemorrhage=(95, 95))
     assert set(lesions_near_fovea(seg, FOVEA, DD, MaculopathyRule())) == {"hard_exudate"}
-    rule = MaculopathyRule(lesions=("hard_exudate", "haemorrhage"))
+    rule = MaculopathyRule(lesions=("hard_exudate", "haemorrhage"), radius_dd=1)
     assert lesions_near_fovea(seg, FOVEA, DD, rule)["haemorrhage"] > 0
     assert rule.describe() == "hard exudates or haemorrhages within 1 disc diameter of the fovea"
 
@@ -77,7 +78,7 @@ def test_suspected_maculopathy_refers_a_grade_1_photo_and_says_why() -> None:
     assert "suspected maculopathy" in (result.referral_note or "")
     data = result.to_dict()
     assert data["maculopathy"] is True
-    assert data["maculopathy_rule"].startswith("hard exudates within 1 disc diameter")
+    assert data["maculopathy_rule"].startswith("hard exudates within 1.5 disc diameters")
     assert data["anatomy"]["laterality"] == "right"
     assert data["anatomy"]["fovea"]["centre"] == [100.0, 100.0]
     assert Prediction.from_dict(data).maculopathy is True

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from transfer import (  # noqa: E402
     CACHE,
     DATA,
+    EVALUATION,
     features,
     load_records,
     merged_rows,
@@ -160,12 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         f"it + `{args.head}` head + regression unit: head alone for up to {args.head_epochs} "
         f"epochs (Adam 1e-3), then the stages unfrozen with BatchNormalization frozen for up to "
         f"{args.epochs} epochs (Adam {args.lr:g}), early stopping on validation loss; no "
-        "augmentation. Input: "
-        f"`{args.input}`, {args.size} px. EyePACS-256 test split (608 photos, patient-grouped, "
-        "split seed 0); srahim-dr: 596 raw photos of another clinic, never trained on; "
-        "sensitivity and specificity at the threshold chosen on validation for 90 % "
-        "sensitivity. Mean ± standard deviation over seeds (the seed changes the head's "
-        "initialisation and the batch order).\n\n"
+        f"augmentation. Input: `{args.input}`, {args.size} px. {EVALUATION}\n\n"
     )
     RESULTS.write_text(header + table + "\n")
     return 0

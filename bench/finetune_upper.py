@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from transfer import (  # noqa: E402
     CACHE,
-    DATA,
     EVALUATION,
+    TABLE_HEADER,
     features,
-    load_records,
+    graded_records,
     merged_rows,
     score_row,
     table_row,
@@ -124,16 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs at most")
     parser.add_argument("--lr", type=float, default=1e-4)
     args = parser.parse_args(argv)
-    if not (DATA / "eyepacs-256").is_dir():
-        print(f"error: {DATA} not found")
+    loaded = graded_records()
+    if loaded is None:
         return 2
-    records = load_records()
-    grades = {k: np.array([r.grade for r in v]) for k, v in records.items()}
-    lines = [
-        "| backbone | input | head | seeds | test QWK | test AUC | srahim QWK | srahim AUC "
-        "| srahim sens. | srahim spec. | minutes per seed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    records, grades = loaded
+    lines = [f"{TABLE_HEADER} minutes per seed |", "|---" * 11 + "|"]
     raw: dict[str, list[dict[str, float]]] = {}
     for backbone in args.backbones:
         started = time.perf_counter()

@@ -39,8 +39,8 @@ from transfer import (  # noqa: E402
     CACHE,
     DATA,
     features,
+    graded_records,
     head_scores,
-    load_records,
     ordinal_fit,
     score_row,
 )
@@ -90,11 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--head", default="wise-srnet")
     args = parser.parse_args(argv)
-    if not (DATA / "eyepacs-256").is_dir():
-        print(f"error: {DATA} not found")
+    loaded = graded_records()
+    if loaded is None:
         return 2
-    records = load_records()
-    grades = {k: np.array([r.grade for r in v]) for k, v in records.items()}
+    records, grades = loaded
     feats = features("efficientnet_lite0", "equalize", 256, records)
     started = time.perf_counter()
     passed = gate_verdicts(records["train"])

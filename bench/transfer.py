@@ -177,6 +177,10 @@ EVALUATION = (
 )
 """How every table of these benches is measured (for their headers)."""
 
+TABLE_HEADER = (
+    "| backbone | input | head | seeds | test QWK | test AUC | srahim QWK | srahim AUC "
+    "| srahim sens. | srahim spec. |"
+)
 TABLE_KEYS = ("test_qwk", "test_auc", "srahim_qwk", "srahim_auc", "srahim_sens", "srahim_spec")
 
 
@@ -188,6 +192,15 @@ def table_row(labels: tuple[str, ...], rows: list[dict[str, float]]) -> str:
         return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
 
     return "| " + " | ".join([*labels, str(len(rows)), *(cell(k) for k in TABLE_KEYS)]) + " |"
+
+
+def graded_records() -> tuple[dict, dict[str, np.ndarray]] | None:
+    """The records per split and their grades; None, after saying why, without the data."""
+    if not (DATA / "eyepacs-256").is_dir():
+        print(f"error: {DATA} not found")
+        return None
+    records = load_records()
+    return records, {k: np.array([r.grade for r in v]) for k, v in records.items()}
 
 
 def merged_rows(new: list[str], results: Path = RESULTS) -> list[str]:
@@ -209,17 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args(argv)
-    if not (DATA / "eyepacs-256").is_dir():
-        print(f"error: {DATA} not found")
+    loaded = graded_records()
+    if loaded is None:
         return 2
-    records = load_records()
-    grades = {k: np.array([r.grade for r in v]) for k, v in records.items()}
+    records, grades = loaded
     print("photos: " + ", ".join(f"{k} {len(v)}" for k, v in records.items()), flush=True)
-    lines = [
-        "| backbone | input | head | seeds | test QWK | test AUC | srahim QWK | srahim AUC "
-        "| srahim sens. | srahim spec. |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines = [TABLE_HEADER, "|---" * 10 + "|"]
     raw: dict[str, list[dict[str, float]]] = {}
     for combo in args.combos:
         backbone, kind = combo.split(":")

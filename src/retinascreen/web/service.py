@@ -137,6 +137,37 @@ class GradedPhoto:
     segmentation: dict[str, Any]
     card: dict[str, Any] | None
 
+    def to_screening(
+        self,
+        files: dict[str, bytes],
+        *,
+        user_id: int,
+        patient_id: str | None,
+        eye: str | None,
+    ) -> Screening:
+        """The row for this photo; its photo, heat map and overlays are named and added to
+        ``files`` (to be staged in the photo store with the row's commit)."""
+        photo_name = new_name(self.suffix)
+        files[photo_name] = self.kept
+        heatmap_name = None
+        if self.heatmap is not None:
+            heatmap_name = new_name(".png")
+            files[heatmap_name] = png_bytes(self.heatmap)
+        overlay_names = {what: new_name(".png") for what in self.overlays}
+        for what, name in overlay_names.items():
+            files[name] = png_bytes(self.overlays[what])
+        return Screening.from_prediction(
+            self.prediction,
+            user_id=user_id,
+            patient_id=patient_id,
+            eye=eye,
+            photo_name=photo_name,
+            heatmap_name=heatmap_name,
+            model_card=self.card,
+            overlay_names=overlay_names,
+            segmentation=self.segmentation,
+        )
+
 
 def grade_photo(data: bytes, filename: str | None) -> GradedPhoto:
     """Grade one uploaded photograph; bad input raises a :class:`RetinascreenError`."""
@@ -182,25 +213,8 @@ def screen_upload(
     eye = clean_eye(eye)
     patient_id, eye, dicom_note = reconcile(header_of(data, filename), patient_id, eye)
     graded = grade_photo(data, filename)
-    files = {new_name(graded.suffix): graded.kept}
-    heatmap_name = None
-    if graded.heatmap is not None:
-        heatmap_name = new_name(".png")
-        files[heatmap_name] = png_bytes(graded.heatmap)
-    overlay_names = {what: new_name(".png") for what in graded.overlays}
-    for what, name in overlay_names.items():
-        files[name] = png_bytes(graded.overlays[what])
-    screening = Screening.from_prediction(
-        graded.prediction,
-        user_id=user.id,
-        patient_id=patient_id,
-        eye=eye,
-        photo_name=next(iter(files)),
-        heatmap_name=heatmap_name,
-        model_card=graded.card,
-        overlay_names=overlay_names,
-        segmentation=graded.segmentation,
-    )
+    files: dict[str, bytes] = {}
+    screening = graded.to_screening(files, user_id=user.id, patient_id=patient_id, eye=eye)
     if dicom_note:  # what the DICOM header said, and where it disagrees with the form
         screening.result_json = json.dumps({**screening.result, "dicom": dicom_note})
     store: PhotoStore = current_app.extensions["retinascreen.photos"]

@@ -30,7 +30,7 @@ from retinascreen.web.outcome import (
 from retinascreen.web.policy import Policy, load_policy
 from retinascreen.web.security import audit
 from retinascreen.web.service import GradedPhoto, grade_photo
-from retinascreen.web.storage import PhotoStore, new_name, png_bytes
+from retinascreen.web.storage import PhotoStore
 from retinascreen.web.visit_models import (
     FIELDS,
     Patient,
@@ -267,25 +267,11 @@ def _store_photos(
     files: dict[str, bytes] = {}
     rows: list[Screening] = []
     for upload, photo in graded:
-        name = new_name(photo.suffix)
-        files[name] = photo.kept
-        heatmap_name = None
-        if photo.heatmap is not None:
-            heatmap_name = new_name(".png")
-            files[heatmap_name] = png_bytes(photo.heatmap)
-        overlay_names = {what: new_name(".png") for what in photo.overlays}
-        for kind, overlay in overlay_names.items():
-            files[overlay] = png_bytes(photo.overlays[kind])
-        row = Screening.from_prediction(
-            photo.prediction,
+        row = photo.to_screening(
+            files,
             user_id=user.id,
             patient_id=pseudonym,
             eye=upload.eye if upload.eye in EYES else None,
-            photo_name=name,
-            heatmap_name=heatmap_name,
-            model_card=photo.card,
-            overlay_names=overlay_names,
-            segmentation=photo.segmentation,
         )
         row.field = upload.field
         visit.photos.append(row)

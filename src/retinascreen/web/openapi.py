@@ -8,23 +8,9 @@ from retinascreen import __version__
 from retinascreen.grading import LABELS
 from retinascreen.web.handlers import MAX_ID
 from retinascreen.web.inputs import PATIENT_ID_MAX, PATIENT_ID_PATTERN
+from retinascreen.web.openapi_responses import error_response, json_response
 
-
-def _error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
-
-
-def _json(schema: str, description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
-    }
-
-
-_UNAVAILABLE = _error("Database unavailable (answered with Retry-After)")
+_UNAVAILABLE = error_response("Database unavailable (answered with Retry-After)")
 _AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
 _ID = {"name": "screening_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 _TOKEN_ID = {"name": "token_id", "in": "path", "required": True, "schema": {"type": "integer"}}
@@ -210,10 +196,10 @@ PATHS: dict[str, dict[str, Any]] = {
                 },
             },
             "responses": {
-                "201": _json("Token", "The token (shown once; only its hash is stored)"),
-                "400": _error(f"Missing username or password. {_TEXT}"),
-                "401": _error("Wrong username or password"),
-                "429": _error(
+                "201": json_response("Token", "The token (shown once; only its hash is stored)"),
+                "400": error_response(f"Missing username or password. {_TEXT}"),
+                "401": error_response("Wrong username or password"),
+                "429": error_response(
                     "Too many failed sign-ins or new tokens; the Retry-After header says how "
                     "many seconds to wait"
                 ),
@@ -227,9 +213,9 @@ PATHS: dict[str, dict[str, Any]] = {
             "operationId": "refreshToken",
             "security": _AUTH,
             "responses": {
-                "201": _json("Token", "The new token (shown once)"),
-                "401": _error("No valid token (unknown, revoked or expired)"),
-                "429": _error("Too many new tokens this hour; see Retry-After"),
+                "201": json_response("Token", "The new token (shown once)"),
+                "401": error_response("No valid token (unknown, revoked or expired)"),
+                "429": error_response("Too many new tokens this hour; see Retry-After"),
                 "503": _UNAVAILABLE,
             },
         }
@@ -241,7 +227,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "security": _AUTH,
             "responses": {
                 "204": {"description": "Revoked"},
-                "401": _error("No valid token (unknown, revoked or expired)"),
+                "401": error_response("No valid token (unknown, revoked or expired)"),
                 "503": _UNAVAILABLE,
             },
         }
@@ -254,8 +240,8 @@ PATHS: dict[str, dict[str, Any]] = {
             "parameters": [_TOKEN_ID],
             "responses": {
                 "204": {"description": "Revoked"},
-                "401": _error("No valid token (unknown, revoked or expired)"),
-                "404": _error("No such token of yours"),
+                "401": error_response("No valid token (unknown, revoked or expired)"),
+                "404": error_response("No such token of yours"),
                 "503": _UNAVAILABLE,
             },
         }
@@ -285,12 +271,12 @@ PATHS: dict[str, dict[str, Any]] = {
                 },
             ],
             "responses": {
-                "200": _json("ScreeningPage", "One page of screenings"),
-                "400": _error(
+                "200": json_response("ScreeningPage", "One page of screenings"),
+                "400": error_response(
                     f"page not a whole number from 1 to {MAX_ID}, per_page not 1 to 100, or a "
                     "bad patient id"
                 ),
-                "401": _error("No valid token (unknown, revoked or expired)"),
+                "401": error_response("No valid token (unknown, revoked or expired)"),
                 "503": _UNAVAILABLE,
             },
         },
@@ -319,19 +305,21 @@ PATHS: dict[str, dict[str, Any]] = {
                 },
             },
             "responses": {
-                "201": _json("Screening", "The prediction result with its id"),
-                "400": _error("No image field, or a bad patient id / eye"),
-                "401": _error("No valid token (unknown, revoked or expired)"),
-                "408": _error("The request body arrived too slowly"),
-                "413": _error("File, form field or pixel count over the limit"),
-                "415": _error("Unsupported image format"),
-                "422": _error(
+                "201": json_response("Screening", "The prediction result with its id"),
+                "400": error_response("No image field, or a bad patient id / eye"),
+                "401": error_response("No valid token (unknown, revoked or expired)"),
+                "408": error_response("The request body arrived too slowly"),
+                "413": error_response("File, form field or pixel count over the limit"),
+                "415": error_response("Unsupported image format"),
+                "422": error_response(
                     "Not an image, empty, truncated, abnormally encoded (e.g. a JPEG with "
                     "hundreds of scans), or not a fundus photograph"
                 ),
-                "499": _error("The client closed the connection: nothing was stored"),
+                "499": error_response("The client closed the connection: nothing was stored"),
                 "503": _UNAVAILABLE,
-                "507": _error("The server's storage is full: nothing was stored (Retry-After)"),
+                "507": error_response(
+                    "The server's storage is full: nothing was stored (Retry-After)"
+                ),
             },
         },
     },
@@ -342,9 +330,9 @@ PATHS: dict[str, dict[str, Any]] = {
             "security": _AUTH,
             "parameters": [_ID],
             "responses": {
-                "200": _json("Screening", "The screening"),
-                "401": _error("No valid token (unknown, revoked or expired)"),
-                "404": _error("No such screening of yours"),
+                "200": json_response("Screening", "The screening"),
+                "401": error_response("No valid token (unknown, revoked or expired)"),
+                "404": error_response("No such screening of yours"),
                 "503": _UNAVAILABLE,
             },
         }
@@ -358,8 +346,8 @@ PATHS: dict[str, dict[str, Any]] = {
                 "parameters": [_ID],
                 "responses": {
                     "200": {"description": "PNG image", "content": {"image/png": {}}},
-                    "401": _error("No valid token"),
-                    "404": _error("No such screening of yours, or it has no such image"),
+                    "401": error_response("No valid token"),
+                    "404": error_response("No such screening of yours, or it has no such image"),
                 },
             }
         }
@@ -381,8 +369,8 @@ PATHS: dict[str, dict[str, Any]] = {
                     "description": "FHIR R4 Bundle (type collection), SNOMED CT and LOINC coded",
                     "content": {"application/fhir+json": {"schema": {"type": "object"}}},
                 },
-                "401": _error("No valid token (unknown, revoked or expired)"),
-                "404": _error("No such screening of yours"),
+                "401": error_response("No valid token (unknown, revoked or expired)"),
+                "404": error_response("No such screening of yours"),
                 "503": _UNAVAILABLE,
             },
         }
@@ -398,7 +386,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": {
             "summary": "Liveness: the process answers (no database, no model)",
             "operationId": "healthz",
-            "responses": {"200": _json("Health", "Alive")},
+            "responses": {"200": json_response("Health", "Alive")},
         }
     },
     "/readyz": {
@@ -406,8 +394,8 @@ PATHS: dict[str, dict[str, Any]] = {
             "summary": "Readiness: database reachable, schema at head, model loaded",
             "operationId": "readyz",
             "responses": {
-                "200": _json("Readiness", "Ready to serve"),
-                "503": _json("Readiness", "Not ready; see the failing checks"),
+                "200": json_response("Readiness", "Ready to serve"),
+                "503": json_response("Readiness", "Not ready; see the failing checks"),
             },
         }
     },

@@ -7,25 +7,11 @@ from typing import Any
 
 from retinascreen.web.handlers import MAX_ID
 from retinascreen.web.inputs import PATIENT_ID_MAX, PATIENT_ID_PATTERN
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
-
-
-def _json(schema: str, description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
-    }
-
+from retinascreen.web.openapi_responses import error_response, json_response
 
 _AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
-_401 = _error("No valid token (unknown, revoked or expired)")
-_503 = _error("Database unavailable (answered with Retry-After)")
+_401 = error_response("No valid token (unknown, revoked or expired)")
+_503 = error_response("Database unavailable (answered with Retry-After)")
 _VISIT_ID = {
     "name": "visit_id",
     "in": "path",
@@ -210,7 +196,7 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
-_VISIT_NOT_FOUND = _error("No such visit you may see")
+_VISIT_NOT_FOUND = error_response("No such visit you may see")
 
 PATHS: dict[str, Any] = {
     "/api/v1/visits": {
@@ -232,8 +218,8 @@ PATHS: dict[str, Any] = {
                 },
             ],
             "responses": {
-                "200": _json("VisitPage", "One page of visits"),
-                "400": _error("page or per_page out of range"),
+                "200": json_response("VisitPage", "One page of visits"),
+                "400": error_response("page or per_page out of range"),
                 "401": _401,
                 "503": _503,
             },
@@ -265,20 +251,24 @@ PATHS: dict[str, Any] = {
                 },
             },
             "responses": {
-                "201": _json("Visit", "The visit with its photos' grades and its outcome"),
-                "400": _error("No patient id, a bad patient id, site or date, an unknown field"),
+                "201": json_response("Visit", "The visit with its photos' grades and its outcome"),
+                "400": error_response(
+                    "No patient id, a bad patient id, site or date, an unknown field"
+                ),
                 "401": _401,
-                "403": _error("Graders review visits; they do not upload them"),
-                "408": _error("The request body arrived too slowly"),
-                "413": _error("File, form field or pixel count over the limit"),
-                "415": _error("Unsupported image format"),
-                "422": _error(
+                "403": error_response("Graders review visits; they do not upload them"),
+                "408": error_response("The request body arrived too slowly"),
+                "413": error_response("File, form field or pixel count over the limit"),
+                "415": error_response("Unsupported image format"),
+                "422": error_response(
                     "No photo, too many, a date in the future or before 1900, or a photo that "
                     "is not an image, is empty, truncated or not a fundus photograph"
                 ),
-                "499": _error("The client closed the connection: nothing was stored"),
+                "499": error_response("The client closed the connection: nothing was stored"),
                 "503": _503,
-                "507": _error("The server's storage is full: nothing was stored (Retry-After)"),
+                "507": error_response(
+                    "The server's storage is full: nothing was stored (Retry-After)"
+                ),
             },
         },
     },
@@ -289,7 +279,7 @@ PATHS: dict[str, Any] = {
             "security": _AUTH,
             "parameters": [_VISIT_ID],
             "responses": {
-                "200": _json("Visit", "The visit"),
+                "200": json_response("Visit", "The visit"),
                 "401": _401,
                 "404": _VISIT_NOT_FOUND,
                 "503": _503,
@@ -303,7 +293,7 @@ PATHS: dict[str, Any] = {
             "security": _AUTH,
             "parameters": [_VISIT_ID],
             "responses": {
-                "200": _json("Outcome", "The outcome"),
+                "200": json_response("Outcome", "The outcome"),
                 "401": _401,
                 "404": _VISIT_NOT_FOUND,
                 "503": _503,
@@ -325,7 +315,7 @@ PATHS: dict[str, Any] = {
                 },
                 "401": _401,
                 "404": _VISIT_NOT_FOUND,
-                "422": _error("A visit whose results FHIR cannot express"),
+                "422": error_response("A visit whose results FHIR cannot express"),
                 "503": _503,
             },
         }
@@ -342,7 +332,7 @@ PATHS: dict[str, Any] = {
                     "content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}},
                 },
                 "401": _401,
-                "404": _error("No such photo of a visit you may see"),
+                "404": error_response("No such photo of a visit you may see"),
             },
         }
     },
@@ -355,7 +345,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": {"description": "PNG image", "content": {"image/png": {}}},
                 "401": _401,
-                "404": _error("No such photo, or it has no heat map (ungradable)"),
+                "404": error_response("No such photo, or it has no heat map (ungradable)"),
             },
         }
     },
@@ -374,12 +364,12 @@ PATHS: dict[str, Any] = {
                 },
             },
             "responses": {
-                "201": _json("Visit", "The visit with the new outcome"),
-                "400": _error("Not JSON, or not the documented object"),
+                "201": json_response("Visit", "The visit with the new outcome"),
+                "400": error_response("Not JSON, or not the documented object"),
                 "401": _401,
-                "403": _error("Only graders and administrators review"),
+                "403": error_response("Only graders and administrators review"),
                 "404": _VISIT_NOT_FOUND,
-                "422": _error("The visit has no photo of that eye"),
+                "422": error_response("The visit has no photo of that eye"),
                 "503": _503,
             },
         }
@@ -390,9 +380,9 @@ PATHS: dict[str, Any] = {
             "operationId": "getReviewQueue",
             "security": _AUTH,
             "responses": {
-                "200": _json("ReviewQueue", "The open queue"),
+                "200": json_response("ReviewQueue", "The open queue"),
                 "401": _401,
-                "403": _error("Only graders and administrators see the queue"),
+                "403": error_response("Only graders and administrators see the queue"),
                 "503": _503,
             },
         }
@@ -403,9 +393,9 @@ PATHS: dict[str, Any] = {
             "operationId": "getAgreement",
             "security": _AUTH,
             "responses": {
-                "200": _json("Agreement", "The figures"),
+                "200": json_response("Agreement", "The figures"),
                 "401": _401,
-                "403": _error("Only graders and administrators see the figures"),
+                "403": error_response("Only graders and administrators see the figures"),
                 "503": _503,
             },
         }

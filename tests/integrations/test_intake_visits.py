@@ -21,17 +21,6 @@ def _photo(data: bytes, name: str, patient: str | None, eye: str | None, **extra
     return Photo(data, name, "watch", digest, digest, patient, eye, date(2026, 3, 2), **extra)
 
 
-@pytest.fixture
-def sink(tmp_path, web_predictor):
-    from retinascreen.web.accounts import create_admin
-    from retinascreen.web.intake import ScreeningSink
-
-    create_admin(USERNAME, PASSWORD, instance=tmp_path / "instance")
-    sink = ScreeningSink(USERNAME, instance=tmp_path / "instance", predictor=web_predictor)
-    yield sink
-    sink.close()
-
-
 def _visits(sink):
     from retinascreen.web.visit_models import Visit
 

@@ -12,7 +12,6 @@ from pydicom.uid import generate_uid
 
 from tests.helpers.dicom_files import dicom_bytes
 from tests.helpers.drawing import draw_fundus
-from tests.helpers.live_server import PASSWORD, USERNAME
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,17 +61,6 @@ def pacs():
     from retinascreen.serving.pacs import Pacs
 
     return Pacs(_orthanc_url())
-
-
-@pytest.fixture
-def sink(tmp_path, web_predictor):
-    from retinascreen.web.accounts import create_admin
-    from retinascreen.web.intake import ScreeningSink
-
-    create_admin(USERNAME, PASSWORD, instance=tmp_path / "instance")
-    sink = ScreeningSink(USERNAME, instance=tmp_path / "instance", predictor=web_predictor)
-    yield sink
-    sink.close()
 
 
 def _photo(patient: str, study: str, eye: str, seed: int):

@@ -41,6 +41,15 @@ def error(message: str, status: int) -> Any:
     return response
 
 
+def created(payload: dict[str, Any], location: str | None = None) -> Any:
+    """201 with ``payload`` as JSON, and ``Location`` where the new resource is."""
+    response = jsonify(payload)
+    response.status_code = 201
+    if location is not None:
+        response.headers["Location"] = location
+    return response
+
+
 def limited(refused: Refused) -> Any:
     """429 with ``Retry-After``."""
     response = error(rate_limit_message(refused), 429)
@@ -167,10 +176,7 @@ def create_screening() -> Any:
         )
     except RetinascreenError as exc:
         return error(str(exc), exc.status)
-    response = jsonify(screening.to_api())
-    response.status_code = 201
-    response.headers["Location"] = f"/api/v1/screenings/{screening.id}"
-    return response
+    return created(screening.to_api(), f"/api/v1/screenings/{screening.id}")
 
 
 @bp.get("/screenings")

@@ -13,7 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from retinascreen.errors import RetinascreenError
 from retinascreen.web.access import visits_page
-from retinascreen.web.api import MAX_PER_PAGE, error, token_required
+from retinascreen.web.api import MAX_PER_PAGE, created, error, token_required
 from retinascreen.web.db import session
 from retinascreen.web.handlers import page_number, too_large_message
 from retinascreen.web.inputs import text_problem
@@ -101,10 +101,7 @@ def create() -> Any:
         )
     except RetinascreenError as exc:
         return error(str(exc), exc.status)
-    response = jsonify(visit_json(visit))
-    response.status_code = 201
-    response.headers["Location"] = f"/api/v1/visits/{visit.public_id}"
-    return response
+    return created(visit_json(visit), f"/api/v1/visits/{visit.public_id}")
 
 
 @bp.get("/visits")
@@ -208,9 +205,7 @@ def create_review(visit_id: str) -> Any:
         record_review(session(), g.api_user, visit, decisions, note.strip())
     except RetinascreenError as exc:
         return error(str(exc), exc.status)
-    response = jsonify(visit_json(visit))
-    response.status_code = 201
-    return response
+    return created(visit_json(visit))
 
 
 @bp.get("/review-queue")

@@ -340,17 +340,26 @@ def test_sign_in_is_rate_limited_per_user_and_address(web_app):
 
 
 def test_history_search_and_pagination(tmp_path, web_predictor):
+    import html
+    import re
+
     app = make_app(tmp_path / "pages", web_predictor, HISTORY_PAGE_SIZE=2)
     client = signed_in(app)
-    for i, patient in enumerate(["SMITH-1", "SMITH-2", "JONES-9"]):
+    for i, patient in enumerate(["SMITH-1", "SMITH-2", "JONES-9", "SMITH-3"]):
         screening_id(upload(client, fundus_png(i), patient_id=patient))
     first = client.get("/screenings").get_data(as_text=True)
-    assert "3 screenings" in first and "Page 1 of 2" in first
-    assert "JONES-9" in first and "SMITH-2" in first and "SMITH-1" not in first  # newest first
+    assert "4 screenings" in first and "Page 1 of 2" in first
+    assert "SMITH-3" in first and "JONES-9" in first and "SMITH-1" not in first  # newest first
     second = client.get("/screenings?page=2").get_data(as_text=True)
     assert "SMITH-1" in second and "JONES-9" not in second
     found = client.get("/screenings?q=smith").get_data(as_text=True)
-    assert "2 screenings" in found and "JONES-9" not in found
+    assert "3 screenings" in found and "JONES-9" not in found and "Page 1 of 2" in found
+    # The pager's "Older" link keeps the search: page 2 of the matches, not of everything.
+    older = html.unescape(re.search(r'rel="next" href="([^"]+)"', found).group(1))
+    assert "q=smith" in older
+    page_two = client.get(older).get_data(as_text=True)
+    assert "Page 2 of 2" in page_two and "SMITH-1" in page_two and "JONES-9" not in page_two
+    assert 'rel="prev"' in page_two and 'rel="next"' not in page_two
     assert "No screenings match" in client.get("/screenings?q=%25").get_data(as_text=True)
 
 

@@ -98,31 +98,14 @@ def split_val(data: Any) -> tuple[Any, Any]:
     return data.subset([i for i in range(len(data.names)) if i not in val]), data.subset(val)
 
 
-def hard_negatives(model: Any, data: Any, margin: int = 12, level: float = 0.5) -> list[Any]:
-    """Per photo, the field pixels at least ``margin`` px from every marked lesion where
-    ``model`` scores some lesion class ``level`` or more: its false alarms on the training
-    photos (vessel sheen, disc rim, reflexes), to centre hard-negative patches on."""
-    import cv2
-
-    from retinascreen.training.segmentation import predict_maps
-
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
-    masks = []
-    for i in range(len(data.names)):
-        scores = predict_maps(model, data.views[i : i + 1], batch=1)[0].max(-1)
-        near = cv2.dilate(data.targets[i].any(-1).astype(np.uint8), kernel).astype(bool)
-        masks.append((scores >= level) & data.fields[i] & ~near)
-    return masks
-
-
 def balanced_sampler(
     data: Any, *, rim: float = 0.0, hard: list[Any] | None = None, mine: float = 0.0, **kwargs: Any
 ) -> Any:
     """A PatchSampler whose lesion-centred patches pick the class first (uniformly among the
     classes the photo has), then a pixel of it: rare, tiny microaneurysms get their share.
     Of the other patches, a share ``mine`` is centred on the photo's ``hard`` pixels (mined
-    false alarms, :func:`hard_negatives`) and a share ``rim`` of the rest on the outer 8 % of
-    the field's radius (hard negatives: the field's edge, mostly lesion-free)."""
+    false alarms: ``training.segmentation.false_alarms``) and a share ``rim`` of the rest on
+    the outer 8 % of the field's radius (hard negatives: the field's edge, mostly lesion-free)."""
     from retinascreen.data.rim import field_rim
     from retinascreen.training.segmentation import PatchSampler, augment
 
@@ -179,7 +162,9 @@ def train(model: Any, train_data: Any, val: Any, args: argparse.Namespace) -> An
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=bce_dice_loss)
     hard = None
     if args.mine:
-        hard = hard_negatives(model, train_data)
+        from retinascreen.training.segmentation import false_alarms
+
+        hard = false_alarms(model, train_data)
         _log(f"mined {sum(int(h.sum()) for h in hard)} false-alarm pixels on "
              f"{sum(bool(h.any()) for h in hard)} of {len(hard)} training photos")  # fmt: skip
     sampler = balanced_sampler(

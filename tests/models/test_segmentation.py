@@ -12,6 +12,7 @@ from retinascreen.training.segmentation import (
     PatchSampler,
     SegData,
     bce_dice_loss,
+    false_alarms,
     pixel_metrics,
 )
 
@@ -83,6 +84,29 @@ def test_a_tiny_unet_learns_a_vessel_like_pattern_in_a_few_steps():
     assert after < 0.6 * before, (before, after)
     assert abs(untrained_contrast) < 0.1 and contrast > 0.25, (untrained_contrast, contrast)
     assert f1 > 0.75 and f1 > 2 * untrained_f1, (untrained_f1, f1)
+
+
+def test_false_alarms_are_marks_away_from_every_marked_lesion_inside_the_field():
+    side = 64
+    targets = np.zeros((1, side, side, 2), bool)
+    targets[0, 10:14, 10:14, 1] = True  # a marked lesion of the second class
+    fields = np.zeros((1, side, side), bool)
+    fields[0, :, :48] = True  # the field ends at column 48
+
+    def model(
+        views, training=False
+    ):  # marks the lesion (a little wider), a spot at (40, 30) and one at (40, 56)
+        maps = np.zeros((len(views), side, side, 2), np.float32)
+        maps[:, 8:16, 8:16, 1] = 0.9
+        maps[:, 38:42, 28:32, 0] = 0.7
+        maps[:, 38:42, 54:58, 0] = 0.9
+        return maps
+
+    data = SegData(np.zeros((1, side, side, 3), np.uint8), targets, fields, ["photo"])
+    (mask,) = false_alarms(model, data, margin=4)
+    assert mask[40, 30] and mask.sum() == 16  # only the unmarked spot inside the field
+    assert not mask[12, 12] and not mask[8, 8] and not mask[40, 56]
+    assert not false_alarms(model, data, margin=4, level=0.8)[0].any()
 
 
 def test_pixel_metrics_of_a_perfect_and_an_empty_prediction():

@@ -9,6 +9,7 @@
 - loss = binary cross-entropy + soft Dice; :func:`train_segmenter` keeps the weights with the
   best validation Dice, stops early or when the time budget is spent, and picks one
   binarisation threshold per class on validation;
+- :func:`false_alarms`: where a model marks a lesion nobody marked (hard negatives);
 - :func:`pixel_metrics`: AUC, F1 (= Dice), sensitivity, specificity, accuracy inside the field.
 """
 
@@ -174,6 +175,23 @@ def predict_maps(model: keras.Model, views: np.ndarray, batch: int = 2) -> np.nd
         for i in range(0, len(views), batch)
     ]
     return np.concatenate(out).astype(np.float32)
+
+
+def false_alarms(
+    model: keras.Model, data: SegData, *, margin: int = 12, level: float = 0.5
+) -> list[np.ndarray]:
+    """Per photo, the field pixels at least ``margin`` px from every marked lesion where
+    ``model`` scores some class ``level`` or more: its false alarms on ``data`` (vessel sheen,
+    the disc's rim, drusen-like spots), to centre hard-negative training patches on."""
+    import cv2
+
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+    masks = []
+    for i in range(len(data.names)):
+        scores = predict_maps(model, data.views[i : i + 1], batch=1)[0].max(-1)
+        near = cv2.dilate(data.targets[i].any(-1).astype(np.uint8), kernel).astype(bool)
+        masks.append((scores >= level) & data.fields[i] & ~near)
+    return masks
 
 
 def _f1_at(scores: np.ndarray, truth: np.ndarray, threshold: float) -> float:

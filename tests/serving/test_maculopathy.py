@@ -78,7 +78,7 @@ def test_suspected_maculopathy_refers_a_grade_1_photo_and_says_why() -> None:
     assert "suspected maculopathy" in (result.referral_note or "")
     data = result.to_dict()
     assert data["maculopathy"] is True
-    assert data["maculopathy_rule"].startswith("hard exudates within 1.5 disc diameters")
+    assert data["maculopathy_rule"].startswith("hard exudates within 1.25 disc diameters")
     assert data["anatomy"]["laterality"] == "right"
     assert data["anatomy"]["fovea"]["centre"] == [100.0, 100.0]
     assert Prediction.from_dict(data).maculopathy is True

@@ -72,7 +72,7 @@ def test_anatomy_and_maculopathy_reach_the_result_page_and_report(
         assert 150 < anatomy["disc"]["centre"][0] < 200  # photo pixels (256 px photo)
         # The tiny lesion model calls every bright retina pixel an exudate: maculopathy, referred.
         assert result["maculopathy"] is True and result["referable"] is True
-        assert "within 1.5 disc diameters of the fovea" in result["maculopathy_rule"]
+        assert "within 1.25 disc diameters of the fovea" in result["maculopathy_rule"]
 
         sid = result["id"]
         page = client.get(f"/screenings/{sid}").get_data(as_text=True)

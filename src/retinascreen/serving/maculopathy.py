@@ -2,7 +2,7 @@
 
 A :class:`MaculopathyRule` (a setting) names the lesion types that count (hard exudates by
 default; a programme may add haemorrhages or microaneurysms), the radius of the macular zone
-around the fovea in disc diameters (1.5 by default), the lesion-map probability and the
+around the fovea in disc diameters (1.25 by default), the lesion-map probability and the
 smallest lesion area that count (as a share of the disc's area, so it does not depend on the
 photo's size) and whether a suspected
 maculopathy makes the photo referable whatever its grade.
@@ -47,12 +47,12 @@ class MaculopathyRule:
     lesions: tuple[str, ...] = ("hard_exudate",)
     # The defaults were chosen by ``bench/anatomy.py`` for the bundled IDRiD lesion model (best
     # Youden's J on IDRiD test photos with an exudate near the fovea against DRIVE and IDRiD
-    # photos without one; never on srahim-dr): a confident, not tiny, exudate within 1.5 DD.
-    radius_dd: float = 1.5
-    min_area_of_disc: float = 0.05
+    # photos without one; never on srahim-dr): a confident, not tiny, exudate within 1.25 DD.
+    radius_dd: float = 1.25
+    min_area_of_disc: float = 0.02
     refer: bool = True
     # The lesion-map probability that counts as a lesion (None: each class's model-card one).
-    threshold: float | None = 0.8
+    threshold: float | None = 0.7
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lesions", tuple(self.lesions))
@@ -86,7 +86,7 @@ class MaculopathyRule:
         return cls(**values)
 
     def describe(self) -> str:
-        """E.g. ``"hard exudates within 1.5 disc diameters of the fovea"``."""
+        """E.g. ``"hard exudates within 1.25 disc diameters of the fovea"``."""
         words = [LESION_WORDS[name] for name in self.lesions]
         what = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
         r = f"{self.radius_dd:g}"

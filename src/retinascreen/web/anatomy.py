@@ -3,7 +3,7 @@
 Config keys: ``DISC_MODEL`` (a disc segmentation model; None = the bundled one) and
 ``MACULOPATHY`` (a table of :class:`~retinascreen.serving.maculopathy.MaculopathyRule`
 settings, e.g. ``{"lesions": ["hard_exudate", "haemorrhage"], "refer": True}``; default: hard
-exudates within 1.5 disc diameters of the fovea refer the photo). A model that cannot be loaded is
+exudates within 1.25 disc diameters of the fovea refer the photo). A model that cannot be loaded is
 logged and leaves the anatomy out: it never fails an upload.
 """
 

@@ -8,7 +8,7 @@ from retinascreen import __version__
 from retinascreen.grading import LABELS
 from retinascreen.web.handlers import MAX_ID
 from retinascreen.web.inputs import PATIENT_ID_MAX, PATIENT_ID_PATTERN
-from retinascreen.web.openapi_responses import error_response, json_response
+from retinascreen.web.openapi_responses import error_response, json_response, page_parameters
 
 _UNAVAILABLE = error_response("Database unavailable (answered with Retry-After)")
 _AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -252,17 +252,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "operationId": "listScreenings",
             "security": _AUTH,
             "parameters": [
-                {
-                    "name": "page",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
-                },
-                {
-                    "name": "per_page",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 100},
-                    "description": "default 20",
-                },
+                *page_parameters(),
                 {
                     "name": "patient_id",
                     "in": "query",

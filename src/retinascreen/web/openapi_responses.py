@@ -1,8 +1,27 @@
-"""The OpenAPI response objects every route's document uses (``openapi.py``, ``visit_openapi.py``)."""
+"""The OpenAPI objects both route documents use (``openapi.py``, ``visit_openapi.py``)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from retinascreen.web.handlers import MAX_ID
+
+
+def page_parameters() -> list[dict[str, Any]]:
+    """The ``page`` and ``per_page`` query parameters of a paged list."""
+    return [
+        {
+            "name": "page",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+        },
+        {
+            "name": "per_page",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+            "description": "default 20",
+        },
+    ]
 
 
 def error_response(description: str) -> dict[str, Any]:

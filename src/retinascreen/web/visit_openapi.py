@@ -7,7 +7,7 @@ from typing import Any
 
 from retinascreen.web.handlers import MAX_ID
 from retinascreen.web.inputs import PATIENT_ID_MAX, PATIENT_ID_PATTERN
-from retinascreen.web.openapi_responses import error_response, json_response
+from retinascreen.web.openapi_responses import error_response, json_response, page_parameters
 
 _AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
 _401 = error_response("No valid token (unknown, revoked or expired)")
@@ -205,18 +205,7 @@ PATHS: dict[str, Any] = {
             "the queue's; administrator: all)",
             "operationId": "listVisits",
             "security": _AUTH,
-            "parameters": [
-                {
-                    "name": "page",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
-                },
-                {
-                    "name": "per_page",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 100},
-                },
-            ],
+            "parameters": page_parameters(),
             "responses": {
                 "200": json_response("VisitPage", "One page of visits"),
                 "400": error_response("page or per_page out of range"),

@@ -122,6 +122,16 @@ def test_changed_settings_or_source_get_new_crops(records, tmp_path):
     assert again[0] != base[0] and again[1] == base[1]
 
 
+def test_crops_of_older_crop_code_are_not_reused(records, tmp_path, monkeypatch):
+    from retinascreen.data import crop
+
+    before = cache_crops(records[:2], Preprocessing(size=SIZE), tmp_path)
+    monkeypatch.setattr(crop, "CROP_CODE_VERSION", crop.CROP_CODE_VERSION + 1)
+    after = cache_crops(records[:2], Preprocessing(size=SIZE), tmp_path)
+    assert not set(before) & set(after)  # the new code crops afresh
+    assert before[0].parent != after[0].parent
+
+
 def test_bad_images_reported_together_before_training(records, tmp_path):
     broken = tmp_path / "photos"
     broken.mkdir()

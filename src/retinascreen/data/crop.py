@@ -305,6 +305,12 @@ def enhance_crop(
     return crop
 
 
+CROP_CODE_VERSION = 2
+"""Bump whenever a change to the field finder, the crop or the enhancement changes a crop's
+pixels: cached training crops made by older code are then not reused (a model trained on them
+would see other pixels than the product shows it). 2: the field finder of issue 23."""
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """What a model sees: fundus crop of ``size`` px, optionally equalised, CLAHE, Ben Graham.

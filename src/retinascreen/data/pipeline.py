@@ -58,7 +58,12 @@ def default_cache_dir() -> Path:
 
 
 def _settings_json(preprocessing: Preprocessing) -> str:
-    return json.dumps(preprocessing.to_dict(), sort_keys=True)
+    """The pre-processing and the crop code's version: what a cached crop's pixels depend on."""
+    from retinascreen.data import crop
+
+    return json.dumps(
+        {**preprocessing.to_dict(), "crop_code": crop.CROP_CODE_VERSION}, sort_keys=True
+    )
 
 
 def cache_key(source: str | Path, preprocessing: Preprocessing) -> str:

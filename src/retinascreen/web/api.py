@@ -12,7 +12,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from retinascreen.errors import RetinascreenError
 from retinascreen.web.access import history_page, owned_screening
 from retinascreen.web.db import session
-from retinascreen.web.handlers import page_number, too_large_message
+from retinascreen.web.handlers import page_number, per_page_number, too_large_message
 from retinascreen.web.inputs import clean_patient_id, text_problem
 from retinascreen.web.limits import Refused, take, token_limits
 from retinascreen.web.models import ApiToken, User, utcnow
@@ -29,7 +29,6 @@ from retinascreen.web.security import (
 from retinascreen.web.service import screen_upload
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
-MAX_PER_PAGE = 100
 
 
 def error(message: str, status: int) -> Any:
@@ -183,7 +182,7 @@ def create_screening() -> Any:
 @token_required
 def list_screenings() -> Any:
     page = page_number()
-    per_page = page_number("per_page", default=20, maximum=MAX_PER_PAGE)
+    per_page = per_page_number()
     try:
         patient = clean_patient_id(request.args.get("patient_id"))
     except RetinascreenError as exc:

@@ -67,6 +67,15 @@ def page_number(name: str = "page", *, default: int = 1, maximum: int = MAX_ID) 
     return value
 
 
+PER_PAGE_DEFAULT, MAX_PER_PAGE = 20, 100
+"""The API's list pages: rows a page unless ``per_page`` says, and the most it may say."""
+
+
+def per_page_number() -> int:
+    """The API's ``per_page`` query parameter (:data:`PER_PAGE_DEFAULT` when absent)."""
+    return page_number("per_page", default=PER_PAGE_DEFAULT, maximum=MAX_PER_PAGE)
+
+
 def page_count(total: int, per_page: int) -> int:
     """How many pages ``total`` rows fill at ``per_page`` a page (at least one, even empty)."""
     return max((total + per_page - 1) // per_page, 1)

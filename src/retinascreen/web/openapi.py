@@ -6,7 +6,7 @@ from typing import Any
 
 from retinascreen import __version__
 from retinascreen.grading import LABELS
-from retinascreen.web.handlers import MAX_ID
+from retinascreen.web.handlers import MAX_ID, MAX_PER_PAGE
 from retinascreen.web.inputs import PATIENT_ID_MAX, PATIENT_ID_PATTERN
 from retinascreen.web.openapi_responses import error_response, json_response, page_parameters
 
@@ -263,8 +263,8 @@ PATHS: dict[str, dict[str, Any]] = {
             "responses": {
                 "200": json_response("ScreeningPage", "One page of screenings"),
                 "400": error_response(
-                    f"page not a whole number from 1 to {MAX_ID}, per_page not 1 to 100, or a "
-                    "bad patient id"
+                    f"page not a whole number from 1 to {MAX_ID}, per_page not 1 to "
+                    f"{MAX_PER_PAGE}, or a bad patient id"
                 ),
                 "401": error_response("No valid token (unknown, revoked or expired)"),
                 "503": _UNAVAILABLE,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retinascreen.web.handlers import MAX_ID
+from retinascreen.web.handlers import MAX_ID, MAX_PER_PAGE, PER_PAGE_DEFAULT
 
 
 def page_parameters() -> list[dict[str, Any]]:
@@ -18,8 +18,8 @@ def page_parameters() -> list[dict[str, Any]]:
         {
             "name": "per_page",
             "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": 100},
-            "description": "default 20",
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE},
+            "description": f"default {PER_PAGE_DEFAULT}",
         },
     ]
 

@@ -13,9 +13,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from retinascreen.errors import RetinascreenError
 from retinascreen.web.access import visits_page
-from retinascreen.web.api import MAX_PER_PAGE, created, error, token_required
+from retinascreen.web.api import created, error, token_required
 from retinascreen.web.db import session
-from retinascreen.web.handlers import page_number, too_large_message
+from retinascreen.web.handlers import page_number, per_page_number, too_large_message
 from retinascreen.web.inputs import text_problem
 from retinascreen.web.models import as_utc
 from retinascreen.web.visit_models import Visit, role_of
@@ -108,7 +108,7 @@ def create() -> Any:
 @token_required
 def list_visits() -> Any:
     page = page_number()
-    per_page = page_number("per_page", default=20, maximum=MAX_PER_PAGE)
+    per_page = per_page_number()
     rows, total = visits_page(session(), g.api_user, page=page, per_page=per_page)
     return jsonify(visits=[visit_json(v) for v in rows], page=page, per_page=per_page, total=total)
 

@@ -153,6 +153,7 @@ def train(model: Any, train_data: Any, val: Any, args: argparse.Namespace) -> An
         choose_thresholds,
         mean_dice,
         predict_maps,
+        validation_dice,
     )
 
     start = time.monotonic()
@@ -179,8 +180,7 @@ def train(model: Any, train_data: Any, val: Any, args: argparse.Namespace) -> An
     )
     check = _Validate(val, args.budget, args.patience, _log)
     if args.init:  # a continuation must beat its start on validation to replace it
-        start_maps = predict_maps(model, val.views, batch=1)
-        check.best = float(np.mean(mean_dice(start_maps, val, choose_thresholds(start_maps, val))))
+        check.best = validation_dice(model, val, batch=1)
         check.best_weights = model.get_weights()
         _log(f"start: val dice {check.best:.4f}")
     model.fit(sampler, epochs=args.epochs, callbacks=[check], verbose=0)

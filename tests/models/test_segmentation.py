@@ -14,6 +14,7 @@ from retinascreen.training.segmentation import (
     bce_dice_loss,
     false_alarms,
     pixel_metrics,
+    validation_dice,
 )
 
 
@@ -107,6 +108,24 @@ def test_false_alarms_are_marks_away_from_every_marked_lesion_inside_the_field()
     assert mask[40, 30] and mask.sum() == 16  # only the unmarked spot inside the field
     assert not mask[12, 12] and not mask[8, 8] and not mask[40, 56]
     assert not false_alarms(model, data, margin=4, level=0.8)[0].any()
+
+
+def test_validation_dice_scores_a_perfect_map_1_and_a_blank_one_0():
+    targets = np.zeros((2, 16, 16, 2), bool)
+    targets[:, 4:8, 4:8, 0] = True
+    targets[:, 10:12, 2:14, 1] = True
+    data = SegData(
+        np.zeros((2, 16, 16, 3), np.uint8), targets, np.ones((2, 16, 16), bool), ["a", "b"]
+    )
+
+    def perfect(views, training=False):
+        return targets[: len(views)].astype(np.float32) * 0.9
+
+    def blank(views, training=False):
+        return np.zeros((len(views), 16, 16, 2), np.float32)
+
+    assert validation_dice(perfect, data) == 1.0
+    assert validation_dice(blank, data, batch=1) == 0.0
 
 
 def test_pixel_metrics_of_a_perfect_and_an_empty_prediction():

@@ -244,6 +244,13 @@ def mean_dice(maps: np.ndarray, data: SegData, thresholds: Sequence[float]) -> l
     ]
 
 
+def validation_dice(model: keras.Model, data: SegData, batch: int = 2) -> float:
+    """The score that picks a model's weights: the mean over classes of the pooled Dice, each
+    class at its best threshold on ``data``."""
+    maps = predict_maps(model, data.views, batch=batch)
+    return float(np.mean(mean_dice(maps, data, choose_thresholds(maps, data))))
+
+
 class _Validate(keras.callbacks.Callback):
     def __init__(self, data: SegData, budget_s: float, patience: int, log: Any) -> None:
         super().__init__()
@@ -253,8 +260,7 @@ class _Validate(keras.callbacks.Callback):
         self.history: list[dict[str, float]] = []
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        maps = predict_maps(self.model, self.data.views)
-        score = float(np.mean(mean_dice(maps, self.data, choose_thresholds(maps, self.data))))
+        score = validation_dice(self.model, self.data)
         elapsed = time.monotonic() - self.start
         row = {"epoch": epoch + 1, "loss": float((logs or {}).get("loss", np.nan))}
         row |= {"val_dice": score, "elapsed_s": round(elapsed, 1)}

@@ -40,10 +40,10 @@ TARGETS = (0.9, 0.875, 0.85, 0.825, 0.8)
 
 
 def _operating(y: np.ndarray, scores: np.ndarray, threshold: float) -> str:
-    positive = y >= 2
-    sensitivity = float(np.mean(scores[positive] >= threshold))
-    specificity = float(np.mean(scores[~positive] < threshold))
-    return f"{sensitivity:.3f} / {specificity:.3f}"
+    from retinascreen.models.metrics import referable_operating_point
+
+    point = referable_operating_point(y, scores, threshold)
+    return f"{point['sensitivity']:.3f} / {point['specificity']:.3f}"
 
 
 def _lesion_features(segmenter: Any, image: Any) -> list[float]:
@@ -67,7 +67,9 @@ def _lesion_features(segmenter: Any, image: Any) -> list[float]:
 
 
 def _grade_features(p: np.ndarray) -> np.ndarray:
-    referable = np.clip(p[:, 2:].sum(1), 1e-4, 1 - 1e-4)
+    from retinascreen.models.metrics import referable_scores
+
+    referable = np.clip(referable_scores(p), 1e-4, 1 - 1e-4)
     return np.c_[np.log(referable / (1 - referable)), p @ np.arange(5)]
 
 

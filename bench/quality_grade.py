@@ -41,6 +41,7 @@ from transfer import (  # noqa: E402
     features,
     graded_records,
     head_scores,
+    mean_sd,
     ordinal_fit,
     score_row,
 )
@@ -79,8 +80,10 @@ def referred_by_label(
     scores: dict[str, np.ndarray], grades: dict[str, np.ndarray], labels: np.ndarray
 ) -> dict[str, float]:
     """Share of the test split's non-referable eyes referred, per EyeQ label."""
+    from retinascreen.models.metrics import referable_scores
+
     probs, cut = ordinal_fit(scores, grades)
-    referred = probs["test"][:, 2:].sum(axis=1) >= cut
+    referred = referable_scores(probs["test"]) >= cut
     healthy = grades["test"] < 2
     return {name: float(np.mean(referred[healthy & (labels == name)])) for name in LABELS}
 
@@ -129,17 +132,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
         raw[name] = rows
 
-        def cell(key: str, rows: list[dict[str, float]] = rows) -> str:
-            values = np.array([r[key] for r in rows])
-            return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
-
         n_train = len(passed) if weights is None else int(passed.sum())
         keys = ("test_qwk", "test_auc", "srahim_auc", "srahim_sens", "srahim_spec")
         lines.append(
             f"| {name} ({n_train}) | {len(rows)} | "
-            + " | ".join(cell(k) for k in keys)
+            + " | ".join(mean_sd(rows, k) for k in keys)
             + " | "
-            + " | ".join(cell(f"referred_{n}") for n in LABELS)
+            + " | ".join(mean_sd(rows, f"referred_{n}") for n in LABELS)
             + " |"
         )
         print(lines[-1], flush=True)

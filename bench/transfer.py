@@ -152,20 +152,21 @@ def ordinal_fit(
 
 def score_row(scores: dict[str, np.ndarray], grades: dict[str, np.ndarray]) -> dict[str, float]:
     """Test and srahim-dr figures of regression ``scores`` (ordinal cuts fitted on validation)."""
-    from sklearn.metrics import roc_auc_score
-
-    from retinascreen.models.metrics import quadratic_kappa
+    from retinascreen.models.metrics import (
+        quadratic_kappa,
+        referable_operating_point,
+        referable_scores,
+    )
 
     probs, cut = ordinal_fit(scores, grades)
     row: dict[str, float] = {}
     for split in ("test", "srahim"):
         y = grades[split]
-        referable = probs[split][:, 2:].sum(axis=1)
+        point = referable_operating_point(y, referable_scores(probs[split]), cut)
         row[f"{split}_qwk"] = quadratic_kappa(y, probs[split].argmax(axis=1))
-        row[f"{split}_auc"] = float(roc_auc_score(y >= 2, referable))
-        flagged = referable >= cut
-        row[f"{split}_sens"] = float(np.mean(flagged[y >= 2]))
-        row[f"{split}_spec"] = float(np.mean(~flagged[y < 2]))
+        row[f"{split}_auc"] = point["auc"]
+        row[f"{split}_sens"] = point["sensitivity"]
+        row[f"{split}_spec"] = point["specificity"]
     return row
 
 
@@ -184,14 +185,16 @@ TABLE_HEADER = (
 TABLE_KEYS = ("test_qwk", "test_auc", "srahim_qwk", "srahim_auc", "srahim_sens", "srahim_spec")
 
 
+def mean_sd(rows: list[dict[str, float]], key: str) -> str:
+    """``"0.457 ± 0.028"``: mean and standard deviation of ``key`` over the seeds' rows."""
+    values = np.array([r[key] for r in rows])
+    return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
+
+
 def table_row(labels: tuple[str, ...], rows: list[dict[str, float]]) -> str:
     """A Markdown row: the labels, the number of seeds, then mean ± SD of each figure."""
-
-    def cell(key: str) -> str:
-        values = np.array([r[key] for r in rows])
-        return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
-
-    return "| " + " | ".join([*labels, str(len(rows)), *(cell(k) for k in TABLE_KEYS)]) + " |"
+    cells = [mean_sd(rows, k) for k in TABLE_KEYS]
+    return "| " + " | ".join([*labels, str(len(rows)), *cells]) + " |"
 
 
 def graded_records() -> tuple[dict, dict[str, np.ndarray]] | None:

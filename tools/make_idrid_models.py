@@ -26,7 +26,9 @@
   where the model being continued marks a lesion that the specialists did not (at least 12 px
   from any marked lesion): hard-negative mining against false alarms such as vessel sheen,
   the disc's rim and drusen-like spots. A continuation replaces its start only if it beats
-  the start's validation Dice.
+  the start's validation Dice. ``--negatives N`` adds N lesion-free EyePACS photos (grade 0,
+  EyeQ "Good", from the grading model's training split; a quarter as many from its validation
+  split to validation), so false alarms on healthy eyes cost validation Dice too.
 
 Both learn from IDRiD's 54 training photos (6 held out for early stopping and the
 thresholds: ``VAL_PHOTOS``), BCE + soft Dice, and are measured on the 27 test photos
@@ -51,6 +53,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 IDRID = ROOT.parent / "shared" / "data" / "idrid-segmentation"
 OUT_DIR = ROOT / "src" / "retinascreen" / "segmentation_models"
 CACHE = ROOT / "runs" / "idrid-cache"
+EYEPACS = ROOT.parent / "shared" / "data" / "eyepacs-256"
+EYEQ = ROOT.parent / "shared" / "data" / "eyeq" / "eyepacs-256-quality.csv"
 VAL_PHOTOS = ("IDRiD_05", "IDRiD_14", "IDRiD_23", "IDRiD_32", "IDRiD_41", "IDRiD_50")
 LESIONS = ("microaneurysm", "haemorrhage", "hard_exudate", "cotton_wool")
 LICENCE = "IDRiD (Porwal et al., Data 3(3):25, 2018): CC BY 4.0"
@@ -91,6 +95,39 @@ def idrid_data(split: str, size: int, classes: tuple[str, ...], clahe: bool) -> 
     key.parent.mkdir(parents=True, exist_ok=True)
     np.savez(key, views=data.views, targets=data.targets, fields=data.fields, names=np.array(names))
     return data
+
+
+def eyepacs_negatives(n: int, size: int, classes: tuple[str, ...], clahe: bool) -> tuple[Any, Any]:
+    """``n`` training and ``max(2, n // 4)`` validation lesion-free photos: EyePACS grade 0
+    that EyeQ's graders marked Good, made raw-looking (``synthetic.camera``), from the grading model's own train and validation splits
+    (patient-grouped, split seed 0), so no grading test photo is used (cached)."""
+    import csv
+    import random
+
+    from retinascreen.data.datasets import load_dataset, split_dataset
+    from retinascreen.data.images import load_image
+    from retinascreen.synthetic.camera import raw_looking
+    from retinascreen.training.segmentation import SegData, lesion_free_data
+
+    key = CACHE / f"eyepacs-negatives-raw-{n}-{size}-{'clahe' if clahe else 'plain'}.npz"
+    if key.is_file():
+        z = np.load(key)
+        data = SegData(z["views"], z["targets"], z["fields"], list(z["names"]))
+        k = int(z["n_train"])
+        return data.subset(range(k)), data.subset(range(k, len(data.names)))
+    with open(EYEQ, newline="", encoding="utf-8") as handle:
+        good = {row["image"] for row in csv.DictReader(handle) if row["quality"] == "Good"}
+    splits = split_dataset(load_dataset(EYEPACS, "eyepacs"), val=0.15, test=0.15, seed=0)
+    chosen = []
+    for split, count in (("train", n), ("val", max(2, n // 4))):
+        pool = sorted(r.path for r in splits[split] if r.grade == 0 and Path(r.path).stem in good)
+        chosen.append(random.Random(0).sample(pool, count))
+    paths = chosen[0] + chosen[1]  # shown as raw camera frames, as a clinic's photos come
+    photos = [(Path(p).stem, raw_looking(load_image(p), i)) for i, p in enumerate(paths)]
+    data = lesion_free_data(photos, size, len(classes), clahe=clahe)
+    np.savez(key, views=data.views, targets=data.targets, fields=data.fields,
+             names=np.array(data.names), n_train=n)  # fmt: skip
+    return data.subset(range(n)), data.subset(range(n, len(data.names)))
 
 
 def split_val(data: Any) -> tuple[Any, Any]:
@@ -203,6 +240,9 @@ def make(args: argparse.Namespace) -> Path:
     classes = ("optic_disc",) if args.what == "disc" else LESIONS
     data = idrid_data("train", args.size, classes, args.clahe)
     train_data, val = split_val(data)
+    if args.negatives:
+        neg_train, neg_val = eyepacs_negatives(args.negatives, args.size, classes, args.clahe)
+        train_data, val = train_data + neg_train, val + neg_val
     if args.encoder:
         from retinascreen.models.lite_unet import build_lite_unet, freeze_encoder
 
@@ -247,6 +287,8 @@ def make(args: argparse.Namespace) -> Path:
         }
     if args.ignore_rim:
         extra["ignore_rim"] = args.ignore_rim
+    if args.negatives:
+        extra["negative_photos"] = args.negatives
     card = ModelCard(
         name=f"retinascreen-{args.what}-idrid-"
         + (f"{args.encoder}-unet" if args.encoder else "unet"),
@@ -259,6 +301,12 @@ def make(args: argparse.Namespace) -> Path:
         thresholds=result.thresholds,
         training_data=f"IDRiD segmentation training set, 54 photos (48 for training, 6 for "
         f"validation), specialists' pixel masks; {LICENCE}"
+        + (
+            f"; plus {args.negatives} + {max(2, args.negatives // 4)} lesion-free EyePACS "
+            "photos (grade 0, EyeQ 'Good', 256 px) as negatives for training + validation"
+            if args.negatives
+            else ""
+        )
         + (f"; encoder initialised from ImageNet ({args.encoder})" if args.encoder else ""),
         metrics=metrics,
         synthetic=False,
@@ -308,6 +356,13 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0.0,
         help="share of the non-lesion patches on the --init model's false alarms",
+    )
+    parser.add_argument(
+        "--negatives",
+        type=int,
+        default=0,
+        help="lesion-free EyePACS photos (grade 0, EyeQ Good) added as negatives to training "
+        "(and a quarter as many to validation)",
     )
     parser.add_argument(
         "--rim", type=float, default=0.0, help="share of the non-lesion patches on the field's rim"

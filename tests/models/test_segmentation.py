@@ -13,6 +13,7 @@ from retinascreen.training.segmentation import (
     SegData,
     bce_dice_loss,
     false_alarms,
+    lesion_free_data,
     pixel_metrics,
     validation_dice,
 )
@@ -108,6 +109,30 @@ def test_false_alarms_are_marks_away_from_every_marked_lesion_inside_the_field()
     assert mask[40, 30] and mask.sum() == 16  # only the unmarked spot inside the field
     assert not mask[12, 12] and not mask[8, 8] and not mask[40, 56]
     assert not false_alarms(model, data, margin=4, level=0.8)[0].any()
+
+
+def test_healthy_eyes_join_as_negatives_whose_marks_cost_validation_dice():
+    from retinascreen.synthetic import generate
+
+    photo = generate(3, 0, size=160).image
+    negatives = lesion_free_data([("healthy", photo)], 64, 2, clahe=True)
+    assert negatives.views.shape == (1, 64, 64, 3) and negatives.targets.shape == (1, 64, 64, 2)
+    assert not negatives.targets.any()
+    field = negatives.fields[0]
+    assert field[32, 32] and not field[0, 0] and 0.6 < field.mean() < 0.85  # the round fundus
+    targets = np.zeros((1, 64, 64, 2), bool)
+    targets[0, 20:30, 20:30] = True
+    sick = SegData(negatives.views.copy(), targets, negatives.fields.copy(), ["sick"])
+    both = sick + negatives
+    assert both.names == ["sick", "healthy"] and len(both.views) == 2
+
+    def marks_the_square(views, training=False):  # also on the healthy eye
+        maps = np.zeros((len(views), 64, 64, 2), np.float32)
+        maps[:, 20:30, 20:30] = 0.9
+        return maps
+
+    assert validation_dice(marks_the_square, sick) == pytest.approx(1.0)
+    assert validation_dice(marks_the_square, both) == pytest.approx(2 / 3, abs=0.01)
 
 
 def test_validation_dice_scores_a_perfect_map_1_and_a_blank_one_0():

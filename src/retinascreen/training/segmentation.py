@@ -9,6 +9,7 @@
 - loss = binary cross-entropy + soft Dice; :func:`train_segmenter` keeps the weights with the
   best validation Dice, stops early or when the time budget is spent, and picks one
   binarisation threshold per class on validation;
+- :func:`lesion_free_data`: healthy eyes as negatives (all-empty targets);
 - :func:`false_alarms`: where a model marks a lesion nobody marked (hard negatives);
 - :func:`pixel_metrics`: AUC, F1 (= Dice), sensitivity, specificity, accuracy inside the field.
 """
@@ -43,6 +44,14 @@ class SegData:
         idx = list(index)
         return SegData(
             self.views[idx], self.targets[idx], self.fields[idx], [self.names[i] for i in idx]
+        )
+
+    def __add__(self, other: SegData) -> SegData:
+        return SegData(
+            np.concatenate([self.views, other.views]),
+            np.concatenate([self.targets, other.targets]),
+            np.concatenate([self.fields, other.fields]),
+            self.names + other.names,
         )
 
 
@@ -87,6 +96,24 @@ def synthetic_data(seeds: Sequence[int], size: int, classes: Sequence[str]) -> S
     return SegData(
         np.stack(views), np.stack(targets), np.stack(fields), [f"synthetic-{s}" for s in seeds]
     )
+
+
+def lesion_free_data(
+    photos: Sequence[tuple[str, np.ndarray]], size: int, n_classes: int, *, clahe: bool = False
+) -> SegData:
+    """``(name, rgb)`` photos of eyes without any lesion (e.g. ICDR grade 0), cropped as the
+    served segmenter crops them, with all-empty targets: negatives that teach a lesion model
+    that drusen, reflexes and pigment on a healthy eye are not lesions."""
+    from retinascreen.data.fundus import field_of_view
+
+    views, fields = [], []
+    for _, rgb in photos:
+        disc = find_disc(rgb)
+        view, _ = crop_with_masks(rgb, {}, size, disc=disc)
+        views.append(apply_clahe(view) if clahe else view)
+        fields.append(field_of_view(rgb, size, disc=disc))
+    targets = np.zeros((len(views), size, size, n_classes), bool)
+    return SegData(np.stack(views), targets, np.stack(fields), [name for name, _ in photos])
 
 
 def augment(

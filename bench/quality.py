@@ -115,15 +115,12 @@ def raw_sets() -> dict[str, list[Path]]:
 
 def eyeq_held_back() -> None:
     """Confusion table and ROC AUC on the EyeQ photos the learned score never saw."""
-    import csv
-
     model = bundled_model()
     if model is None:
         print("no bundled quality model")
         return
     held = set(model.meta["test_images"])
-    with (sets.SHARED_DATA / "eyeq" / "eyepacs-256-quality.csv").open(newline="") as fh:
-        labels = {r["image"]: r["quality"] for r in csv.DictReader(fh) if r["image"] in held}
+    labels = {name: label for name, label in sets.eyeq_quality().items() if name in held}
     table: collections.Counter[tuple[str, str]] = collections.Counter()
     scores, rejects = [], []
     for name, label in sorted(labels.items()):

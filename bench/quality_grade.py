@@ -25,7 +25,6 @@ the quality model's EyeQ training folds (that split is not the grading split).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -34,10 +33,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.helpers import photo_sets as sets  # noqa: E402
 
 from transfer import (  # noqa: E402
     CACHE,
-    DATA,
     features,
     graded_records,
     head_scores,
@@ -70,9 +71,7 @@ def gate_verdicts(records: list) -> np.ndarray:
 
 def eyeq_labels(records: list) -> np.ndarray:
     """EyeQ's label per record ('' where the photo is not labelled)."""
-    table = DATA / "eyeq" / "eyepacs-256-quality.csv"
-    with table.open(newline="") as handle:
-        labels = {row["image"]: row["quality"] for row in csv.DictReader(handle)}
+    labels = sets.eyeq_quality()
     return np.array([labels.get(Path(r.path).stem, "") for r in records])
 
 

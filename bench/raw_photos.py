@@ -96,13 +96,9 @@ def _external(predictor, threshold: float) -> None:  # noqa: ANN001
 
 
 def _quality_vs_grade(test: list, p_enhanced: np.ndarray, threshold: float) -> None:
-    labels_file = SHARED / "eyeq" / "eyepacs-256-quality.csv"
-    if not labels_file.is_file():
+    if not sets.EYEQ_LABELS.is_file():
         return
-    import csv
-
-    with labels_file.open(newline="") as handle:
-        quality = {row["image"]: row["quality"] for row in csv.DictReader(handle)}
+    quality = sets.eyeq_quality()
     referable = p_enhanced[:, 2:].sum(axis=1) >= threshold
     expected = p_enhanced @ np.arange(5)
     print("\nquality vs grade on the test split (EyeQ-labelled photos):")

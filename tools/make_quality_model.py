@@ -29,7 +29,6 @@ training folds. Every figure printed is reproducible (fixed seeds).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -61,7 +60,6 @@ EXTRACTOR = "global-v1+lite0-b4"
 TREE_COLUMNS = 8 + 87
 # Weight of a degraded or synthetic extra Reject in the logistic regression; its strength.
 EXTRA_WEIGHT, LINEAR_C = 0.3, 0.05
-EYEQ_CSV = sets.SHARED_DATA / "eyeq" / "eyepacs-256-quality.csv"
 TEST_FOLD, N_FOLDS, SEED = 0, 5, 0
 # The threshold rule: Good and raw gradable photos passed at least GOOD_PASS; the cut with the
 # widest equal margin above USABLE_TARGET (Usable passed) and REJECT_TARGET (Reject caught),
@@ -76,8 +74,7 @@ def patient(name: str) -> str:
 
 
 def eyeq_rows() -> list[tuple[str, int]]:
-    with EYEQ_CSV.open(newline="") as fh:
-        return [(r["image"], LABELS.index(r["quality"].lower())) for r in csv.DictReader(fh)]
+    return [(name, LABELS.index(label.lower())) for name, label in sets.eyeq_quality().items()]
 
 
 def eyeq_folds(rows: list[tuple[str, int]]) -> np.ndarray:
@@ -351,8 +348,8 @@ def main() -> None:
         "--keep-backbone", action="store_true", help=f"reuse {BACKBONE_PATH.name} as it is"
     )
     args = parser.parse_args()
-    if not EYEQ_CSV.is_file():
-        sys.exit(f"needs the EyeQ labels in {EYEQ_CSV}")
+    if not sets.EYEQ_LABELS.is_file():
+        sys.exit(f"needs the EyeQ labels in {sets.EYEQ_LABELS}")
     start = time.perf_counter()
     if not (args.keep_backbone and BACKBONE_PATH.is_file()):
         export_backbone(BACKBONE_PATH)

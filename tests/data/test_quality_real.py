@@ -46,10 +46,7 @@ def test_enhanced_eyepacs_photos_graders_call_good_are_gradable_and_none_is_not_
     real_data,
 ):
     # About a fifth of these photos are ones EyeQ's graders reject: only Good ones must pass.
-    import csv
-
-    with (sets.SHARED_DATA / "eyeq" / "eyepacs-256-quality.csv").open(newline="") as fh:
-        labels = {r["image"]: r["quality"] for r in csv.DictReader(fh)}
+    labels = sets.eyeq_quality()
     verdicts = {name: assess_quality(rgb) for name, rgb in sets.eyepacs_photos(every=20)}
     assert len(verdicts) >= 200
     assert not [n for n, v in verdicts.items() if REASON_NO_DISC in v.reasons]

@@ -19,6 +19,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = Path(os.environ.get("RETINASCREEN_SHARED_DATA", REPO.parent / "shared" / "data"))
 
+EYEQ_LABELS = SHARED_DATA / "eyeq" / "eyepacs-256-quality.csv"
+
 Photo = tuple[str, np.ndarray]
 
 
@@ -56,6 +58,14 @@ def eyepacs_photos(limit: int | None = None, every: int = 1) -> Iterator[Photo]:
     paths = sorted((SHARED_DATA / "eyepacs-256" / "train").glob("*.jpeg"))[::every]
     for path in paths[:limit]:
         yield path.name, _read(path)
+
+
+def eyeq_quality() -> dict[str, str]:
+    """EyeQ's graders' label (``Good`` / ``Usable`` / ``Reject``) per EyePACS-256 photo stem."""
+    import csv
+
+    with EYEQ_LABELS.open(newline="", encoding="utf-8") as handle:
+        return {row["image"]: row["quality"] for row in csv.DictReader(handle)}
 
 
 def eyepacs_photo(stem: str) -> np.ndarray:

@@ -43,6 +43,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT))
 IDRID = ROOT.parent / "shared" / "data" / "idrid-segmentation"
 OUT_DIR = ROOT / "src" / "retinascreen" / "segmentation_models"
 CACHE = ROOT / "runs" / "idrid-cache"
 EYEPACS = ROOT.parent / "shared" / "data" / "eyepacs-256"
-EYEQ = ROOT.parent / "shared" / "data" / "eyeq" / "eyepacs-256-quality.csv"
 VAL_PHOTOS = ("IDRiD_05", "IDRiD_14", "IDRiD_23", "IDRiD_32", "IDRiD_41", "IDRiD_50")
 LESIONS = ("microaneurysm", "haemorrhage", "hard_exudate", "cotton_wool")
 LICENCE = "IDRiD (Porwal et al., Data 3(3):25, 2018): CC BY 4.0"
@@ -75,58 +76,74 @@ def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def idrid_data(split: str, size: int, classes: tuple[str, ...], clahe: bool) -> Any:
-    """SegData of an IDRiD split at ``size`` (cached under runs/idrid-cache)."""
-    from retinascreen.data.idrid_masks import crop_photo, read_idrid_masks
+def cached(key: Path, build: Callable[[], Any]) -> Any:
+    """The SegData saved at ``key`` (under runs/idrid-cache), or ``build()``'s, saved there."""
     from retinascreen.training.segmentation import SegData
 
-    key = CACHE / f"{split}-{size}-{'clahe' if clahe else 'plain'}-{'-'.join(classes)}.npz"
     if key.is_file():
         z = np.load(key)
         return SegData(z["views"], z["targets"], z["fields"], list(z["names"]))
-    views, targets, fields, names = [], [], [], []
-    for photo in read_idrid_masks(IDRID, split):
-        view, target, field = crop_photo(photo, size, classes, clahe=clahe)
-        views.append(view)
-        targets.append(target)
-        fields.append(field)
-        names.append(photo.name)
-    data = SegData(np.stack(views), np.stack(targets), np.stack(fields), names)
+    data = build()
     key.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(key, views=data.views, targets=data.targets, fields=data.fields, names=np.array(names))
+    np.savez(key, views=data.views, targets=data.targets, fields=data.fields,
+             names=np.array(data.names))  # fmt: skip
     return data
 
 
+def idrid_data(split: str, size: int, classes: tuple[str, ...], clahe: bool) -> Any:
+    """SegData of an IDRiD split at ``size`` (cached)."""
+    from retinascreen.data.idrid_masks import crop_photo, read_idrid_masks
+    from retinascreen.training.segmentation import SegData
+
+    def build() -> Any:
+        views, targets, fields, names = [], [], [], []
+        for photo in read_idrid_masks(IDRID, split):
+            view, target, field = crop_photo(photo, size, classes, clahe=clahe)
+            views.append(view)
+            targets.append(target)
+            fields.append(field)
+            names.append(photo.name)
+        return SegData(np.stack(views), np.stack(targets), np.stack(fields), names)
+
+    return cached(
+        CACHE / f"{split}-{size}-{'clahe' if clahe else 'plain'}-{'-'.join(classes)}.npz", build
+    )
+
+
+def val_negatives(n: int) -> int:
+    """How many lesion-free validation photos go with ``n`` training ones."""
+    return max(2, n // 4)
+
+
 def eyepacs_negatives(n: int, size: int, classes: tuple[str, ...], clahe: bool) -> tuple[Any, Any]:
-    """``n`` training and ``max(2, n // 4)`` validation lesion-free photos: EyePACS grade 0
-    that EyeQ's graders marked Good, made raw-looking (``synthetic.camera``), from the grading model's own train and validation splits
-    (patient-grouped, split seed 0), so no grading test photo is used (cached)."""
-    import csv
+    """``n`` training and :func:`val_negatives` validation lesion-free photos: EyePACS grade 0
+    that EyeQ's graders marked Good, made raw-looking (``synthetic.camera``), from the grading
+    model's own train and validation splits (patient-grouped, split seed 0), so no grading
+    test photo is used (cached)."""
     import random
+
+    from tests.helpers import photo_sets as sets
 
     from retinascreen.data.datasets import load_dataset, split_dataset
     from retinascreen.data.images import load_image
     from retinascreen.synthetic.camera import raw_looking
-    from retinascreen.training.segmentation import SegData, lesion_free_data
+    from retinascreen.training.segmentation import lesion_free_data
+
+    def build() -> Any:
+        good = {name for name, label in sets.eyeq_quality().items() if label == "Good"}
+        splits = split_dataset(load_dataset(EYEPACS, "eyepacs"), val=0.15, test=0.15, seed=0)
+        paths = []
+        for split, count in (("train", n), ("val", val_negatives(n))):
+            pool = sorted(
+                r.path for r in splits[split] if r.grade == 0 and Path(r.path).stem in good
+            )
+            paths += random.Random(0).sample(pool, count)
+        # shown as raw camera frames, as a clinic's photos come
+        photos = [(Path(p).stem, raw_looking(load_image(p), i)) for i, p in enumerate(paths)]
+        return lesion_free_data(photos, size, len(classes), clahe=clahe)
 
     key = CACHE / f"eyepacs-negatives-raw-{n}-{size}-{'clahe' if clahe else 'plain'}.npz"
-    if key.is_file():
-        z = np.load(key)
-        data = SegData(z["views"], z["targets"], z["fields"], list(z["names"]))
-        k = int(z["n_train"])
-        return data.subset(range(k)), data.subset(range(k, len(data.names)))
-    with open(EYEQ, newline="", encoding="utf-8") as handle:
-        good = {row["image"] for row in csv.DictReader(handle) if row["quality"] == "Good"}
-    splits = split_dataset(load_dataset(EYEPACS, "eyepacs"), val=0.15, test=0.15, seed=0)
-    chosen = []
-    for split, count in (("train", n), ("val", max(2, n // 4))):
-        pool = sorted(r.path for r in splits[split] if r.grade == 0 and Path(r.path).stem in good)
-        chosen.append(random.Random(0).sample(pool, count))
-    paths = chosen[0] + chosen[1]  # shown as raw camera frames, as a clinic's photos come
-    photos = [(Path(p).stem, raw_looking(load_image(p), i)) for i, p in enumerate(paths)]
-    data = lesion_free_data(photos, size, len(classes), clahe=clahe)
-    np.savez(key, views=data.views, targets=data.targets, fields=data.fields,
-             names=np.array(data.names), n_train=n)  # fmt: skip
+    data = cached(key, build)
     return data.subset(range(n)), data.subset(range(n, len(data.names)))
 
 
@@ -302,8 +319,9 @@ def make(args: argparse.Namespace) -> Path:
         training_data=f"IDRiD segmentation training set, 54 photos (48 for training, 6 for "
         f"validation), specialists' pixel masks; {LICENCE}"
         + (
-            f"; plus {args.negatives} + {max(2, args.negatives // 4)} lesion-free EyePACS "
-            "photos (grade 0, EyeQ 'Good', 256 px) as negatives for training + validation"
+            f"; plus {args.negatives} + {val_negatives(args.negatives)} lesion-free EyePACS "
+            "photos (grade 0, EyeQ 'Good', 256 px, made raw-looking) as negatives for training "
+            "+ validation"
             if args.negatives
             else ""
         )

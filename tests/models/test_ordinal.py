@@ -52,6 +52,24 @@ def test_fitted_temperature_is_smaller_for_sharper_scores():
     assert sharp < noisy
 
 
+def test_fitted_temperature_makes_the_shown_confidence_match_accuracy():
+    from retinascreen.models.metrics import expected_calibration_error
+
+    rng = np.random.default_rng(2)
+    grades = rng.integers(0, 5, 600)
+    scores = grades + rng.normal(0, 0.45, 600)
+    t = ordinal.DEFAULT_THRESHOLDS
+    fitted = ordinal.fit_temperature(grades, scores, t)
+
+    def error(temperature: float) -> float:
+        return expected_calibration_error(
+            grades, ordinal.ordinal_probabilities(scores, t, temperature)
+        )
+
+    assert error(fitted) <= error(ordinal.DEFAULT_TEMPERATURE)
+    assert error(fitted) < 0.05  # confidence within 5 points of accuracy on these cases
+
+
 def test_saved_model_outputs_five_probabilities_and_round_trips(tmp_path):
     import keras
 

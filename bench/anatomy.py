@@ -11,8 +11,8 @@ is re-scored in minutes.
    of the field in disc diameters on the test photos (a sanity check: no fovea labels are used
    here), and laterality against the side of the specialists' disc mask (a proxy: wrong when a
    photo is not macula-centred);
-2. the maculopathy rule's parameters (lesion-map threshold, radius, smallest area) chosen on
-   IDRiD and DRIVE, never on srahim-dr: positives are IDRiD photos with a specialist-marked
+2. the maculopathy rule's parameters (lesion-map threshold, radius, smallest area, and whether
+   the bundled grading model must grade the photo 1 or worse) chosen on IDRiD and DRIVE, never on srahim-dr: positives are IDRiD photos with a specialist-marked
    hard exudate within 1 disc diameter of the fovea (ground-truth EX mask, our fovea; the 27
    test photos the lesion model never saw, the 54 training photos breaking ties), negatives
    DRIVE's 40 photos (no or mild early DR) and the IDRiD photos without such an exudate; the
@@ -53,6 +53,7 @@ RESULTS = ROOT / "bench" / "results" / "anatomy"
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 RADII = (0.75, 1.0, 1.25, 1.5)
 MIN_AREAS = (0.0, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+GRADE_GATES = (0, 1)  # lesions count at any grade, or only in a photo graded 1 or worse
 BOOTSTRAP = 2000
 
 
@@ -70,6 +71,8 @@ class Photo:
     maculopathy: str = ""
     patient: str = ""
     grade: str = ""
+    # The bundled grading model's grade of the photo (None: not graded).
+    predicted: int | None = None
 
 
 def measure(cache: MapCache, group: str, name: str, image: Path) -> Photo:
@@ -96,6 +99,31 @@ def measure(cache: MapCache, group: str, name: str, image: Path) -> Photo:
                 for r in RADII:
                     areas[(lesion, round(t, 3), r)] = float(np.count_nonzero(hit <= r)) / disc_area
     return Photo(group, name, image, a, areas)
+
+
+def predicted_grades(items: list[tuple[str, str, Path]]) -> dict[tuple[str, str], int | None]:
+    """The bundled grading model's grade of every (group, name, image), cached in
+    ``runs/anatomy/grades-<model sha>.json`` (None where it refused the photo)."""
+    from retinascreen.serving.predictor import Predictor
+
+    predictor = Predictor()
+    path = RUNS / f"grades-{predictor.model_info.sha256[:12]}.json"
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    todo = [item for item in items if f"{item[0]}/{item[1]}" not in stored]
+    if todo:
+        print(f"grading {len(todo)} photos with the bundled model", flush=True)
+        results = predictor.predict_batch([str(item[2]) for item in todo], errors="include")
+        for (group, name, _), result in zip(todo, results, strict=True):
+            stored[f"{group}/{name}"] = getattr(result, "grade", None)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(stored, indent=0) + "\n")
+    return {(item[0], item[1]): stored[f"{item[0]}/{item[1]}"] for item in items}
+
+
+def with_grades(photos: list[Photo], grades: dict[tuple[str, str], int | None]) -> list[Photo]:
+    for photo in photos:
+        photo.predicted = grades.get((photo.group, photo.name))
+    return photos
 
 
 def idrid_photos(cache: MapCache) -> dict[str, list[tuple[Photo, float]]]:
@@ -130,9 +158,9 @@ def idrid_photos(cache: MapCache) -> dict[str, list[tuple[Photo, float]]]:
 
 
 def flags(photos: list[Photo], lesions: tuple[str, ...], t: float | None, r: float,
-          min_area: float, card: dict[str, float]) -> np.ndarray:  # fmt: skip
+          min_area: float, card: dict[str, float], min_grade: int = 0) -> np.ndarray:  # fmt: skip
     """The rule's verdict per photo (no fovea: not flagged); ``t`` None = each class's card
-    threshold."""
+    threshold; ``min_grade``: lesions count only in a photo graded at least this."""
     out = []
     for ph in photos:
         hit = False
@@ -140,7 +168,7 @@ def flags(photos: list[Photo], lesions: tuple[str, ...], t: float | None, r: flo
             key = (lesion, round(card[lesion] if t is None else t, 3), r)
             v = ph.areas.get(key, 0.0)
             hit |= v > 0 and v >= min_area
-        out.append(hit)
+        out.append(hit and (ph.predicted is None or ph.predicted >= min_grade))
     return np.array(out, bool)
 
 
@@ -158,31 +186,43 @@ def choose_rule(idrid: dict[str, list[tuple[Photo, float]]], drive: list[Photo],
                 card: dict[str, float]) -> tuple[dict, list[str]]:  # fmt: skip
     """The hard-exudate rule that best reproduces the reference flag (see module doc):
     sensitivity on IDRiD test photos with a marked exudate within 1 DD of the fovea,
-    specificity on DRIVE's photos and the IDRiD photos without one; ties: IDRiD train."""
+    specificity on DRIVE's photos and the IDRiD photos without one; ties: IDRiD train, then
+    the rule nearest the first default, then no grade gate. Also the best rule without the
+    grade gate (``chosen["ungated"]``), for comparison."""
     positives = {s: [p for p, v in rows if v > 0] for s, rows in idrid.items()}
     negatives = drive + [p for rows in idrid.values() for p, v in rows if v == 0]
-    best: tuple | None = None
+    best: dict[int, tuple] = {}
     grid = []
-    for t in (None, *THRESHOLDS):
-        for r in RADII:
-            for a in MIN_AREAS:
-                sens = float(flags(positives["test"], ("hard_exudate",), t, r, a, card).mean())
-                train = float(flags(positives["train"], ("hard_exudate",), t, r, a, card).mean())
-                spec = 1.0 - float(flags(negatives, ("hard_exudate",), t, r, a, card).mean())
-                # Ties: the training photos, then the rule nearest the defaults (1 DD, card map).
-                key = (round(sens + spec - 1, 6), round(train, 6), -abs(r - 1.0), t is None)
-                grid.append((key, t, r, a, (sens, spec, train)))
-                if best is None or key > best[0]:
-                    best = (key, t, r, a, (sens, spec, train))
-    assert best is not None
-    _, t, r, a, (sens, spec, train) = best
+    for g in GRADE_GATES:
+        for t in (None, *THRESHOLDS):
+            for r in RADII:
+                for a in MIN_AREAS:
+                    sens = float(
+                        flags(positives["test"], ("hard_exudate",), t, r, a, card, g).mean()
+                    )
+                    train = float(
+                        flags(positives["train"], ("hard_exudate",), t, r, a, card, g).mean()
+                    )
+                    spec = 1.0 - float(flags(negatives, ("hard_exudate",), t, r, a, card, g).mean())
+                    key = (round(sens + spec - 1, 6), round(train, 6), -abs(r - 1.0), t is None, -g)
+                    grid.append((key, t, r, a, g, (sens, spec, train)))
+                    if g not in best or key > best[g][0]:
+                        best[g] = (key, t, r, a, g, (sens, spec, train))
+    overall = max(best.values(), key=lambda row: row[0])
     n_pos, n_neg, n_train = len(positives["test"]), len(negatives), len(positives["train"])
     n_drive = len(drive)
-    chosen = {"threshold": t, "radius_dd": r, "min_area_of_disc": a, "sensitivity_idrid_test": sens,
-              "specificity_negatives": spec, "sensitivity_idrid_train": train,
-              "positives_test": n_pos, "negatives": n_neg, "drive_photos": n_drive}  # fmt: skip
+
+    def as_dict(row: tuple) -> dict:
+        _, t, r, a, g, (sens, spec, train) = row
+        return {"threshold": t, "radius_dd": r, "min_area_of_disc": a, "min_grade": g,
+                "sensitivity_idrid_test": sens, "specificity_negatives": spec,
+                "sensitivity_idrid_train": train}  # fmt: skip
+
+    chosen = as_dict(overall) | {"ungated": as_dict(best[0]), "positives_test": n_pos,
+                                 "negatives": n_neg, "drive_photos": n_drive}  # fmt: skip
     d = MaculopathyDefaults
-    default = next(g for g in grid if g[1] is None and g[2] == d.radius and g[3] == d.min_area)
+    default = next(row for row in grid if row[1] is None and row[2] == d.radius
+                   and row[3] == d.min_area and row[4] == 0)  # fmt: skip
     lines = [
         "Not chosen on srahim-dr. Reference: positives are the IDRiD photos with a "
         "specialist-marked hard exudate (ground-truth EX mask) within 1 DD of the fovea we "
@@ -192,17 +232,22 @@ def choose_rule(idrid: dict[str, list[tuple[Photo, float]]], drive: list[Photo],
         f"maculopathy) and the {n_neg - n_drive} IDRiD photos without such an exudate. Searched: "
         "map threshold (the card's or "
         f"{', '.join(f'{t:g}' for t in THRESHOLDS)}), radius ({', '.join(f'{r:g}' for r in RADII)} "
-        f"DD), smallest area ({', '.join(f'{a:g}' for a in MIN_AREAS)} of the disc's area); "
+        f"DD), smallest area ({', '.join(f'{a:g}' for a in MIN_AREAS)} of the disc's area), "
+        "and whether the bundled grading model must grade the photo 1 or worse (grade gate); "
         "best Youden's J (sensitivity + specificity - 1).",
         "",
         "| rule (hard exudates) | sensitivity, IDRiD test | specificity, DRIVE + IDRiD negatives "
         "| sensitivity, IDRiD train |",
         "|---|---|---|---|",
     ]
-    for label, (_, tt, rr, aa, (s1, s2, s3)) in (("first default", default), ("chosen", best)):
+    rows = [("first default", default), ("best without the grade gate", best[0]),
+            ("best with the grade gate", best[1])]  # fmt: skip
+    rows += [("**chosen**", overall)]
+    for label, (_, tt, rr, aa, gg, (s1, s2, s3)) in rows:
         lines.append(
-            f"| {label}: map >= {'card' if tt is None else f'{tt:g}'}, {rr:g} DD, area >= {aa:g} "
-            f"| {s1:.2f} ({n_pos}) | {s2:.2f} ({n_neg}) | {s3:.2f} ({n_train}) |"
+            f"| {label}: map >= {'card' if tt is None else f'{tt:g}'}, {rr:g} DD, area >= {aa:g}"
+            f"{f', graded >= {gg}' if gg else ''} | {s1:.2f} ({n_pos}) | {s2:.2f} ({n_neg}) "
+            f"| {s3:.2f} ({n_train}) |"
         )
     return chosen, lines
 
@@ -366,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     items += [("srahim", Path(r["file"]).stem, SRAHIM / r["file"]) for r in labels]
     items += [("drive", p.stem, p) for p in sorted(DRIVE.glob("*/images/*.png"))]
     cache.fill(items)
+    grades = predicted_grades(items)
     card = cache.lesion_thresholds
     report: dict = {"cache": cache.folder.name, "lesion_model": cache.lesions.model_info.summary(),
                     "disc_model": cache.disc.model_info.summary()}  # fmt: skip
@@ -377,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
              f"`runs/anatomy/cache/{cache.folder.name}/` (not committed).", ""]  # fmt: skip
 
     idrid = idrid_photos(cache)
+    for rows in idrid.values():
+        with_grades([photo for photo, _ in rows], grades)
     test = [p for p, _ in idrid["test"]]
     d = []
     for p in test:
@@ -408,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
               "`runs/anatomy/idrid-laterality-disagree.png`).",
               "Marked sheet: `runs/anatomy/idrid-test-anatomy.png` (not committed).", ""]  # fmt: skip
 
-    chosen, choose_lines = choose_rule(idrid, drive_photos(cache), card)
+    chosen, choose_lines = choose_rule(idrid, with_grades(drive_photos(cache), grades), card)
     report["rule_choice"] = chosen
     lines += [
         "## Choosing the maculopathy rule on IDRiD and DRIVE (not on srahim-dr)",
@@ -417,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
 
-    photos = srahim_photos(cache)
+    photos = with_grades(srahim_photos(cache), grades)
     lat_lines, report["laterality"] = laterality_table(photos)
     wrong = [p for p in photos if p.name in set(report["laterality"]["wrong"])]
     sheet(wrong, RUNS / "srahim-laterality-wrong.png")
@@ -434,19 +482,28 @@ def main(argv: list[str] | None = None) -> int:
     scored = [p for p in photos if p.maculopathy in ("0", "1")]
     truth = np.array([p.maculopathy == "1" for p in scored])
     patients = [p.patient for p in scored]
-    t_chosen = chosen["threshold"]
+
+    def chosen_rule(c: dict, label: str) -> tuple:
+        t = c["threshold"]
+        gate = f", graded >= {c['min_grade']}" if c["min_grade"] else ""
+        return (f"{label}: hard exudates, map >= {'card' if t is None else f'{t:g}'}, "
+                f"{c['radius_dd']:g} DD, area >= {c['min_area_of_disc']:g}{gate}",
+                ("hard_exudate",), t, c["radius_dd"], c["min_area_of_disc"], c["min_grade"])  # fmt: skip
+
     rules = [
         ("first default: hard exudates, map >= card threshold, 1 DD, area >= 0.002",
-         ("hard_exudate",), None, MaculopathyDefaults.radius, MaculopathyDefaults.min_area),
-        (f"chosen on IDRiD + DRIVE: hard exudates, map >= {'card' if t_chosen is None else f'{t_chosen:g}'}, "
-         f"{chosen['radius_dd']:g} DD, area >= {chosen['min_area_of_disc']:g}", ("hard_exudate",),
-         t_chosen, chosen["radius_dd"], chosen["min_area_of_disc"]),
+         ("hard_exudate",), None, MaculopathyDefaults.radius, MaculopathyDefaults.min_area, 0),
+        chosen_rule(chosen["ungated"], "best on IDRiD + DRIVE without the grade gate"),
         ("first default + haemorrhages (card thresholds)", ("hard_exudate", "haemorrhage"),
-         None, MaculopathyDefaults.radius, MaculopathyDefaults.min_area),
+         None, MaculopathyDefaults.radius, MaculopathyDefaults.min_area, 0),
+        ("first default, graded >= 1 (a setting, not chosen)", ("hard_exudate",), None,
+         MaculopathyDefaults.radius, MaculopathyDefaults.min_area, 1),
         (f"shipped default (MaculopathyRule()): {rule.describe()}, map >= {rule.threshold}, "
          f"area >= {rule.min_area_of_disc:g}", rule.lesions, rule.threshold, rule.radius_dd,
-         rule.min_area_of_disc),
+         rule.min_area_of_disc, rule.min_grade),
     ]  # fmt: skip
+    if chosen["min_grade"]:
+        rules.insert(2, chosen_rule(chosen, "chosen on IDRiD + DRIVE"))
     no_fovea = sum(p.anatomy is None or p.anatomy.fovea_centre is None for p in scored)  # type: ignore[attr-defined]
     lines += ["## Maculopathy flag on srahim-dr (all photos, scored once)", "",
               f"{len(scored)} photos ({int(truth.sum())} with the publisher's maculopathy label; "
@@ -455,8 +512,8 @@ def main(argv: list[str] | None = None) -> int:
               "| rule | sensitivity (95 % CI) | specificity (95 % CI) | flagged |",
               "|---|---|---|---|"]  # fmt: skip
     report["maculopathy"] = {"photos": len(scored), "positives": int(truth.sum()), "rules": {}}
-    for name, lesions, t, r, a in rules:
-        flag = flags(scored, lesions, t, r, a, card)
+    for name, lesions, t, r, a, g in rules:
+        flag = flags(scored, lesions, t, r, a, card, g)
         b = bootstrap(flag, truth, patients)
         report["maculopathy"]["rules"][name] = b
         lines.append(

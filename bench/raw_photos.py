@@ -98,8 +98,10 @@ def _external(predictor, threshold: float) -> None:  # noqa: ANN001
 def _quality_vs_grade(test: list, p_enhanced: np.ndarray, threshold: float) -> None:
     if not sets.EYEQ_LABELS.is_file():
         return
+    from retinascreen.models.metrics import referable_scores
+
     quality = sets.eyeq_quality()
-    referable = p_enhanced[:, 2:].sum(axis=1) >= threshold
+    referable = referable_scores(p_enhanced) >= threshold
     expected = p_enhanced @ np.arange(5)
     print("\nquality vs grade on the test split (EyeQ-labelled photos):")
     rows = {}

@@ -86,7 +86,7 @@ def test_an_exudate_in_the_macular_circle_flags_maculopathy_the_same_one_outside
     from retinascreen.data.anatomy import photo_scale, photo_to_crop
     from retinascreen.data.images import load_image
     from retinascreen.data.photo import FundusPhoto
-    from retinascreen.serving.maculopathy import MaculaCheck
+    from retinascreen.serving.maculopathy import MaculaCheck, MaculopathyRule
     from retinascreen.serving.segmenter import Segmenter
 
     rgb = load_image(SRAHIM / "0" / "Patient001_R.jpg")
@@ -111,4 +111,11 @@ def test_an_exudate_in_the_macular_circle_flags_maculopathy_the_same_one_outside
     near = check.check(photo, segmentation=with_exudate_at(fx + 0.5 * dd, fy))
     far = check.check(photo, segmentation=with_exudate_at(fx, fy - 2.0 * dd))
     assert near.suspected is True and near.refer
+    # A programme that counts exudates only with retinopathy (min_grade 1): an exudate-like
+    # spot in an eye the grading model finds no DR in is not maculopathy.
+    check.rule = MaculopathyRule(min_grade=1)
+    healthy = check.check(photo, segmentation=with_exudate_at(fx + 0.5 * dd, fy), grade=0)
+    graded = check.check(photo, segmentation=with_exudate_at(fx + 0.5 * dd, fy), grade=2)
+    assert healthy.suspected is False and not healthy.refer
+    assert graded.suspected is True and graded.refer
     assert far.suspected is False and not far.refer

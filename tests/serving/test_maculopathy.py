@@ -58,6 +58,10 @@ def test_haemorrhages_count_only_when_the_programme_says_so() -> None:
     rule = MaculopathyRule(lesions=("hard_exudate", "haemorrhage"), radius_dd=1)
     assert lesions_near_fovea(seg, FOVEA, DD, rule)["haemorrhage"] > 0
     assert rule.describe() == "hard exudates or haemorrhages within 1 disc diameter of the fovea"
+    with_dr = MaculopathyRule(radius_dd=1, min_grade=1).describe()
+    assert (
+        with_dr == "hard exudates within 1 disc diameter of the fovea, in an eye graded 1 or worse"
+    )
 
 
 def test_the_rule_is_a_checked_setting() -> None:
@@ -68,6 +72,8 @@ def test_the_rule_is_a_checked_setting() -> None:
         MaculopathyRule(lesions=("drusen",))
     with pytest.raises(ConfigError, match="unknown maculopathy setting"):
         MaculopathyRule.from_dict({"radius": 2})
+    with pytest.raises(ConfigError, match="min_grade"):
+        MaculopathyRule.from_dict({"min_grade": 5})
 
 
 def test_suspected_maculopathy_refers_a_grade_1_photo_and_says_why() -> None:

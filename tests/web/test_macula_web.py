@@ -105,3 +105,31 @@ def test_a_programme_that_does_not_refer_maculopathy(
         assert result["referable"] == alone.referable
     finally:
         dispose(app)
+
+
+def test_exudates_count_only_from_the_rules_grade_up(
+    tmp_path, web_predictor, segmentation_models, disc_model
+):
+    from retinascreen.web import dispose
+
+    grade = web_predictor.predict(fundus_png(3, 256)).grade
+    if grade == 4:
+        pytest.skip("the tiny grading model grades this photo 4: no grade above it to require")
+    app = _app(tmp_path, web_predictor, segmentation_models, disc_model,
+               MACULOPATHY={"min_grade": grade + 1})  # fmt: skip
+    try:
+        client = app.test_client()
+        assert register(client, "alice").status_code == 302
+        token = api_token(client, "alice")
+        response = client.post(
+            "/api/v1/screenings",
+            data={"image": (io.BytesIO(fundus_png(3, 256)), "p.png"), "eye": "left"},
+            headers=bearer(token),
+            content_type="multipart/form-data",
+        )
+        result = response.get_json()
+        assert result["anatomy"]["fovea"] is not None  # the exudates were looked for
+        assert result["maculopathy"] is False
+        assert f"in an eye graded {grade + 1} or worse" in result["maculopathy_rule"]
+    finally:
+        dispose(app)

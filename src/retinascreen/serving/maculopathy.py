@@ -4,8 +4,9 @@ A :class:`MaculopathyRule` (a setting) names the lesion types that count (hard e
 default; a programme may add haemorrhages or microaneurysms), the radius of the macular zone
 around the fovea in disc diameters (1.25 by default), the lesion-map probability and the
 smallest lesion area that count (as a share of the disc's area, so it does not depend on the
-photo's size) and whether a suspected
-maculopathy makes the photo referable whatever its grade.
+photo's size), the smallest predicted grade at which they count (exudate-like spots in an eye
+with no other sign of DR are more often drusen or reflections than diabetic maculopathy) and
+whether a suspected maculopathy makes the photo referable whatever its grade.
 
 :class:`MaculaCheck` runs the disc finder and the lesion segmenter on a photograph and applies
 the rule; :func:`apply_to` folds its verdict into a :class:`~retinascreen.result.Prediction`.
@@ -53,6 +54,10 @@ class MaculopathyRule:
     refer: bool = True
     # The lesion-map probability that counts as a lesion (None: each class's model-card one).
     threshold: float | None = 0.7
+    # Lesions near the fovea count only in an eye the grading model grades at least this
+    # (0: whatever the grade, the default chosen by ``bench/anatomy.py``); without a grade
+    # (no grading model) they always count.
+    min_grade: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lesions", tuple(self.lesions))
@@ -68,6 +73,8 @@ class MaculopathyRule:
             )
         if not 0 <= float(self.min_area_of_disc) < 1:
             raise ConfigError(f"min_area_of_disc must be 0..1, got {self.min_area_of_disc}")
+        if int(self.min_grade) != self.min_grade or not 0 <= int(self.min_grade) <= 4:
+            raise ConfigError(f"maculopathy min_grade must be a grade 0-4, got {self.min_grade}")
         if self.threshold is not None and not 0 < float(self.threshold) < 1:
             raise ConfigError(
                 f"maculopathy threshold must be between 0 and 1, got {self.threshold}"
@@ -86,11 +93,13 @@ class MaculopathyRule:
         return cls(**values)
 
     def describe(self) -> str:
-        """E.g. ``"hard exudates within 1.25 disc diameters of the fovea"``."""
+        """E.g. ``"hard exudates within 1.25 disc diameters of the fovea, in an eye graded 1
+        or worse"``."""
         words = [LESION_WORDS[name] for name in self.lesions]
         what = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
         r = f"{self.radius_dd:g}"
-        return f"{what} within {r} disc diameter{'' if r == '1' else 's'} of the fovea"
+        text = f"{what} within {r} disc diameter{'' if r == '1' else 's'} of the fovea"
+        return text + (f", in an eye graded {self.min_grade} or worse" if self.min_grade else "")
 
 
 @dataclass(frozen=True)
@@ -184,9 +193,16 @@ class MaculaCheck:
                 f"{', '.join(self.lesions.classes)})"
             )
 
-    def check(self, image: PhotoInput, *, segmentation: Segmentation | None = None) -> MaculaResult:
+    def check(
+        self,
+        image: PhotoInput,
+        *,
+        segmentation: Segmentation | None = None,
+        grade: int | None = None,
+    ) -> MaculaResult:
         """The verdict on one photograph (reuse a lesion ``segmentation`` already drawn, and a
-        :class:`~retinascreen.data.photo.FundusPhoto`'s field and crops)."""
+        :class:`~retinascreen.data.photo.FundusPhoto`'s field and crops); ``grade``: the
+        grading model's grade of the photo, for the rule's ``min_grade`` (None: not graded)."""
         from retinascreen.data.anatomy import photo_scale, photo_to_crop
         from retinascreen.data.photo import FundusPhoto
 
@@ -202,6 +218,7 @@ class MaculaCheck:
         dd = anatomy.disc_diameter / photo_scale(box, size)
         areas = lesions_near_fovea(seg, fovea, dd, self.rule)
         suspected = any(v >= self.rule.min_area_of_disc and v > 0 for v in areas.values())
+        suspected &= grade is None or grade >= self.rule.min_grade
         refer = suspected and self.rule.refer
         return MaculaResult(suspected, text, refer, areas, anatomy, (box, size))
 

@@ -93,7 +93,7 @@ def with_macula(screened: Screened, overlays: Overlays) -> tuple[Prediction, Ove
     segmenter = get_segmenter("lesions") if lesions is not None else None
     if lesions is None or segmenter is None:
         return screened.prediction, overlays
-    _add_macula(overlays, screened.photo, lesions, segmenter)
+    _add_macula(overlays, screened.photo, lesions, segmenter, screened.prediction.grade)
     if overlays.macula is None:
         return screened.prediction, overlays
     from retinascreen.serving.maculopathy import apply_to
@@ -101,15 +101,18 @@ def with_macula(screened: Screened, overlays: Overlays) -> tuple[Prediction, Ove
     return apply_to(screened.prediction, overlays.macula), overlays
 
 
-def _add_macula(result: Overlays, photo: FundusPhoto, segmentation: Any, lesions: Any) -> None:
-    """Disc, fovea and maculopathy from the lesion map; drawn on it; never raises."""
+def _add_macula(
+    result: Overlays, photo: FundusPhoto, segmentation: Any, lesions: Any, grade: int
+) -> None:
+    """Disc, fovea and maculopathy from the lesion map and the ``grade`` the photo was given;
+    drawn on the map; never raises."""
     from retinascreen.web.anatomy import get_macula_check
 
     try:
         check = get_macula_check(lesions)
         if check is None:
             return
-        macula = check.check(photo, segmentation=segmentation)
+        macula = check.check(photo, segmentation=segmentation, grade=grade)
     except Exception:  # noqa: BLE001 - log it and leave the anatomy out
         log.exception("disc/fovea finding failed; the screening is stored without it")
         return

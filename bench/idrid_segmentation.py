@@ -128,7 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     clahe = bool(card.preprocessing.get("clahe"))
     rim = float(card.extra.get("ignore_rim", 0.0) or 0.0)
     lesions = test_metrics(
-        model, card.input_size, classes, clahe, list(card.thresholds or []), ignore_rim=rim
+        model,
+        card.input_size,
+        classes,
+        clahe,
+        list(card.thresholds or []),
+        ignore_rim=rim,
+        flip_average=bool(card.extra.get("flip_average")),
     )
     report["lesions"] = lesions | {"card_training_seconds": card.metrics.get("training_seconds")}
     lines += [

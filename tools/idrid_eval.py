@@ -22,15 +22,21 @@ def test_metrics(
     thresholds: list[float],
     root: Path = IDRID,
     ignore_rim: float = 0.0,
+    flip_average: bool = False,
 ) -> dict[str, Any]:
     """AUPR and Dice per class on the 27 IDRiD test photos (pooled), per-photo disc Dice.
 
     ``ignore_rim``: the model's scores are 0 on that outer share of the field's radius, as the
-    Segmenter draws them (the masks' lesions there still count, as misses)."""
+    Segmenter draws them (the masks' lesions there still count, as misses); ``flip_average``:
+    the maps averaged with the mirrored photo's, as the Segmenter serves a card saying so."""
     from sklearn.metrics import average_precision_score
 
     from retinascreen.data.idrid_masks import crop_photo, read_idrid_masks
     from retinascreen.data.rim import field_rim
+    from retinascreen.models.engines import flip_averaged
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(model(batch, training=False))
 
     scores: list[list[np.ndarray]] = [[] for _ in classes]
     truths: list[list[np.ndarray]] = [[] for _ in classes]
@@ -38,7 +44,8 @@ def test_metrics(
     photos = read_idrid_masks(root, "test")
     for photo in photos:
         view, target, field = crop_photo(photo, size, list(classes), clahe=clahe)
-        out = np.asarray(model(view[None].astype(np.float32), training=False))[0]
+        batch = view[None].astype(np.float32)
+        out = flip_averaged(predict, batch)[0] if flip_average else predict(batch)[0]
         if ignore_rim:
             out = out * ~field_rim(field, ignore_rim)[:, :, None]
         for c in range(len(classes)):
@@ -65,5 +72,6 @@ def test_metrics(
         f"IDRiD test split ({len(photos)} photos), pixels inside the field of view of the "
         f"{size} px fundus crop, masks cut by the same square"
         + (f"; scores 0 on the outer {ignore_rim:.0%} of the field's radius" if ignore_rim else "")
+        + ("; maps averaged with the mirrored photo's" if flip_average else "")
     )
     return result

@@ -240,7 +240,7 @@ def train(model: Any, train_data: Any, val: Any, args: argparse.Namespace) -> An
     model.fit(sampler, epochs=args.epochs, callbacks=[check], verbose=0)
     if check.best_weights is not None:
         model.set_weights(check.best_weights)
-    maps = predict_maps(model, val.views, batch=1)
+    maps = predict_maps(model, val.views, batch=1, flip_average=args.flip_average)
     thresholds = choose_thresholds(maps, val)
     return TrainResult(
         thresholds, mean_dice(maps, val, thresholds), check.history, time.monotonic() - start
@@ -274,21 +274,29 @@ def make(args: argparse.Namespace) -> Path:
     _log(f"{args.what}: {arch}, {model.count_params()} params, "
          f"{len(train_data.names)} train / {len(val.names)} val photos at {args.size} px")  # fmt: skip
     result = train(model, train_data, val, args)
-    earlier = 0.0  # a run continued with --init adds its start's training time
+    earlier, epochs = 0.0, len(result.history)  # a continuation adds its start's training time
     if args.init:
         from retinascreen.models.modelcard import read_card
 
-        earlier = float(read_card(args.init).metrics.get("training_seconds", 0))
+        start = read_card(args.init).metrics
+        earlier = float(start.get("training_seconds", 0))
+        epochs = epochs or int(start.get("epochs", 0))  # --epochs 0: only re-finished
     metrics: dict[str, Any] = {
         "validation_dice": dict(zip(classes, [round(d, 4) for d in result.val_dice], strict=True)),
         "validation_photos": list(VAL_PHOTOS),
         "training_seconds": round(result.seconds + earlier),
-        "epochs": len(result.history),
+        "epochs": epochs,
     }
     from idrid_eval import test_metrics  # the same figures as bench/idrid_segmentation.py
 
     metrics |= test_metrics(
-        model, args.size, classes, args.clahe, result.thresholds, ignore_rim=args.ignore_rim
+        model,
+        args.size,
+        classes,
+        args.clahe,
+        result.thresholds,
+        ignore_rim=args.ignore_rim,
+        flip_average=args.flip_average,
     )
     _log(f"{args.what}: {json.dumps(metrics)}")
     extra: dict[str, Any] = {"width": args.width, "depth": args.depth, "patch": args.patch}
@@ -306,6 +314,8 @@ def make(args: argparse.Namespace) -> Path:
         extra["ignore_rim"] = args.ignore_rim
     if args.negatives:
         extra["negative_photos"] = args.negatives
+    if args.flip_average:
+        extra["flip_average"] = True
     card = ModelCard(
         name=f"retinascreen-{args.what}-idrid-"
         + (f"{args.encoder}-unet" if args.encoder else "unet"),
@@ -384,6 +394,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--rim", type=float, default=0.0, help="share of the non-lesion patches on the field's rim"
+    )
+    parser.add_argument(
+        "--flip-average",
+        action="store_true",
+        help="serve (card: flip_average) and score the maps averaged with the mirrored photo's; "
+        "the thresholds are chosen on such maps (with --init and --epochs 0: re-finish a model)",
     )
     args = parser.parse_args(argv)
     if args.mine and not args.init:

@@ -200,6 +200,8 @@ def test_bundled_segmenters_load_and_say_what_they_were_trained_on(what):
         assert set(card.metrics["test_aupr"]) == set(classes)
     if what == "lesions":  # the encoder learned ImageNet first, and the card says so
         assert card.backbone == "efficientnet_lite0" and "ImageNet" in card.training_data
+        # served as scored: maps averaged with the mirrored photo's
+        assert card.extra["flip_average"] is True and "mirrored" in card.metrics["evaluation"]
     model = keras.models.load_model(path, compile=False)
     out = np.asarray(model(np.zeros((1, 32, 32, 3), np.float32)))
     assert out.shape == (1, 32, 32, len(card.classes))

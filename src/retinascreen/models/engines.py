@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +214,12 @@ def load_engine(path: str | os.PathLike[str], threads: int | None = None) -> Eng
     if path.suffix.lower() == ".onnx":
         return OnnxEngine(path, threads)
     return KerasEngine(path, threads)
+
+
+def flip_averaged(predict: Callable[[np.ndarray], Any], batch: np.ndarray) -> np.ndarray:
+    """Test-time flip averaging of a segmentation model: the mean of the maps of ``batch``
+    (N, H, W, C) and of its mirror image, mirrored back (a second pass). A model whose card
+    says ``flip_average`` is served and scored this way."""
+    plain = np.asarray(predict(batch), dtype=np.float32)
+    mirrored = np.asarray(predict(np.ascontiguousarray(batch[:, :, ::-1])), dtype=np.float32)
+    return (plain + mirrored[:, :, ::-1]) / 2

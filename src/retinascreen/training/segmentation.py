@@ -195,12 +195,20 @@ def bce_dice_loss(y_true: Any, y_pred: Any) -> Any:
     return bce + 1.0 - ops.mean(dice)
 
 
-def predict_maps(model: keras.Model, views: np.ndarray, batch: int = 2) -> np.ndarray:
-    """Probability maps (N, S, S, C) float32 for crops whose side is a multiple of 2**depth."""
-    out = [
-        np.asarray(model(views[i : i + batch].astype(np.float32), training=False))
-        for i in range(0, len(views), batch)
-    ]
+def predict_maps(
+    model: keras.Model, views: np.ndarray, batch: int = 2, *, flip_average: bool = False
+) -> np.ndarray:
+    """Probability maps (N, S, S, C) float32 for crops whose side is a multiple of 2**depth
+    (``flip_average``: averaged with the mirrored crops' maps, as the Segmenter serves them)."""
+    from retinascreen.models.engines import flip_averaged
+
+    def predict(chunk: np.ndarray) -> np.ndarray:
+        return np.asarray(model(chunk, training=False))
+
+    def maps(chunk: np.ndarray) -> np.ndarray:
+        return flip_averaged(predict, chunk) if flip_average else predict(chunk)
+
+    out = [maps(views[i : i + batch].astype(np.float32)) for i in range(0, len(views), batch)]
     return np.concatenate(out).astype(np.float32)
 
 

@@ -47,6 +47,21 @@ def _app(tmp_path, web_predictor, segmentation_models, disc_model, **config):
     )
 
 
+def _screen_by_api(app):  # type: ignore[no-untyped-def]
+    """Alice uploads the drawn left eye through the API: (client, token, result JSON)."""
+    client = app.test_client()
+    assert register(client, "alice").status_code == 302
+    token = api_token(client, "alice")
+    response = client.post(
+        "/api/v1/screenings",
+        data={"image": (io.BytesIO(fundus_png(3, 256)), "p.png"), "eye": "left"},
+        headers=bearer(token),
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 201, response.get_data(as_text=True)
+    return client, token, response.get_json()
+
+
 def test_anatomy_and_maculopathy_reach_the_result_page_and_report(
     tmp_path, web_predictor, segmentation_models, disc_model
 ):
@@ -54,17 +69,7 @@ def test_anatomy_and_maculopathy_reach_the_result_page_and_report(
 
     app = _app(tmp_path, web_predictor, segmentation_models, disc_model)
     try:
-        client = app.test_client()
-        assert register(client, "alice").status_code == 302
-        token = api_token(client, "alice")
-        response = client.post(
-            "/api/v1/screenings",
-            data={"image": (io.BytesIO(fundus_png(3, 256)), "p.png"), "eye": "left"},
-            headers=bearer(token),
-            content_type="multipart/form-data",
-        )
-        assert response.status_code == 201, response.get_data(as_text=True)
-        result = response.get_json()
+        client, token, result = _screen_by_api(app)
         anatomy = result["anatomy"]
         # The drawn disc sits right of the centre, so the fovea is found left of it: a right eye.
         assert anatomy["laterality"] == "right"
@@ -118,16 +123,7 @@ def test_exudates_count_only_from_the_rules_grade_up(
     app = _app(tmp_path, web_predictor, segmentation_models, disc_model,
                MACULOPATHY={"min_grade": grade + 1})  # fmt: skip
     try:
-        client = app.test_client()
-        assert register(client, "alice").status_code == 302
-        token = api_token(client, "alice")
-        response = client.post(
-            "/api/v1/screenings",
-            data={"image": (io.BytesIO(fundus_png(3, 256)), "p.png"), "eye": "left"},
-            headers=bearer(token),
-            content_type="multipart/form-data",
-        )
-        result = response.get_json()
+        _, _, result = _screen_by_api(app)
         assert result["anatomy"]["fovea"] is not None  # the exudates were looked for
         assert result["maculopathy"] is False
         assert f"in an eye graded {grade + 1} or worse" in result["maculopathy_rule"]

@@ -46,14 +46,15 @@ class MaculopathyRule:
     """Which lesions within what distance of the fovea mean "maculopathy suspected"."""
 
     lesions: tuple[str, ...] = ("hard_exudate",)
-    # The defaults were chosen by ``bench/anatomy.py`` for the bundled IDRiD lesion model (best
-    # Youden's J on IDRiD test photos with an exudate near the fovea against DRIVE and IDRiD
-    # photos without one; never on srahim-dr): a confident, not tiny, exudate within 1.25 DD.
+    # The defaults were chosen by ``bench/anatomy.py`` for the bundled IDRiD lesion model (its
+    # flip-averaged maps; best Youden's J on IDRiD test photos with an exudate near the fovea
+    # against DRIVE and IDRiD photos without one; never on srahim-dr): a confident, not tiny,
+    # exudate within 1.25 DD.
     radius_dd: float = 1.25
     min_area_of_disc: float = 0.02
     refer: bool = True
     # The lesion-map probability that counts as a lesion (None: each class's model-card one).
-    threshold: float | None = 0.7
+    threshold: float | None = 0.6
     # Lesions near the fovea count only in an eye the grading model grades at least this
     # (0: whatever the grade, the default chosen by ``bench/anatomy.py``); without a grade
     # (no grading model) they always count.

@@ -118,8 +118,8 @@ def val_negatives(n: int) -> int:
 def eyepacs_negatives(n: int, size: int, classes: tuple[str, ...], clahe: bool) -> tuple[Any, Any]:
     """``n`` training and :func:`val_negatives` validation lesion-free photos: EyePACS grade 0
     that EyeQ's graders marked Good, made raw-looking (``synthetic.camera``), from the grading
-    model's own train and validation splits (patient-grouped, split seed 0), so no grading
-    test photo is used (cached)."""
+    model's own train and validation splits (those of ``configs/eyepacs-lite.toml``), so no
+    grading test photo is used (cached)."""
     import random
 
     from tests.helpers import photo_sets as sets
@@ -127,11 +127,14 @@ def eyepacs_negatives(n: int, size: int, classes: tuple[str, ...], clahe: bool) 
     from retinascreen.data.datasets import load_dataset, split_dataset
     from retinascreen.data.images import load_image
     from retinascreen.synthetic.camera import raw_looking
+    from retinascreen.training.config import load_config
     from retinascreen.training.segmentation import lesion_free_data
 
     def build() -> Any:
         good = {name for name, label in sets.eyeq_quality().items() if label == "Good"}
-        splits = split_dataset(load_dataset(EYEPACS, "eyepacs"), val=0.15, test=0.15, seed=0)
+        grading = load_config(ROOT / "configs" / "eyepacs-lite.toml")
+        records = load_dataset(EYEPACS, "eyepacs")
+        splits = split_dataset(records, val=grading.val, test=grading.test, seed=grading.split_seed)
         paths = []
         for split, count in (("train", n), ("val", val_negatives(n))):
             pool = sorted(

@@ -12,11 +12,12 @@ is re-scored in minutes.
    here), and laterality against the side of the specialists' disc mask (a proxy: wrong when a
    photo is not macula-centred);
 2. the maculopathy rule's parameters (lesion-map threshold, radius, smallest area, and whether
-   the bundled grading model must grade the photo 1 or worse) chosen on IDRiD and DRIVE, never on srahim-dr: positives are IDRiD photos with a specialist-marked
-   hard exudate within 1 disc diameter of the fovea (ground-truth EX mask, our fovea; the 27
-   test photos the lesion model never saw, the 54 training photos breaking ties), negatives
-   DRIVE's 40 photos (no or mild early DR) and the IDRiD photos without such an exudate; the
-   parameters with the best Youden's J;
+   the bundled grading model must grade the photo 1 or worse) chosen on IDRiD and DRIVE, never
+   on srahim-dr: positives are IDRiD photos with a specialist-marked hard exudate within 1
+   disc diameter of the fovea (ground-truth EX mask, our fovea; the 27 test photos the lesion
+   model never saw, the 54 training photos breaking ties), negatives DRIVE's 40 photos (no or
+   mild early DR) and the IDRiD photos without such an exudate; the parameters with the best
+   Youden's J;
 3. srahim-dr (596 raw photos of another clinic and camera; never trained on): laterality
    against ``_L`` / ``_R`` in the names (all photos and confident calls), and the maculopathy
    flag against the publisher's label: sensitivity and specificity with 95 % bootstrap

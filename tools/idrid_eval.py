@@ -33,10 +33,7 @@ def test_metrics(
 
     from retinascreen.data.idrid_masks import crop_photo, read_idrid_masks
     from retinascreen.data.rim import field_rim
-    from retinascreen.models.engines import flip_averaged
-
-    def predict(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(model(batch, training=False))
+    from retinascreen.training.segmentation import predict_maps
 
     scores: list[list[np.ndarray]] = [[] for _ in classes]
     truths: list[list[np.ndarray]] = [[] for _ in classes]
@@ -44,8 +41,7 @@ def test_metrics(
     photos = read_idrid_masks(root, "test")
     for photo in photos:
         view, target, field = crop_photo(photo, size, list(classes), clahe=clahe)
-        batch = view[None].astype(np.float32)
-        out = flip_averaged(predict, batch)[0] if flip_average else predict(batch)[0]
+        out = predict_maps(model, view[None], batch=1, flip_average=flip_average)[0]
         if ignore_rim:
             out = out * ~field_rim(field, ignore_rim)[:, :, None]
         for c in range(len(classes)):

@@ -8,9 +8,10 @@ the patient has a referable eye. ``retinascreen calibrate``'s own code
 (:func:`retinascreen.serving.calibration.calibrate_model`) recalibrates MODEL on half A and
 writes the copy to a temporary folder; both models, each through its own :class:`Predictor`
 (so with its own temperature and threshold), then grade half B. Printed: threshold,
-temperature, sensitivity, specificity, AUC and QWK with 95 % bootstrap intervals over patients,
-the share referred and the ECE, on A (where it was fitted) and on B (unseen). Ungradable
-photos are left out of both halves, as calibrate leaves them out.
+temperature, offset (ordinal models), sensitivity, specificity, AUC and QWK with 95 % bootstrap
+intervals over patients, the share referred, the top-label ECE and the referable probability's
+Brier score, on A (where it was fitted) and on B (unseen). Ungradable photos are left out of
+both halves, as calibrate leaves them out.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def figures(predictor: Predictor, records: list[Record], resamples: int) -> dict
         resamples=resamples,
     )
     found["temperature"] = predictor.output_temperature
+    found["offset"] = predictor.output_offset
     found["photos"], found["patients"] = len(sample.grades), len(set(sample.patients))
     found["ungradable"] = sample.ungradable
     return found
@@ -90,13 +92,15 @@ def cell(f: dict[str, Any], key: str) -> str:
 
 
 def table(columns: dict[str, dict[str, Any]]) -> str:
-    keys = ("threshold", "temperature", "sensitivity", "specificity", "auc", "qwk", "referred")
+    keys = ("threshold", "temperature", "offset", "sensitivity", "specificity", "auc", "qwk")
+    keys += ("referred",)
     rows = [["", *columns]]
     rows.append(
         ["photos / patients", *(f"{c['photos']} / {c['patients']}" for c in columns.values())]
     )
     rows += [[k, *(cell(c, k) for c in columns.values())] for k in keys]
     rows.append(["ECE", *(f"{c['ece']:.3f}" for c in columns.values())])
+    rows.append(["referable Brier", *(f"{c['referable_brier']:.3f}" for c in columns.values())])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
     return "\n".join(line.rstrip() for line in lines)

@@ -68,3 +68,65 @@ def test_an_invalid_card_temperature_is_a_clear_model_error(models, tmp_path):
     write_card(path, card)
     with pytest.raises(ModelError, match="output_temperature must be > 0"):
         Predictor(path)
+
+
+@pytest.mark.parametrize("kind", ["keras", "onnx"])
+def test_output_offset_moves_the_ordinal_thresholds(models, kind, tmp_path):
+    from retinascreen.models.modelcard import read_card
+
+    path = tmp_path / f"offset.{kind}"
+    path.write_bytes(models[kind].read_bytes())
+    card = read_card(models[kind])
+    card.extra["output_offset"] = 1.5
+    write_card(path, card)
+    predictor = Predictor(path)
+    assert predictor.output_offset == 1.5
+    moved = tuple(t + 1.5 * LAYER_TEMPERATURE for t in THRESHOLDS)
+    expected = ordinal.ordinal_probabilities(models["scores"], moved, LAYER_TEMPERATURE * 2.5)
+    np.testing.assert_allclose(predictor.predict_arrays(models["pixels"]), expected, atol=1e-4)
+
+
+def test_an_offset_on_a_softmax_card_is_a_clear_model_error(models, tmp_path):
+    from retinascreen.errors import ModelError
+    from retinascreen.models.modelcard import read_card
+
+    path = tmp_path / "softmax.keras"
+    path.write_bytes(models["keras"].read_bytes())
+    card = read_card(path)
+    card.objective = "softmax"
+    card.extra["output_offset"] = 1.0
+    write_card(path, card)
+    with pytest.raises(ModelError, match="output_offset must be a finite number on an ordinal"):
+        Predictor(path)
+
+
+def test_site_calibration_of_an_ordinal_model_fits_an_offset_and_records_it():
+    """A site whose photos the model grades 0.8 of a grade too high: the recalibrated
+    probabilities agree better with the site's graders, the referral ranking is unchanged."""
+    from retinascreen.serving.calibration import SiteSample, calibrated_card, fit_site
+
+    rng = np.random.default_rng(3)
+    scores = rng.uniform(-0.5, 4.5, 400)
+    truth = ordinal.ordinal_probabilities(scores, THRESHOLDS, 0.6)
+    grades = np.array([rng.choice(5, p=row / row.sum()) for row in truth])
+    model = ordinal.ordinal_probabilities(scores + 0.8, THRESHOLDS, 0.6)
+    patients = [f"P{i // 2}" for i in range(len(grades))]
+    card = ModelCard(
+        name="ordinal",
+        backbone="test",
+        head="test",
+        input_size=SIZE,
+        objective="ordinal",
+        thresholds=list(THRESHOLDS),
+        extra={"referable_threshold": 0.1},
+    )
+    record = fit_site(
+        SiteSample(grades, model, patients, len(grades)), card, site="S", resamples=50
+    )
+    before, after = record["before"], record["after"]
+    assert record["offset"] == after["offset"] > 0.5 and before["offset"] == 0.0
+    assert after["referable_brier"] < before["referable_brier"] - 0.02
+    assert after["qwk"] > before["qwk"] and after["auc"] == pytest.approx(before["auc"])
+    assert after["sensitivity"] >= 0.9
+    new = calibrated_card(card, None, record)  # the predictor is only read without a card
+    assert new.extra["output_offset"] == record["offset"]

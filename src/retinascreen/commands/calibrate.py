@@ -12,7 +12,7 @@ EPILOG = """examples:
 
 Writes the calibrated copy (default: <model>-<site>.keras / .onnx beside the model) and
 <copy>.calibration.json (the table below, with intervals). predict, evaluate, screen and the
-web app use the copy's temperature and threshold."""
+web app use the copy's temperature (and offset) and threshold."""
 
 
 def register(subparsers: Any) -> None:
@@ -25,11 +25,12 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser(
         "calibrate",
-        help="recalibrate a model (temperature, referral threshold) on a site's graded photos",
+        help="recalibrate a model (temperature, offset, referral threshold) on a site's photos",
         description="Run a model on a clinic's own graded sample (a few hundred photos, at "
         f"least {MIN_PHOTOS} gradable, referable and non-referable eyes), fit a temperature "
-        "for its grade probabilities and the highest referral threshold that reaches the "
-        "target sensitivity on the sample, and write a copy of the model (same file type, "
+        "for its grade probabilities (with an offset of the cumulative logits for a regression "
+        "model, whose site's photos may all score too high or too low) and the highest "
+        "referral threshold that reaches the target sensitivity on the sample, and write a copy of the model (same file type, "
         "same weights) whose model card records the site, the sample, the date and the "
         "figures before and after with 95 % bootstrap intervals over patients. Ungradable "
         "photos are left out.",

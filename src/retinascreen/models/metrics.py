@@ -183,6 +183,18 @@ def expected_calibration_error(
     return float(gap)
 
 
+def referable_brier(
+    y_true: Sequence[int] | np.ndarray, probabilities: Sequence[Sequence[float]] | np.ndarray
+) -> float:
+    """Brier score of the referable probability against referable truth (lower is better): a
+    proper score of the probability the referral decision uses, smooth on a few hundred cases
+    where a binned ECE is noise."""
+    y = _as_grades(y_true)
+    p = _as_probabilities(probabilities, len(y))
+    truth = (y >= REFERABLE_MIN_GRADE).astype(np.float64)
+    return float(np.mean((referable_scores(p) - truth) ** 2))
+
+
 def bootstrap_intervals(
     y_true: Sequence[int] | np.ndarray,
     probabilities: Sequence[Sequence[float]] | np.ndarray,

@@ -5,13 +5,16 @@ another camera and population they drift (the bundled model refers almost everyb
 external sets). :func:`calibrate_model` runs the model, exactly as :class:`Predictor` does,
 on a graded sample from the site (any ``--format``), and
 
-1. fits a temperature on the model's output (the negative log-likelihood of the grades;
-   :mod:`retinascreen.models.calibration`), then
+1. fits a temperature on the model's output by the negative log-likelihood of the grades
+   (:mod:`retinascreen.models.calibration`); for a regression ("ordinal") model also an
+   offset of its cumulative logits, because a site's photos most often score higher or lower
+   as a whole (camera, population, graders), which a temperature alone cannot undo; then
 2. picks the highest referable threshold whose sensitivity on the sample reaches the target
    (:func:`retinascreen.training.evaluation.choose_threshold`),
 
 and writes a copy of the model file (``.keras`` stays ``.keras``, ``.onnx`` stays ``.onnx``,
-weights untouched) whose card carries ``output_temperature``, ``referable_threshold`` and
+weights untouched) whose card carries ``output_temperature``, ``output_offset`` (ordinal
+models), ``referable_threshold`` and
 ``site_calibration`` (site, date, sample size, target, and the figures before and after with
 95 % bootstrap intervals over patients). Every :class:`Predictor` of the copy applies them.
 Only gradable photos count: an ungradable photo gets "retake", never a referral decision.
@@ -36,6 +39,7 @@ import numpy as np
 from retinascreen.errors import ConfigError, DatasetError, RetinascreenError
 from retinascreen.grading import REFERABLE_MIN_GRADE, grade_rule
 from retinascreen.models.calibration import (
+    fit_ordinal_scaling,
     fit_temperature,
     negative_log_likelihood,
     scale_probabilities,
@@ -45,6 +49,7 @@ from retinascreen.models.metrics import (
     bootstrap_intervals,
     compute_metrics,
     expected_calibration_error,
+    referable_brier,
 )
 
 if TYPE_CHECKING:
@@ -178,7 +183,8 @@ def site_figures(
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Sensitivity, specificity, AUC, QWK, ECE and NLL at ``threshold``, with 95 % intervals."""
+    """Sensitivity, specificity, AUC, QWK, ECE, NLL and the referable probability's Brier score
+    at ``threshold``, with 95 % intervals."""
     metrics = compute_metrics(grades, probabilities, referable_threshold=threshold, grade_rule=rule)
     ref = metrics["referable"]
     return {
@@ -190,6 +196,7 @@ def site_figures(
         "accuracy": metrics["accuracy"],
         "ece": expected_calibration_error(grades, probabilities),
         "nll": negative_log_likelihood(grades, probabilities),
+        "referable_brier": referable_brier(grades, probabilities),
         "referred": float((probabilities[:, REFERABLE_MIN_GRADE:].sum(axis=1) >= threshold).mean()),
         "positives": ref["positives"],
         "negatives": ref["negatives"],
@@ -221,7 +228,7 @@ def fit_site(
     ``sample`` holds the model's own (uncalibrated) probabilities; "before" is the model as it
     predicts today (its card's temperature and threshold), "after" the recalibrated one.
     """
-    from retinascreen.serving.predictor import output_temperature
+    from retinascreen.serving.predictor import output_offset, output_temperature
     from retinascreen.training.evaluation import choose_threshold
 
     check_target(target_sensitivity)
@@ -229,21 +236,25 @@ def fit_site(
     objective = card.objective if card is not None else "softmax"
     rule = grade_rule(objective)
     y, raw = sample.grades, sample.probabilities
-    old_temperature = output_temperature(card)
+    old_temperature, old_offset = output_temperature(card), output_offset(card)
     old_threshold = card.extra.get("referable_threshold") if card is not None else None
-    temperature = fit_temperature(y, raw, objective)
-    after = scale_probabilities(raw, temperature, objective)
+    if objective == "ordinal":
+        temperature, offset = fit_ordinal_scaling(y, raw)
+    else:
+        temperature, offset = fit_temperature(y, raw, objective), 0.0
+    after = scale_probabilities(raw, temperature, objective, offset)
     threshold, _ = choose_threshold(y, after, target_sensitivity)
     before_threshold = DEFAULT_REFERABLE_THRESHOLD if old_threshold is None else old_threshold
+    before = scale_probabilities(raw, old_temperature, objective, old_offset)
     figures = {
         name: site_figures(y, p, sample.patients, threshold=t, rule=rule, resamples=resamples)
-        for name, p, t in (
-            ("before", scale_probabilities(raw, old_temperature, objective), before_threshold),
-            ("after", after, threshold),
-        )
+        for name, p, t in (("before", before, before_threshold), ("after", after, threshold))
     }
     figures["before"]["temperature"] = old_temperature
     figures["after"]["temperature"] = temperature
+    if objective == "ordinal":
+        figures["before"]["offset"] = old_offset
+        figures["after"]["offset"] = offset
     if old_threshold is None:
         figures["before"]["threshold_rule"] = "default 0.5 (the model card has no threshold)"
     record: dict[str, Any] = {
@@ -258,10 +269,12 @@ def fit_site(
         "target_sensitivity": float(target_sensitivity),
         "temperature": temperature,
         "temperature_applies_to": (
-            "the cumulative grade logits, logit P(grade >= k), of the model's output"
+            "the cumulative grade logits, logit P(grade >= k), of the model's output, "
+            "after the offset is subtracted"
             if objective == "ordinal"
             else "the log-probabilities of the model's output (softmax temperature)"
         ),
+        **({"offset": offset} if objective == "ordinal" else {}),
         "threshold": float(threshold),
         "threshold_rule": (
             f"highest threshold with sensitivity >= {target_sensitivity:g} on this site's sample"
@@ -304,6 +317,8 @@ def calibrated_card(card: ModelCard | None, predictor: Predictor, record: dict[s
     new = ModelCard.from_dict(json.loads(card.to_json()))
     new.extra["referable_threshold"] = record["threshold"]
     new.extra["output_temperature"] = record["temperature"]
+    if "offset" in record:
+        new.extra["output_offset"] = record["offset"]
     new.extra["site_calibration"] = record
     return new
 
@@ -404,15 +419,24 @@ def _interval(figures: dict[str, Any], key: str) -> str:
 
 
 def format_table(record: dict[str, Any]) -> str:
-    """Before/after table of a ``site_calibration`` record (threshold, sens., spec., AUC, ECE)."""
+    """Before/after table of a ``site_calibration`` record (temperature, offset, threshold,
+    sens., spec., AUC, QWK, ECE, referable Brier)."""
     rows = [("", "before", "after")]
     before, after = record["before"], record["after"]
     rows.append(("temperature", f"{before['temperature']:.3f}", f"{after['temperature']:.3f}"))
+    if "offset" in after:
+        rows.append(("offset", f"{before.get('offset', 0.0):.3f}", f"{after['offset']:.3f}"))
     rows.append(("threshold", f"{before['threshold']:.3f}", f"{after['threshold']:.3f}"))
     for key in ("sensitivity", "specificity", "auc", "qwk"):
         rows.append((key, _interval(before, key), _interval(after, key)))
     rows.append(("referred", f"{before['referred']:.1%}", f"{after['referred']:.1%}"))
     rows.append(("ECE", f"{before['ece']:.3f}", f"{after['ece']:.3f}"))
+    if "referable_brier" in after:
+        brier = (
+            f"{before.get('referable_brier', float('nan')):.3f}",
+            f"{after['referable_brier']:.3f}",
+        )
+        rows.append(("referable Brier", *brier))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join(
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows

@@ -50,6 +50,7 @@ __all__ = [
     "ImageInput",
     "Predictor",
     "load_card",
+    "output_offset",
     "output_temperature",
     "referral_rule",
     "to_rgb",
@@ -75,6 +76,24 @@ def output_temperature(card: ModelCard | None) -> float:
     if not np.isfinite(temperature) or temperature <= 0:
         raise ModelError(f"model card {card.name!r}: output_temperature must be > 0, got {value!r}")
     return temperature
+
+
+def output_offset(card: ModelCard | None) -> float:
+    """The shift of an ordinal model's cumulative logits a recalibrated card asks for (0.0:
+    none); set by ``retinascreen calibrate`` with the temperature."""
+    if card is None or card.extra.get("output_offset") is None:
+        return 0.0
+    value = card.extra["output_offset"]
+    try:
+        offset = float(value)
+    except (TypeError, ValueError):
+        offset = float("nan")
+    if not np.isfinite(offset) or (offset != 0.0 and card.objective != "ordinal"):
+        raise ModelError(
+            f"model card {card.name!r}: output_offset must be a finite number on an ordinal "
+            f"model, got {value!r}"
+        )
+    return offset
 
 
 def referral_rule(card: ModelCard | None) -> ReferralRule | None:
@@ -129,8 +148,10 @@ class Predictor(ModelTask):
         self.referable_threshold: float | None = (
             None if self.referral_rule is None else self.referral_rule.threshold
         )
-        # Temperature fitted by site recalibration, applied to every engine's output.
+        # Temperature (and ordinal offset) fitted by site recalibration, applied to every
+        # engine's output.
         self.output_temperature: float = output_temperature(card)
+        self.output_offset: float = output_offset(card)
 
     # -- public API -------------------------------------------------------------------------
     @overload
@@ -222,7 +243,8 @@ class Predictor(ModelTask):
     def predict_arrays(self, batch: np.ndarray, *, calibrated: bool = True) -> np.ndarray:
         """Probabilities (N, 5) for pre-processed pixels (N, S, S, 3) 0..255.
 
-        ``calibrated=False``: the model's own output, without the card's ``output_temperature``.
+        ``calibrated=False``: the model's own output, without the card's ``output_temperature``
+        and ``output_offset``.
         """
         batch = np.asarray(batch, dtype=np.float32)
         probs = self._engine(batch)
@@ -231,12 +253,13 @@ class Predictor(ModelTask):
                 f"{self.model_path.name}: model outputs shape {probs.shape}, "
                 f"expected (N, {grading.N_CLASSES}) grade probabilities"
             )
-        if not calibrated or self.output_temperature == 1.0:
+        if not calibrated or (self.output_temperature == 1.0 and self.output_offset == 0.0):
             return probs
         from retinascreen.models.calibration import scale_probabilities
 
         objective = self.card.objective if self.card is not None else "softmax"
-        return scale_probabilities(probs, self.output_temperature, objective).astype(np.float32)
+        scaled = scale_probabilities(probs, self.output_temperature, objective, self.output_offset)
+        return scaled.astype(np.float32)
 
     def heatmap(
         self,

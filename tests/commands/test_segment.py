@@ -8,7 +8,7 @@ import pytest
 from retinascreen.cli import main
 from retinascreen.data.images import load_image, save_image
 from tests.helpers.drawing import draw_fundus
-from tests.helpers.segmentation import LESION_CLASSES
+from tests.helpers.segmentation import LESION_CLASSES, left_neighbour_segmenter
 
 
 @pytest.fixture
@@ -86,3 +86,22 @@ def test_a_grading_model_is_refused_with_a_clear_error(web_model_path, photos, t
     status = main(["segment", str(web_model_path), str(photos), "--out", str(tmp_path / "o")])
     assert status == 2
     assert "not a segmentation model" in capsys.readouterr().err
+
+
+def test_one_pass_skips_the_cards_flip_averaging(photos, tmp_path):
+    """A lesion card that averages each map with the mirror image's: ``--one-pass`` writes the
+    maps of one pass, which for this not-mirror-fair model differ from the averaged ones."""
+    flip_model, _ = left_neighbour_segmenter(tmp_path / "flip", flip_average=True)
+    plain_model, _ = left_neighbour_segmenter(tmp_path / "plain")
+    photo = str(photos / "eye1.png")
+    maps = {}
+    for name, model, extra in (
+        ("averaged", flip_model, []),
+        ("one pass", flip_model, ["--one-pass"]),
+        ("plain", plain_model, []),
+    ):
+        out = tmp_path / name
+        assert main(["segment", str(model), photo, "--out", str(out), *extra]) == 0
+        maps[name] = np.asarray(load_image(out / "eye1_lesions_hard_exudate.png"))
+    assert np.array_equal(maps["one pass"], maps["plain"])
+    assert not np.array_equal(maps["averaged"], maps["plain"])

@@ -97,3 +97,23 @@ def segmentation_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
             training_data="synthetic generator lesion masks (tests)",
         ),
     }
+
+
+def left_neighbour_segmenter(folder: Path, **extra: object):  # type: ignore[no-untyped-def]
+    """A lesion 'model' whose map at a pixel is its left neighbour's brightness: unlike the
+    real ones, it is not fair to mirror images, so flip averaging changes its maps."""
+    import keras
+
+    from retinascreen.models.modelcard import read_card, write_card
+
+    path = save_tiny_segmenter(folder, "lesions", LESION_CLASSES, extra=extra or None)
+    card = read_card(path)
+    inputs = keras.Input((None, None, 3))
+    head = keras.layers.Conv2D(len(LESION_CLASSES), 3, padding="same", activation="sigmoid")
+    model = keras.Model(inputs, head(inputs))
+    kernel = np.zeros((3, 3, 3, len(LESION_CLASSES)), np.float32)
+    kernel[1, 0, 1, :] = 1 / 6.0
+    head.set_weights([kernel, np.full(len(LESION_CLASSES), -55 / 6.0, np.float32)])
+    model.save(path)
+    write_card(path, card)
+    return path, model

@@ -9,7 +9,11 @@ from retinascreen.data.fundus import crop_fundus
 from retinascreen.errors import ModelError, NotAnImageError
 from retinascreen.serving.segmenter import CLASS_COLOURS, Segmenter
 from tests.helpers.drawing import draw_fundus
-from tests.helpers.segmentation import LESION_CLASSES, save_tiny_segmenter
+from tests.helpers.segmentation import (
+    LESION_CLASSES,
+    left_neighbour_segmenter,
+    save_tiny_segmenter,
+)
 
 
 @pytest.fixture(scope="module")
@@ -178,31 +182,11 @@ def test_flip_averaging_is_the_mean_of_the_maps_of_a_batch_and_of_its_mirror():
     np.testing.assert_allclose(flip_averaged(lambda b: b, x), x)  # a mirror-fair model: unchanged
 
 
-def _left_neighbour_segmenter(folder, **extra):  # type: ignore[no-untyped-def]
-    """A lesion 'model' whose map at a pixel is its left neighbour's brightness: unlike the
-    real ones, it is not fair to mirror images, so flip averaging changes its maps."""
-    import keras
-
-    from retinascreen.models.modelcard import read_card, write_card
-
-    path = save_tiny_segmenter(folder, "lesions", LESION_CLASSES, extra=extra or None)
-    card = read_card(path)
-    inputs = keras.Input((None, None, 3))
-    head = keras.layers.Conv2D(len(LESION_CLASSES), 3, padding="same", activation="sigmoid")
-    model = keras.Model(inputs, head(inputs))
-    kernel = np.zeros((3, 3, 3, len(LESION_CLASSES)), np.float32)
-    kernel[1, 0, 1, :] = 1 / 6.0
-    head.set_weights([kernel, np.full(len(LESION_CLASSES), -55 / 6.0, np.float32)])
-    model.save(path)
-    write_card(path, card)
-    return path, model
-
-
 def test_a_card_with_flip_average_serves_the_mean_of_the_photo_and_its_mirror(tmp_path, photo):
     from retinascreen.models.engines import flip_averaged
 
-    plain_path, model = _left_neighbour_segmenter(tmp_path / "plain")
-    flip_path, _ = _left_neighbour_segmenter(tmp_path / "flip", flip_average=True)
+    plain_path, model = left_neighbour_segmenter(tmp_path / "plain")
+    flip_path, _ = left_neighbour_segmenter(tmp_path / "flip", flip_average=True)
     plain, both = Segmenter(plain_path), Segmenter(flip_path)
     assert both.flip_average and not plain.flip_average
     a, b = plain.segment(photo), both.segment(photo)
@@ -211,3 +195,7 @@ def test_a_card_with_flip_average_serves_the_mean_of_the_photo_and_its_mirror(tm
     for i, name in enumerate(LESION_CLASSES):
         np.testing.assert_allclose(b.maps[name], expected[..., i] * b.field, atol=1e-5)
     assert not np.allclose(a.maps["hard_exudate"], b.maps["hard_exudate"], atol=1e-3)
+    # A user who wants speed over the card's averaging gets the one-pass maps.
+    one = Segmenter(flip_path, flip_average=False)
+    assert not one.flip_average
+    np.testing.assert_array_equal(one.segment(photo).maps["hard_exudate"], a.maps["hard_exudate"])

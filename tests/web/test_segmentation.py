@@ -163,3 +163,24 @@ def test_the_bundled_models_draw_the_overlays_by_default(tmp_path, web_predictor
         assert re.search(r"area under the precision-recall curve: [^<]*hard exudate 0\.\d\d", page)
     finally:
         dispose(app)
+
+
+def test_lesion_flip_averaging_can_be_turned_off_for_speed(tmp_path, web_predictor, monkeypatch):
+    """The bundled lesion card averages each map with the mirror image's (twice the model
+    time); ``LESION_FLIP_AVERAGE`` (or ``RETINASCREEN_LESION_FLIP_AVERAGE=0``) serves one pass."""
+    from retinascreen.web import dispose
+    from retinascreen.web.segmentation import segmenters
+
+    default = make_app(tmp_path / "default", web_predictor, SEGMENTATION=True)
+    monkeypatch.setenv("RETINASCREEN_LESION_FLIP_AVERAGE", "0")
+    fast = make_app(tmp_path / "fast", web_predictor, SEGMENTATION=True)
+    try:
+        assert default.config["LESION_FLIP_AVERAGE"] is True
+        assert fast.config["LESION_FLIP_AVERAGE"] is False
+        as_card, one_pass = segmenters(default)["lesions"], segmenters(fast)["lesions"]
+        assert as_card is not None and one_pass is not None
+        assert as_card.flip_average and not one_pass.flip_average
+        assert segmenters(fast)["vessels"] is segmenters(default)["vessels"]
+    finally:
+        dispose(default)
+        dispose(fast)

@@ -55,6 +55,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="photo: maps at the photo's size and position (default); crop: on the model's "
         "square fundus crop",
     )
+    parser.add_argument(
+        "--one-pass",
+        action="store_true",
+        help="one model pass per photo even when the model's card averages the maps of the "
+        "photo and its mirror image (the bundled lesion model does): about half the time",
+    )
     parser.set_defaults(func=run)
 
 
@@ -93,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "no images given (usage: retinascreen segment [MODEL] IMAGE... --out DIR)"
         )
-    segmenter = Segmenter(model, args.what)
+    segmenter = Segmenter(model, args.what, flip_average=not args.one_pass)
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"model: {_describe(segmenter)}", file=sys.stderr, flush=True)
 

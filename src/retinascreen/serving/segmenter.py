@@ -157,6 +157,8 @@ class Segmenter(ModelTask):
     ``model``: a ``.keras`` / ``.onnx`` file (ONNX Runtime runs ``.onnx``), or None for the
     bundled model named by ``what`` (``vessels`` or ``lesions``; ignored with a model file,
     whose card names its classes). ``threads``: intra-op threads (None = all cores).
+    ``flip_average=False``: one pass per photo even when the card asks for flip averaging
+    (half the model time; the maps are then those the card's one-pass figures describe).
     """
 
     task = "segmentation"
@@ -168,6 +170,7 @@ class Segmenter(ModelTask):
         what: str = "vessels",
         *,
         threads: int | None = None,
+        flip_average: bool = True,
     ) -> None:
         path = bundled_path(what) if model is None else Path(model).expanduser()
         if not path.is_file():
@@ -197,7 +200,7 @@ class Segmenter(ModelTask):
             raise ModelError(f"{path.name}: its card's ignore_rim must be in [0, 0.5)")
         # The card's ``flip_average``: maps averaged with the mirrored photo's (measured better
         # on IDRiD's test photos for the bundled lesion model; twice the cost).
-        self.flip_average: bool = bool(card.extra.get("flip_average", False))
+        self.flip_average: bool = flip_average and bool(card.extra.get("flip_average", False))
 
     def __repr__(self) -> str:
         return f"Segmenter({str(self.model_path)!r}, classes={list(self.classes)})"

@@ -109,6 +109,9 @@ def defaults() -> dict[str, Any]:
         "SEGMENTATION": _env("SEGMENTATION", True),
         "VESSEL_MODEL": _env("VESSEL_MODEL", None),
         "LESION_MODEL": _env("LESION_MODEL", None),
+        # False: lesion maps from one pass even when the model's card flip-averages them
+        # (about 30 % more screenings a second on 2 cores, maps slightly less accurate).
+        "LESION_FLIP_AVERAGE": _env("LESION_FLIP_AVERAGE", True),
         "MAX_CONTENT_LENGTH": DEFAULT_MAX_UPLOAD_BYTES,
         "MAX_IMAGE_PIXELS": None,  # None = retinascreen.data.images.MAX_PIXELS
         "AUTO_MIGRATE": True,

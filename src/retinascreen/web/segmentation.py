@@ -2,7 +2,8 @@
 
 Config keys: ``SEGMENTATION`` (default True: draw them when the models are available),
 ``VESSEL_MODEL`` and ``LESION_MODEL`` (a segmentation ``.keras`` / ``.onnx`` file; None = the
-bundled model). Segmenters are loaded once per process; a model that cannot be loaded and a
+bundled model), ``LESION_FLIP_AVERAGE`` (default True: as the lesion model's card says; False:
+one pass, faster). Segmenters are loaded once per process; a model that cannot be loaded and a
 photo that cannot be segmented are logged and leave the overlay absent: segmentation never
 fails an upload.
 """
@@ -28,7 +29,7 @@ CONFIG_KEYS = {"vessels": "VESSEL_MODEL", "lesions": "LESION_MODEL"}
 SYNTHETIC_LESIONS = "Lesion maps were learned from synthetic photos only"
 
 _lock = threading.Lock()
-_loaded: dict[tuple[str, str | None], Segmenter | None] = {}
+_loaded: dict[tuple[str, str | None, bool], Segmenter | None] = {}
 
 
 def get_segmenter(what: str, app: Flask | None = None) -> Segmenter | None:
@@ -37,18 +38,19 @@ def get_segmenter(what: str, app: Flask | None = None) -> Segmenter | None:
     if not app.config.get("SEGMENTATION", True):
         return None
     model = app.config.get(CONFIG_KEYS[what])
-    key = (what, None if model is None else str(model))
+    flip = what != "lesions" or bool(app.config.get("LESION_FLIP_AVERAGE", True))
+    key = (what, None if model is None else str(model), flip)
     with _lock:
         if key not in _loaded:
-            _loaded[key] = _load(what, model, app.config.get("MODEL_THREADS"))
+            _loaded[key] = _load(what, model, app.config.get("MODEL_THREADS"), flip)
         return _loaded[key]
 
 
-def _load(what: str, model: Any, threads: int | None) -> Segmenter | None:
+def _load(what: str, model: Any, threads: int | None, flip_average: bool) -> Segmenter | None:
     from retinascreen.serving.segmenter import Segmenter
 
     try:
-        return Segmenter(model, what, threads=threads)
+        return Segmenter(model, what, threads=threads, flip_average=flip_average)
     except Exception as exc:  # noqa: BLE001 - any failure leaves the overlay out, never the upload
         log.warning("no %s overlays: %s", what, exc)
         return None

@@ -104,7 +104,8 @@ def fit_ordinal_scaling(
 ) -> tuple[float, float]:
     """``(temperature, offset)`` of an ordinal model's cumulative logits minimising the negative
     log-likelihood of ``y_true``: a temperature alone cannot undo a shift of every score (a
-    camera whose photos all look worse), which is what a site's sample most often shows."""
+    camera whose photos all look worse), which is what srahim-dr's raw photos show (README,
+    "Site recalibration")."""
     from scipy.optimize import minimize
 
     y = np.asarray(y_true, dtype=int).reshape(-1)

@@ -15,6 +15,19 @@ LAYER_TEMPERATURE = 0.3
 SIZE = 32
 
 
+def ordinal_card(**extra: float) -> ModelCard:
+    """The card of a regression model with the test's grade thresholds."""
+    return ModelCard(
+        name="ordinal",
+        backbone="test",
+        head="test",
+        input_size=SIZE,
+        objective="ordinal",
+        thresholds=list(THRESHOLDS),
+        extra=dict(extra),
+    )
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     import keras
@@ -28,15 +41,7 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("ordinal")
     path = root / "ordinal.keras"
     model.save(path)
-    card = ModelCard(
-        name="ordinal",
-        backbone="test",
-        head="test",
-        input_size=SIZE,
-        objective="ordinal",
-        thresholds=list(THRESHOLDS),
-        extra={"temperature": LAYER_TEMPERATURE, "output_temperature": 2.5},
-    )
+    card = ordinal_card(temperature=LAYER_TEMPERATURE, output_temperature=2.5)
     write_card(path, card)
     export_model(path, root / "ordinal.onnx")
     pixels = np.random.default_rng(1).uniform(0, 255, (8, SIZE, SIZE, 3)).astype("float32")
@@ -111,15 +116,7 @@ def test_site_calibration_of_an_ordinal_model_fits_an_offset_and_records_it():
     grades = np.array([rng.choice(5, p=row / row.sum()) for row in truth])
     model = ordinal.ordinal_probabilities(scores + 0.8, THRESHOLDS, 0.6)
     patients = [f"P{i // 2}" for i in range(len(grades))]
-    card = ModelCard(
-        name="ordinal",
-        backbone="test",
-        head="test",
-        input_size=SIZE,
-        objective="ordinal",
-        thresholds=list(THRESHOLDS),
-        extra={"referable_threshold": 0.1},
-    )
+    card = ordinal_card(referable_threshold=0.1)
     record = fit_site(
         SiteSample(grades, model, patients, len(grades)), card, site="S", resamples=50
     )

@@ -61,18 +61,27 @@ FUNDUS_LEVEL = 20  # pixels of a cropped photo brighter than this (any channel) 
 log = logging.getLogger(__name__)
 
 
+def _card_number(card: ModelCard, key: str) -> tuple[float, Any] | None:
+    """``(value as a float, NaN if it is not a number; the value as written)`` of the card's
+    ``extra[key]``; None when the card has none."""
+    if card.extra.get(key) is None:
+        return None
+    value = card.extra[key]
+    try:
+        return float(value), value
+    except (TypeError, ValueError):
+        return float("nan"), value
+
+
 def output_temperature(card: ModelCard | None) -> float:
     """The temperature a recalibrated model's card asks for (1.0: the model's own output).
 
     Set by ``retinascreen calibrate`` (:mod:`retinascreen.serving.calibration`).
     """
-    if card is None or card.extra.get("output_temperature") is None:
+    found = None if card is None else _card_number(card, "output_temperature")
+    if card is None or found is None:
         return 1.0
-    value = card.extra["output_temperature"]
-    try:
-        temperature = float(value)
-    except (TypeError, ValueError):
-        temperature = float("nan")
+    temperature, value = found
     if not np.isfinite(temperature) or temperature <= 0:
         raise ModelError(f"model card {card.name!r}: output_temperature must be > 0, got {value!r}")
     return temperature
@@ -81,13 +90,10 @@ def output_temperature(card: ModelCard | None) -> float:
 def output_offset(card: ModelCard | None) -> float:
     """The shift of an ordinal model's cumulative logits a recalibrated card asks for (0.0:
     none); set by ``retinascreen calibrate`` with the temperature."""
-    if card is None or card.extra.get("output_offset") is None:
+    found = None if card is None else _card_number(card, "output_offset")
+    if card is None or found is None:
         return 0.0
-    value = card.extra["output_offset"]
-    try:
-        offset = float(value)
-    except (TypeError, ValueError):
-        offset = float("nan")
+    offset, value = found
     if not np.isfinite(offset) or (offset != 0.0 and card.objective != "ordinal"):
         raise ModelError(
             f"model card {card.name!r}: output_offset must be a finite number on an ordinal "

@@ -30,10 +30,10 @@ def register(subparsers: Any) -> None:
         f"least {MIN_PHOTOS} gradable, referable and non-referable eyes), fit a temperature "
         "for its grade probabilities (with an offset of the cumulative logits for a regression "
         "model, whose site's photos may all score too high or too low) and the highest "
-        "referral threshold that reaches the target sensitivity on the sample, and write a copy of the model (same file type, "
-        "same weights) whose model card records the site, the sample, the date and the "
-        "figures before and after with 95 % bootstrap intervals over patients. Ungradable "
-        "photos are left out.",
+        "referral threshold that reaches the target sensitivity on the sample, and write a "
+        "copy of the model (same file type, same weights) whose model card records the site, "
+        "the sample, the date and the figures before and after with 95 % bootstrap intervals "
+        "over patients. Ungradable photos are left out.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -7,17 +7,18 @@ on a graded sample from the site (any ``--format``), and
 
 1. fits a temperature on the model's output by the negative log-likelihood of the grades
    (:mod:`retinascreen.models.calibration`); for a regression ("ordinal") model also an
-   offset of its cumulative logits, because a site's photos most often score higher or lower
-   as a whole (camera, population, graders), which a temperature alone cannot undo; then
+   offset of its cumulative logits, because a site's photos may score higher or lower as a
+   whole (camera, population, graders: srahim-dr's do), which a temperature alone cannot
+   undo; then
 2. picks the highest referable threshold whose sensitivity on the sample reaches the target
    (:func:`retinascreen.training.evaluation.choose_threshold`),
 
 and writes a copy of the model file (``.keras`` stays ``.keras``, ``.onnx`` stays ``.onnx``,
 weights untouched) whose card carries ``output_temperature``, ``output_offset`` (ordinal
-models), ``referable_threshold`` and
-``site_calibration`` (site, date, sample size, target, and the figures before and after with
-95 % bootstrap intervals over patients). Every :class:`Predictor` of the copy applies them.
-Only gradable photos count: an ungradable photo gets "retake", never a referral decision.
+models), ``referable_threshold`` and ``site_calibration`` (site, date, sample size, target,
+and the figures before and after with 95 % bootstrap intervals over patients). Every
+:class:`Predictor` of the copy applies them. Only gradable photos count: an ungradable photo
+gets "retake", never a referral decision.
 """
 
 from __future__ import annotations
@@ -421,22 +422,19 @@ def _interval(figures: dict[str, Any], key: str) -> str:
 def format_table(record: dict[str, Any]) -> str:
     """Before/after table of a ``site_calibration`` record (temperature, offset, threshold,
     sens., spec., AUC, QWK, ECE, referable Brier)."""
-    rows = [("", "before", "after")]
     before, after = record["before"], record["after"]
-    rows.append(("temperature", f"{before['temperature']:.3f}", f"{after['temperature']:.3f}"))
-    if "offset" in after:
-        rows.append(("offset", f"{before.get('offset', 0.0):.3f}", f"{after['offset']:.3f}"))
-    rows.append(("threshold", f"{before['threshold']:.3f}", f"{after['threshold']:.3f}"))
+
+    def plain(label: str, key: str) -> tuple[str, str, str]:
+        return (label, f"{before[key]:.3f}", f"{after[key]:.3f}")
+
+    rows = [("", "before", "after"), plain("temperature", "temperature")]
+    if "offset" in after:  # ordinal models
+        rows.append(plain("offset", "offset"))
+    rows.append(plain("threshold", "threshold"))
     for key in ("sensitivity", "specificity", "auc", "qwk"):
         rows.append((key, _interval(before, key), _interval(after, key)))
     rows.append(("referred", f"{before['referred']:.1%}", f"{after['referred']:.1%}"))
-    rows.append(("ECE", f"{before['ece']:.3f}", f"{after['ece']:.3f}"))
-    if "referable_brier" in after:
-        brier = (
-            f"{before.get('referable_brier', float('nan')):.3f}",
-            f"{after['referable_brier']:.3f}",
-        )
-        rows.append(("referable Brier", *brier))
+    rows += [plain("ECE", "ece"), plain("referable Brier", "referable_brier")]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join(
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows

@@ -158,7 +158,7 @@ class Segmenter(ModelTask):
     bundled model named by ``what`` (``vessels`` or ``lesions``; ignored with a model file,
     whose card names its classes). ``threads``: intra-op threads (None = all cores).
     ``flip_average=False``: one pass per photo even when the card asks for flip averaging
-    (half the model time; the maps are then those the card's one-pass figures describe).
+    (half the model time; the card's figures and thresholds were measured on averaged maps).
     """
 
     task = "segmentation"

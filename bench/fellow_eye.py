@@ -39,13 +39,19 @@ def logits(predictor: Predictor, records: list[Record]) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def fellows(records: list[Record]) -> np.ndarray:
-    """Index of each photo's fellow eye (same patient, the other photo); itself when none."""
-    by_patient: dict[str, list[int]] = defaultdict(list)
+def photos_by_patient(records: list[Record]) -> list[list[int]]:
+    """The indices of each patient's photos."""
+    groups: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(records):
-        by_patient[str(r.patient)].append(i)
-    out = np.arange(len(records))
-    for members in by_patient.values():
+        groups[str(r.patient)].append(i)
+    return list(groups.values())
+
+
+def fellows(groups: list[list[int]], n: int) -> np.ndarray:
+    """Index of each of ``n`` photos' fellow eye (same patient, the other photo); itself when
+    none."""
+    out = np.arange(n)
+    for members in groups:
         if len(members) == 2:
             out[members[0]], out[members[1]] = members[1], members[0]
     return out
@@ -55,13 +61,11 @@ def aucs(records: list[Record], own: np.ndarray, w: float) -> tuple[float, float
     """Referable AUC per eye and per patient (either eye referable; the higher score)."""
     from sklearn.metrics import roc_auc_score
 
-    score = (1 - w) * own + w * own[fellows(records)]
+    groups = photos_by_patient(records)
+    score = (1 - w) * own + w * own[fellows(groups, len(records))]
     truth = np.array([r.grade >= REFERABLE_MIN_GRADE for r in records])
-    by_patient: dict[str, list[int]] = defaultdict(list)
-    for i, r in enumerate(records):
-        by_patient[str(r.patient)].append(i)
-    patient_truth = [truth[m].any() for m in by_patient.values()]
-    patient_score = [score[m].max() for m in by_patient.values()]
+    patient_truth = [truth[m].any() for m in groups]
+    patient_score = [score[m].max() for m in groups]
     return float(roc_auc_score(truth, score)), float(roc_auc_score(patient_truth, patient_score))
 
 
